@@ -1,0 +1,3 @@
+"""hdb_jax: HyperDreamBooth in JAX/Flax."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,15 @@
+"""LoRA and LiDB adapters as pure parameter pytrees, and the two ways to apply them."""
+
+from hdb_jax.adapters.apply import batched_adapters, merge, model_factors, tile_factors
+from hdb_jax.adapters.counting import AdapterCount, count_from_configs, count_layers
+from hdb_jax.adapters.lidb import AuxBases, LidbConfig, LidbParams, aux_bases, init_lidb, lidb_factors, lidb_size
+from hdb_jax.adapters.lora import (Factors, LoraParams, concat_factors, delta_weights, init_lora, lora_factors,
+                                   lora_size)
+from hdb_jax.adapters.targets import DEFAULT_TARGETS, LayerSpec, flatten_paths, select_layers
+
+__all__ = [
+    "batched_adapters", "merge", "model_factors", "tile_factors", "AdapterCount", "count_from_configs",
+    "count_layers", "AuxBases", "LidbConfig", "LidbParams", "aux_bases", "init_lidb", "lidb_factors",
+    "lidb_size", "Factors", "LoraParams", "concat_factors", "delta_weights", "init_lora", "lora_factors",
+    "lora_size", "DEFAULT_TARGETS", "LayerSpec", "flatten_paths", "select_layers",
+]

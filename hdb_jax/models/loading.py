@@ -1,0 +1,252 @@
+"""Loads a Stable Diffusion model (UNet, VAE, CLIP text encoder, tokenizer, noise schedule).
+
+The one loading path for every model, real or tiny: a hub id is first resolved to a local snapshot,
+then each component is read from its diffusers-format subfolder, either as Flax weights (msgpack) or
+converted from PyTorch `.safetensors`. Pickled PyTorch weights (`.bin`) are never read.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+from safetensors.numpy import load_file as load_safetensors_numpy
+
+from hdb_jax.models.quiet import silence_flax_deprecations
+
+silence_flax_deprecations()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from diffusers import FlaxAutoencoderKL, FlaxDDPMScheduler, FlaxUNet2DConditionModel
+from diffusers.models.modeling_flax_pytorch_utils import rename_key, rename_key_and_reshape_tensor
+from transformers import CLIPTextConfig, CLIPTokenizer, FlaxCLIPTextModel
+
+Params = Any
+
+FLAX_DIFFUSERS_WEIGHTS = "diffusion_flax_model.msgpack"
+PT_DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
+FLAX_TRANSFORMERS_WEIGHTS = "flax_model.msgpack"
+PT_TRANSFORMERS_WEIGHTS = "model.safetensors"
+COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+class ModelLoadError(RuntimeError):
+  """A model could not be loaded; the message says what to do about it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StableDiffusion:
+  """The modules (stateless) and parameters of one Stable Diffusion model.
+
+  `params` holds 'unet', 'vae' and 'text_encoder' parameter pytrees; the modules hold no weights.
+  """
+  unet: FlaxUNet2DConditionModel
+  vae: FlaxAutoencoderKL
+  text_encoder: FlaxCLIPTextModel
+  tokenizer: CLIPTokenizer
+  scheduler: FlaxDDPMScheduler
+  scheduler_state: Any
+  params: dict[str, Params]
+  source: str
+
+  @property
+  def vae_scaling_factor(self) -> float:
+    return float(self.vae.config.scaling_factor)
+
+  @property
+  def resolution(self) -> int:
+    """Image size in pixels that the UNet's sample size corresponds to."""
+    return int(self.unet.config.sample_size) * 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+  def fingerprint(self) -> str:
+    return config_fingerprint(dict(self.unet.config), self.text_encoder.config.to_dict())
+
+
+def _architecture(config: dict[str, Any]) -> dict[str, Any]:
+  """Drops bookkeeping keys (names, versions, dtypes) so equal architectures compare equal."""
+  skip = {"transformers_version", "torch_dtype", "dtype", "architectures", "name_or_path"}
+  return {k: v for k, v in sorted(config.items())
+          if not k.startswith("_") and k not in skip and not isinstance(v, dict)}
+
+
+def config_fingerprint(unet_config: dict[str, Any], text_config: dict[str, Any]) -> str:
+  """A short hash of the UNet and text-encoder architectures, stored in identity files."""
+  blob = json.dumps({"unet": _architecture(unet_config), "text": _architecture(text_config)},
+                    sort_keys=True, default=list)
+  return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def resolve_pretrained(pretrained: str, revision: str | None = None) -> str:
+  """Returns a local directory for `pretrained`: itself if it is a directory, else a hub snapshot.
+
+  Raises ModelLoadError for a path that does not exist or a hub id that cannot be fetched (offline,
+  unknown, gated), naming what to do.
+  """
+  expanded = os.path.expanduser(pretrained)
+  if os.path.isdir(expanded):
+    return expanded
+  if pretrained.startswith((".", "/", "~")) or os.sep + os.sep in pretrained or pretrained.count("/") != 1:
+    raise ModelLoadError(f"model directory not found: {pretrained!r} (expected a local diffusers-format "
+                         "directory or a hub id like 'runwayml/stable-diffusion-v1-5')")
+  import huggingface_hub  # pylint: disable=import-outside-toplevel
+  patterns = ["*.json", "*.txt", "*.msgpack", "*.safetensors"]
+  try:
+    return huggingface_hub.snapshot_download(pretrained, revision=revision, allow_patterns=patterns)
+  except Exception as e:  # the hub raises many types: offline, 404, gated, connection refused
+    raise ModelLoadError(
+        f"could not fetch {pretrained!r} from the Hugging Face hub ({type(e).__name__}: "
+        f"{str(e).splitlines()[0] if str(e) else ''}). If this machine is offline, download the model "
+        "elsewhere and pass its local directory instead.") from e
+
+
+def _subfolder(root: str, name: str) -> str:
+  path = os.path.join(root, name)
+  if not os.path.isdir(path):
+    raise ModelLoadError(f"{root!r} has no '{name}/' subfolder: not a diffusers-format Stable "
+                         f"Diffusion directory (expected subfolders {', '.join(COMPONENTS)})")
+  return path
+
+
+def _read_json(path: str) -> dict[str, Any]:
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except FileNotFoundError as e:
+    raise ModelLoadError(f"missing {path}") from e
+  except json.JSONDecodeError as e:
+    raise ModelLoadError(f"{path} is not valid JSON: {e}") from e
+
+
+def _check_class(config: dict[str, Any], path: str, expected: tuple[str, ...]) -> None:
+  class_name = config.get("_class_name") or (config.get("architectures") or [None])[0]
+  if class_name is not None and class_name.removeprefix("Flax") not in expected:
+    raise ModelLoadError(f"{path} describes a {class_name}, expected one of {', '.join(expected)}")
+
+
+def _refuse_pickle_only(directory: str, weights: tuple[str, ...]) -> None:
+  present = set(os.listdir(directory))
+  if not present.intersection(weights):
+    pickled = sorted(n for n in present if n.endswith((".bin", ".pt", ".ckpt")))
+    hint = (f" It holds only pickled weights ({', '.join(pickled)}), which this project never loads: "
+            "convert them to safetensors first (e.g. diffusers' save_pretrained).") if pickled else ""
+    raise ModelLoadError(f"no weights in {directory} (looked for {', '.join(weights)}).{hint}")
+
+
+def convert_pytorch_state_dict(pt_state: dict[str, np.ndarray], abstract_params: Params) -> Params:
+  """Maps a diffusers PyTorch state dict (numpy arrays) onto a Flax parameter tree.
+
+  `abstract_params` (from jax.eval_shape) gives the expected names and shapes; a missing, unexpected or
+  misshaped tensor is a ModelLoadError.
+  """
+  expected = traverse_util.flatten_dict(abstract_params)
+  converted = {}
+  for pt_key, tensor in pt_state.items():
+    flax_key, value = rename_key_and_reshape_tensor(tuple(rename_key(pt_key).split(".")), tensor, expected)
+    if flax_key not in expected:
+      raise ModelLoadError(f"unexpected weight {pt_key!r} for this model config")
+    if tuple(value.shape) != tuple(expected[flax_key].shape):
+      raise ModelLoadError(f"weight {pt_key!r} has shape {tuple(value.shape)}, the config expects "
+                           f"{tuple(expected[flax_key].shape)}")
+    converted[flax_key] = jnp.asarray(value, dtype=expected[flax_key].dtype)
+  missing = sorted("/".join(k) for k in expected if k not in converted)
+  if missing:
+    raise ModelLoadError(f"{len(missing)} weights missing from the checkpoint, e.g. {missing[0]}")
+  return traverse_util.unflatten_dict(converted)
+
+
+def _load_diffusers_module(root: str, name: str, cls: Any, expected_classes: tuple[str, ...],
+                           dtype: jnp.dtype) -> tuple[Any, Params]:
+  """Loads a diffusers Flax model from root/name in Flax or PyTorch-safetensors format."""
+  directory = _subfolder(root, name)
+  config_path = os.path.join(directory, "config.json")
+  _check_class(_read_json(config_path), config_path, expected_classes)
+  _refuse_pickle_only(directory, (FLAX_DIFFUSERS_WEIGHTS, PT_DIFFUSERS_WEIGHTS))
+  if os.path.exists(os.path.join(directory, FLAX_DIFFUSERS_WEIGHTS)):
+    return cls.from_pretrained(directory, dtype=dtype)
+  module = cls.from_config(cls.load_config(directory), dtype=dtype)
+  abstract = jax.eval_shape(module.init_weights, jax.random.PRNGKey(0))
+  pt_state = load_safetensors_numpy(os.path.join(directory, PT_DIFFUSERS_WEIGHTS))
+  return module, convert_pytorch_state_dict(pt_state, abstract)
+
+
+def load_unet(root: str, dtype: jnp.dtype = jnp.float32) -> tuple[FlaxUNet2DConditionModel, Params]:
+  """UNet module and params from root/unet."""
+  return _load_diffusers_module(root, "unet", FlaxUNet2DConditionModel, ("UNet2DConditionModel",), dtype)
+
+
+def load_vae(root: str, dtype: jnp.dtype = jnp.float32) -> tuple[FlaxAutoencoderKL, Params]:
+  """VAE module and params from root/vae."""
+  return _load_diffusers_module(root, "vae", FlaxAutoencoderKL, ("AutoencoderKL",), dtype)
+
+
+def load_text_encoder(root: str, dtype: jnp.dtype = jnp.float32) -> tuple[FlaxCLIPTextModel, Params]:
+  """CLIP text encoder and params from root/text_encoder (Flax msgpack or PyTorch safetensors)."""
+  directory = _subfolder(root, "text_encoder")
+  config_path = os.path.join(directory, "config.json")
+  _check_class(_read_json(config_path), config_path, ("CLIPTextModel", "CLIPTextModelWithProjection"))
+  _refuse_pickle_only(directory, (FLAX_TRANSFORMERS_WEIGHTS, PT_TRANSFORMERS_WEIGHTS))
+  from_pt = not os.path.exists(os.path.join(directory, FLAX_TRANSFORMERS_WEIGHTS))
+  model = FlaxCLIPTextModel.from_pretrained(directory, from_pt=from_pt, dtype=dtype, _do_init=False)
+  if isinstance(model, tuple):
+    model, params = model
+  else:
+    params = model.params
+  return model, params
+
+
+def load_tokenizer(root: str) -> CLIPTokenizer:
+  """CLIP tokenizer from root/tokenizer."""
+  directory = _subfolder(root, "tokenizer")
+  for name in ("vocab.json", "merges.txt"):
+    if not os.path.exists(os.path.join(directory, name)):
+      raise ModelLoadError(f"{directory} has no {name}: not a CLIP tokenizer")
+  return CLIPTokenizer.from_pretrained(directory)
+
+
+def load_scheduler(root: str) -> tuple[FlaxDDPMScheduler, Any]:
+  """The base model's noise schedule as a DDPM scheduler (the training schedule)."""
+  directory = _subfolder(root, "scheduler")
+  config = _read_json(os.path.join(directory, "scheduler_config.json"))
+  keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type",
+          "clip_sample", "steps_offset")
+  scheduler = FlaxDDPMScheduler(**{k: config[k] for k in keys if k in config
+                                   and k in FlaxDDPMScheduler.__init__.__code__.co_varnames})
+  return scheduler, scheduler.create_state()
+
+
+def load_stable_diffusion(pretrained: str, revision: str | None = None,
+                          dtype: jnp.dtype = jnp.float32) -> StableDiffusion:
+  """Loads every component of a Stable Diffusion model from a hub id or a local directory.
+
+  `dtype` is the compute dtype of the modules; parameters stay float32 (master weights).
+  """
+  root = resolve_pretrained(pretrained, revision)
+  unet, unet_params = load_unet(root, dtype)
+  vae, vae_params = load_vae(root, dtype)
+  text_encoder, text_params = load_text_encoder(root, dtype)
+  tokenizer = load_tokenizer(root)
+  scheduler, scheduler_state = load_scheduler(root)
+  if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
+    raise ModelLoadError(f"text encoder width {text_encoder.config.hidden_size} does not match the "
+                         f"UNet's cross_attention_dim {unet.config.cross_attention_dim}")
+  params = {"unet": unet_params, "vae": vae_params, "text_encoder": text_params}
+  return StableDiffusion(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                         scheduler=scheduler, scheduler_state=scheduler_state, params=params,
+                         source=pretrained)
+
+
+def abstract_params(unet_config: dict[str, Any], text_config: dict[str, Any]) -> dict[str, Params]:
+  """Parameter shapes (jax.ShapeDtypeStruct trees) of a UNet and text encoder, built without weights."""
+  unet = FlaxUNet2DConditionModel.from_config(unet_config)
+  text = FlaxCLIPTextModel(CLIPTextConfig(**text_config), _do_init=False)
+  rng = jax.random.PRNGKey(0)
+  return {"unet": jax.eval_shape(unet.init_weights, rng),
+          "text_encoder": jax.eval_shape(lambda r: text.init_weights(r, (1, 1)), rng)}
+
+
+ApplyFn = Callable[..., jax.Array]

@@ -1,0 +1,117 @@
+"""The tiny Stable Diffusion family: random weights, SD1.5 topology, written in diffusers format.
+
+Tiny models are saved with `save_pretrained` and read back through `load_stable_diffusion`, the same
+code that loads the real model, so tests and the offline demo exercise the real loading path.
+"""
+
+import json
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from flax import traverse_util
+
+from hdb_jax.models import configs
+from hdb_jax.models.loading import StableDiffusion, load_stable_diffusion
+from hdb_jax.models.tokenizer import write_tiny_tokenizer
+from hdb_jax.models.quiet import silence_flax_deprecations
+
+silence_flax_deprecations()
+
+# pylint: disable=wrong-import-position
+from diffusers import FlaxAutoencoderKL, FlaxUNet2DConditionModel
+from transformers import CLIPTextConfig, FlaxCLIPTextModel
+
+TINY_PREFIX = "tiny"
+
+
+def write_model_index(directory: str) -> None:
+  """diffusers' model_index.json, naming each component's class."""
+  index = {
+      "_class_name": "StableDiffusionPipeline",
+      "unet": ["diffusers", "UNet2DConditionModel"],
+      "vae": ["diffusers", "AutoencoderKL"],
+      "text_encoder": ["transformers", "CLIPTextModel"],
+      "tokenizer": ["transformers", "CLIPTokenizer"],
+      "scheduler": ["diffusers", "DDPMScheduler"],
+  }
+  with open(os.path.join(directory, "model_index.json"), "w", encoding="utf-8") as f:
+    json.dump(index, f, indent=2)
+
+
+def write_scheduler_config(directory: str) -> None:
+  os.makedirs(os.path.join(directory, "scheduler"), exist_ok=True)
+  config = {"_class_name": "DDPMScheduler", **configs.SD15_SCHEDULER}
+  with open(os.path.join(directory, "scheduler", "scheduler_config.json"), "w", encoding="utf-8") as f:
+    json.dump(config, f, indent=2)
+
+
+def random_params(abstract: Any, seed: int) -> Any:
+  """Random weights for an abstract parameter tree, drawn with numpy (no XLA compile).
+
+  Kernels ~ N(0, 1/fan_in), embeddings ~ N(0, 0.02^2), norm scales 1, biases 0: well-scaled
+  activations through a deep random network, which is all a tiny test model needs.
+  """
+  rng = np.random.default_rng(seed)
+  flat = traverse_util.flatten_dict(abstract)
+  out = {}
+  for path in sorted(flat):
+    shape, name = flat[path].shape, path[-1]
+    if name == "kernel":
+      fan_in = int(np.prod(shape[:-1]))
+      value = rng.standard_normal(shape) / np.sqrt(fan_in)
+    elif name == "embedding":
+      value = 0.02 * rng.standard_normal(shape)
+    elif name == "scale":
+      value = np.ones(shape)
+    else:
+      value = np.zeros(shape)
+    out[path] = value.astype(np.float32)
+  return traverse_util.unflatten_dict(out)
+
+
+def tiny_text_config(vocab_size: int) -> dict:
+  return {**configs.TINY_TEXT_ENCODER, "vocab_size": vocab_size}
+
+
+def create_tiny_stable_diffusion(directory: str, seed: int = 0) -> str:
+  """Writes a tiny random Stable Diffusion (Flax weights) to `directory`; returns the directory.
+
+  Does nothing when a complete model is already there (model_index.json is written last).
+  """
+  if os.path.exists(os.path.join(directory, "model_index.json")):
+    return directory
+  os.makedirs(directory, exist_ok=True)
+  rng = jax.random.PRNGKey(0)
+  tokenizer = write_tiny_tokenizer(os.path.join(directory, "tokenizer"))
+  unet = FlaxUNet2DConditionModel.from_config(configs.TINY_UNET)
+  unet.save_pretrained(os.path.join(directory, "unet"), params=random_params(jax.eval_shape(unet.init_weights, rng), seed))
+  vae = FlaxAutoencoderKL.from_config(configs.TINY_VAE)
+  vae.save_pretrained(os.path.join(directory, "vae"), params=random_params(jax.eval_shape(vae.init_weights, rng), seed + 1))
+  text = FlaxCLIPTextModel(CLIPTextConfig(**tiny_text_config(len(tokenizer))), _do_init=False)
+  text_params = random_params(jax.eval_shape(lambda r: text.init_weights(r, (1, 1)), rng), seed + 2)
+  text.save_pretrained(os.path.join(directory, "text_encoder"), params=text_params)
+  write_scheduler_config(directory)
+  write_model_index(directory)
+  return directory
+
+
+def default_tiny_dir() -> str:
+  """Where `tiny` models live unless a directory is given: $HDB_JAX_CACHE or ~/.cache/hdb_jax."""
+  root = os.environ.get("HDB_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "hdb_jax"))
+  return os.path.join(root, "tiny-sd")
+
+
+def resolve_tiny(pretrained: str) -> str:
+  """Maps 'tiny' or 'tiny:DIR' to a directory holding a tiny model, creating it when missing."""
+  _, _, directory = pretrained.partition(":")
+  return create_tiny_stable_diffusion(directory or default_tiny_dir())
+
+
+def load_model(pretrained: str, revision: str | None = None, dtype=None) -> StableDiffusion:
+  """`load_stable_diffusion`, with 'tiny[:DIR]' standing for a tiny model made on first use."""
+  if pretrained == TINY_PREFIX or pretrained.startswith(TINY_PREFIX + ":"):
+    pretrained = resolve_tiny(pretrained)
+  kwargs = {} if dtype is None else {"dtype": dtype}
+  return load_stable_diffusion(pretrained, revision=revision, **kwargs)

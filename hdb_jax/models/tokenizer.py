@@ -1,0 +1,76 @@
+"""A small CLIP BPE tokenizer made offline, saved in the real tokenizer's file format.
+
+The real SD1.5 tokenizer is `openai/clip-vit-large-patch14`'s (49,408 tokens). Tests and the demo need
+one that exists without a download: this one has CLIP's 256 byte symbols (with and without the
+end-of-word mark), merges for a small vocabulary of prompt words, and CLIP's two special tokens, so
+any text still tokenizes (unknown words fall back to characters).
+"""
+
+import json
+import os
+
+from transformers import CLIPTokenizer
+
+from hdb_jax.models.quiet import silence_flax_deprecations
+
+silence_flax_deprecations()
+
+TINY_WORDS = (
+    "a", "an", "the", "of", "in", "as", "on", "with", "and", "photo", "picture", "painting", "face",
+    "person", "man", "woman", "portrait", "style", "rock", "star", "sks", "impressionist", "oil",
+    "sketch", "pencil", "wearing", "hat", "beach", "city", "night", "smiling", "cartoon", "pop", "art",
+    "vintage", "close", "up", "high", "quality", "astronaut", "statue", "marble", "watercolor",
+)
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+
+
+def _bytes_to_unicode() -> list[str]:
+  """CLIP's reversible byte -> printable character table, in CLIP's order."""
+  printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) +
+               list(range(ord("®"), ord("ÿ") + 1)))
+  chars, extra = [], 0
+  for byte in range(256):
+    if byte in printable:
+      chars.append(chr(byte))
+    else:
+      chars.append(chr(256 + extra))
+      extra += 1
+  return chars
+
+
+def _word_merges(word: str) -> list[tuple[str, str]]:
+  """Left-to-right merges that build `word</w>` from its characters."""
+  symbols = list(word[:-1]) + [word[-1] + "</w>"]
+  merges = []
+  while len(symbols) > 1:
+    merges.append((symbols[0], symbols[1]))
+    symbols = [symbols[0] + symbols[1]] + symbols[2:]
+  return merges
+
+
+def write_tiny_tokenizer(directory: str, words: tuple[str, ...] = TINY_WORDS) -> CLIPTokenizer:
+  """Writes vocab.json/merges.txt (+ tokenizer configs) to `directory` and returns the tokenizer."""
+  os.makedirs(directory, exist_ok=True)
+  base = _bytes_to_unicode()
+  vocab_list = base + [c + "</w>" for c in base]
+  merges: list[tuple[str, str]] = []
+  for word in words:
+    for pair in _word_merges(word):
+      if pair not in merges:
+        merges.append(pair)
+  for left, right in merges:
+    if left + right not in vocab_list:
+      vocab_list.append(left + right)
+  vocab_list += [BOS, EOS]
+  vocab = {token: index for index, token in enumerate(vocab_list)}
+  vocab_path = os.path.join(directory, "vocab.json")
+  merges_path = os.path.join(directory, "merges.txt")
+  with open(vocab_path, "w", encoding="utf-8") as f:
+    json.dump(vocab, f, ensure_ascii=False)
+  with open(merges_path, "w", encoding="utf-8") as f:
+    f.write("#version: 0.2\n")
+    f.writelines(f"{left} {right}\n" for left, right in merges)
+  tokenizer = CLIPTokenizer(vocab_path, merges_path, model_max_length=77,
+                            pad_token=EOS, bos_token=BOS, eos_token=EOS, unk_token=EOS)
+  tokenizer.save_pretrained(directory)
+  return tokenizer
