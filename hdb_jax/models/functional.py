@@ -3,13 +3,55 @@
 Layouts: images NHWC in [-1, 1]; latents NHWC (the Flax UNet and VAE take NCHW, converted here).
 """
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hdb_jax.models.loading import Params, StableDiffusion
+from hdb_jax.models.loading import FlaxGEGLU, FlaxTransformer2DModel, Params, StableDiffusion
+
+
+TRANSFORMER_NORM_EPSILON = 1e-6  # PyTorch Transformer2DModel's GroupNorm eps (Flax hard-codes 1e-5)
+
+
+def _group_norm(module: nn.GroupNorm, x: jax.Array, epsilon: float) -> jax.Array:
+  """GroupNorm over NHWC with the module's own scale/bias and a given epsilon."""
+  groups = module.num_groups
+  grouped = x.reshape(x.shape[:-1] + (groups, x.shape[-1] // groups)).astype(jnp.float32)
+  axes = tuple(range(1, grouped.ndim - 2)) + (grouped.ndim - 1,)
+  mean = grouped.mean(axis=axes, keepdims=True)
+  var = grouped.var(axis=axes, keepdims=True)
+  normed = ((grouped - mean) * jax.lax.rsqrt(var + epsilon)).reshape(x.shape)
+  params = module.variables["params"]
+  return (normed * params["scale"] + params["bias"]).astype(x.dtype)
+
+
+@contextlib.contextmanager
+def pytorch_parity() -> Iterator[None]:
+  """Makes diffusers' Flax UNet compute what the PyTorch UNet (the weights' origin) computes.
+
+  Two differences in diffusers 0.39's Flax code: GEGLU uses flax's tanh-approximate `nn.gelu`
+  (PyTorch: exact erf GELU), and the transformer blocks' GroupNorm uses eps 1e-5 (PyTorch: 1e-6),
+  which matters at small spatial sizes. Without this the two differ by ~1% on the tiny model.
+  """
+  def interceptor(next_fun, args, kwargs, context):
+    module = context.module
+    if context.method_name != "__call__":
+      return next_fun(*args, **kwargs)
+    if isinstance(module, FlaxGEGLU):
+      hidden_linear, hidden_gate = jnp.split(module.proj(args[0]), 2, axis=-1)
+      deterministic = kwargs.get("deterministic", args[1] if len(args) > 1 else True)
+      return module.dropout_layer(hidden_linear * jax.nn.gelu(hidden_gate, approximate=False),
+                                  deterministic=deterministic)
+    if isinstance(module, nn.GroupNorm) and isinstance(module.parent, FlaxTransformer2DModel):
+      return _group_norm(module, args[0], TRANSFORMER_NORM_EPSILON)
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(interceptor):
+    yield
 
 
 def tokenize(sd: StableDiffusion, prompts: Sequence[str]) -> np.ndarray:
@@ -38,7 +80,8 @@ def unet_apply(sd: StableDiffusion, unet_params: Params, latents: jax.Array, tim
   """latents: [batch, h, w, 4], timesteps: [batch], text_embeddings: [batch, tokens, width]
   -> the UNet's prediction [batch, h, w, 4] (noise or v, per the scheduler)."""
   sample = jnp.transpose(latents, (0, 3, 1, 2))
-  out = sd.unet.apply({"params": unet_params}, sample, jnp.asarray(timesteps), text_embeddings).sample
+  with pytorch_parity():
+    out = sd.unet.apply({"params": unet_params}, sample, jnp.asarray(timesteps), text_embeddings).sample
   return jnp.transpose(out, (0, 2, 3, 1))
 
 

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import types
 from typing import Any, Callable
 
 import jax
@@ -23,8 +24,11 @@ silence_flax_deprecations()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from diffusers import FlaxAutoencoderKL, FlaxDDPMScheduler, FlaxUNet2DConditionModel
+from diffusers.models.attention_flax import FlaxGEGLU, FlaxTransformer2DModel
 from diffusers.models.modeling_flax_pytorch_utils import rename_key, rename_key_and_reshape_tensor
 from transformers import CLIPTextConfig, CLIPTokenizer, FlaxCLIPTextModel
+from transformers.modeling_flax_pytorch_utils import (
+    convert_pytorch_state_dict_to_flax as convert_transformers_pt_to_flax)
 
 Params = Any
 
@@ -190,13 +194,22 @@ def load_text_encoder(root: str, dtype: jnp.dtype = jnp.float32) -> tuple[FlaxCL
   config_path = os.path.join(directory, "config.json")
   _check_class(_read_json(config_path), config_path, ("CLIPTextModel", "CLIPTextModelWithProjection"))
   _refuse_pickle_only(directory, (FLAX_TRANSFORMERS_WEIGHTS, PT_TRANSFORMERS_WEIGHTS))
-  from_pt = not os.path.exists(os.path.join(directory, FLAX_TRANSFORMERS_WEIGHTS))
-  model = FlaxCLIPTextModel.from_pretrained(directory, from_pt=from_pt, dtype=dtype, _do_init=False)
-  if isinstance(model, tuple):
-    model, params = model
-  else:
-    params = model.params
-  return model, params
+  if os.path.exists(os.path.join(directory, FLAX_TRANSFORMERS_WEIGHTS)):
+    return FlaxCLIPTextModel.from_pretrained(directory, dtype=dtype, _do_init=False)
+  model = FlaxCLIPTextModel(CLIPTextConfig.from_pretrained(directory), dtype=dtype, _do_init=False)
+  abstract = jax.eval_shape(lambda rng: model.init_weights(rng, (1, 1)), jax.random.PRNGKey(0))
+  shim = types.SimpleNamespace(params=abstract, base_model_prefix=model.base_model_prefix)
+  pt_state = load_safetensors_numpy(os.path.join(directory, PT_TRANSFORMERS_WEIGHTS))
+  converted = traverse_util.flatten_dict(convert_transformers_pt_to_flax(pt_state, shim))
+  expected = traverse_util.flatten_dict(abstract)
+  missing = sorted("/".join(k) for k in expected if k not in converted)
+  if missing:
+    raise ModelLoadError(f"{len(missing)} weights missing from {directory}, e.g. {missing[0]}")
+  for key, leaf in expected.items():
+    if tuple(converted[key].shape) != tuple(leaf.shape):
+      raise ModelLoadError(f"text encoder weight {'/'.join(key)} has shape {tuple(converted[key].shape)}, "
+                           f"the config expects {tuple(leaf.shape)}")
+  return model, traverse_util.unflatten_dict({k: converted[k] for k in expected})
 
 
 def load_tokenizer(root: str) -> CLIPTokenizer:

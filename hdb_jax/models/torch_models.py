@@ -1,0 +1,44 @@
+"""PyTorch diffusers/transformers counterparts of our models (the `torch` extra): for interchange
+tests, export checks and benchmarks. Importing this module imports torch."""
+
+import os
+
+import torch
+
+from hdb_jax.models import configs
+from hdb_jax.models.quiet import silence_flax_deprecations
+from hdb_jax.models.tiny import tiny_text_config, write_model_index, write_scheduler_config
+from hdb_jax.models.tokenizer import write_tiny_tokenizer
+
+silence_flax_deprecations()
+
+# pylint: disable=wrong-import-position
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+
+def create_tiny_pytorch_stable_diffusion(directory: str, seed: int = 0) -> str:
+  """Writes a tiny random Stable Diffusion in diffusers PyTorch format (safetensors) to `directory`.
+
+  Same configs as the Flax tiny family; torch's own initialisers (seeded). Returns the directory.
+  """
+  if os.path.exists(os.path.join(directory, "model_index.json")):
+    return directory
+  os.makedirs(directory, exist_ok=True)
+  torch.manual_seed(seed)
+  tokenizer = write_tiny_tokenizer(os.path.join(directory, "tokenizer"))
+  UNet2DConditionModel(**configs.TINY_UNET).save_pretrained(os.path.join(directory, "unet"))
+  AutoencoderKL(**configs.TINY_VAE).save_pretrained(os.path.join(directory, "vae"))
+  CLIPTextModel(CLIPTextConfig(**tiny_text_config(len(tokenizer)))).save_pretrained(
+      os.path.join(directory, "text_encoder"))
+  write_scheduler_config(directory)
+  write_model_index(directory)
+  return directory
+
+
+def load_pytorch_unet(directory: str) -> UNet2DConditionModel:
+  return UNet2DConditionModel.from_pretrained(os.path.join(directory, "unet")).eval()
+
+
+def load_pytorch_text_encoder(directory: str) -> CLIPTextModel:
+  return CLIPTextModel.from_pretrained(os.path.join(directory, "text_encoder")).eval()

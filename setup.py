@@ -1,0 +1,33 @@
+"""hdb_jax: HyperDreamBooth (arXiv 2307.06949) in JAX/Flax."""
+
+from setuptools import find_packages, setup
+
+CORE = [
+    "jax[cpu]>=0.6,<0.11",  # on TPU/GPU install jax[tpu] / jax[cuda12] of the same version first
+    "flax>=0.10,<0.13",
+    "optax>=0.2.4,<0.3",
+    "orbax-checkpoint>=0.11,<0.13",
+    "ml_collections>=1.0",
+    "absl-py>=2.0",
+    # The last releases with Flax models: diffusers < 0.40, transformers < 5.
+    "diffusers>=0.35,<0.40",
+    "transformers>=4.50,<5",
+    "huggingface_hub<1.0",
+    "safetensors>=0.4",
+    "Pillow>=10",
+    "numpy>=1.26",
+    "tqdm>=4.66",
+]
+TORCH = ["torch==2.13.0", "peft>=0.15,<0.22"]  # the CPU build of torch 2.13.0 keeps installs small
+DATA = ["tensorflow-cpu>=2.16,<2.22", "tensorflow-datasets>=4.9,<4.10"]
+TEST = TORCH + ["pytest>=8", "scikit-image>=0.22"]
+
+setup(
+    name="hdb_jax",
+    version="0.1.0",
+    description="HyperDreamBooth in JAX/Flax: one face photo to a personalized Stable Diffusion",
+    packages=find_packages(include=["hdb_jax", "hdb_jax.*"]),
+    python_requires=">=3.10",
+    install_requires=CORE,
+    extras_require={"torch": TORCH, "data": DATA, "test": TEST},
+)
