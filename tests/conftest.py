@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny models made once per session, and JAX's persistent compilation cache.
+
+Compiling the tiny UNet dominates the suite on a CPU, so compiled programs are cached on disk
+(HDB_JAX_TEST_CACHE, default ~/.cache/hdb_jax/jax_cache) and tiny models are shared per session.
+"""
+
+import os
+
+import jax
+import pytest
+
+from hdb_jax import models
+from hdb_jax.compilation_cache import enable_compilation_cache
+
+enable_compilation_cache(os.environ.get("HDB_JAX_TEST_CACHE"))
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> str:
+  """A tiny Stable Diffusion in diffusers Flax format."""
+  return models.create_tiny_stable_diffusion(str(tmp_path_factory.mktemp("tiny_flax")))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tiny_dir) -> models.StableDiffusion:
+  """The tiny model loaded through the real loading code."""
+  return models.load_stable_diffusion(tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_torch_dir(tmp_path_factory) -> str:
+  """A tiny Stable Diffusion in diffusers PyTorch format (safetensors), same configs as tiny_dir."""
+  from hdb_jax.models.torch_models import create_tiny_pytorch_stable_diffusion  # pylint: disable=import-outside-toplevel
+  return create_tiny_pytorch_stable_diffusion(str(tmp_path_factory.mktemp("tiny_torch")))
+
+
+@pytest.fixture(scope="session")
+def tiny_torch_sd(tiny_torch_dir) -> models.StableDiffusion:
+  """The PyTorch-format tiny model, converted to Flax by the loader."""
+  return models.load_stable_diffusion(tiny_torch_dir)
+
+
+@pytest.fixture(autouse=True)
+def _cpu_only():
+  assert jax.default_backend() == "cpu" or os.environ.get("HDB_JAX_ALLOW_ACCELERATOR")
+  yield
