@@ -6,7 +6,6 @@ Compiling the tiny UNet dominates the suite on a CPU, so compiled programs are c
 
 import os
 
-import jax
 import pytest
 
 from hdb_jax import models
@@ -39,8 +38,3 @@ def tiny_torch_sd(tiny_torch_dir) -> models.StableDiffusion:
   """The PyTorch-format tiny model, converted to Flax by the loader."""
   return models.load_stable_diffusion(tiny_torch_dir)
 
-
-@pytest.fixture(autouse=True)
-def _cpu_only():
-  assert jax.default_backend() == "cpu" or os.environ.get("HDB_JAX_ALLOW_ACCELERATOR")
-  yield
