@@ -1,9 +1,17 @@
-"""Atomic file writes: a temp file in the destination's directory, then os.replace."""
+"""Atomic writes: a temp file (or directory) beside the destination, then a rename."""
 
 import contextlib
 import os
+import secrets
+import shutil
 import tempfile
 from typing import Iterator
+
+
+def _umask() -> int:
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
 
 
 @contextlib.contextmanager
@@ -15,6 +23,7 @@ def atomic_path(path: str) -> Iterator[str]:
   os.close(fd)
   try:
     yield tmp
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
@@ -25,3 +34,28 @@ def write_text_atomic(path: str, text: str) -> None:
   with atomic_path(path) as tmp:
     with open(tmp, "w", encoding="utf-8") as f:
       f.write(text)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str) -> Iterator[str]:
+  """Yields a new empty directory beside `path` to fill; on success it takes `path`'s place (an existing
+  `path` is replaced as a whole, removed only after the new one is in place), on error it is removed."""
+  parent, name = os.path.split(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  tmp = os.path.join(parent, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+  os.mkdir(tmp)  # mode 0777 & ~umask, as a directory made with mkdir -p would be
+  old = tmp + ".old"
+  try:
+    yield tmp
+    if os.path.lexists(path):
+      os.rename(path, old)
+    try:
+      os.rename(tmp, path)
+    except OSError:
+      if os.path.lexists(old):
+        os.rename(old, path)
+      raise
+  finally:
+    for leftover in (tmp, old):
+      if os.path.lexists(leftover):
+        shutil.rmtree(leftover)

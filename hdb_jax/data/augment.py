@@ -1,0 +1,28 @@
+"""Augmentation for hypernetwork training: horizontal flip and a small colour jitter (config.data.augment).
+
+Pure numpy, and deterministic: the randomness of one example comes from (seed, epoch, index), so a
+restored data position reproduces the same augmented batch.
+"""
+
+import numpy as np
+
+
+def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+  return np.random.default_rng([int(seed), int(epoch), int(index), 0xA06])
+
+
+def augment_image(image: np.ndarray, rng: np.random.Generator, *, flip: bool = True,
+                  color_jitter: float = 0.05) -> np.ndarray:
+  """image: float32 [H, W, 3] in [-1, 1] -> the same, flipped left-right with probability 1/2 (if `flip`),
+  then brightness shifted by up to +-color_jitter of the range, contrast and saturation scaled by up to
+  1 +- 2 color_jitter, clipped to [-1, 1]."""
+  if flip and rng.random() < 0.5:
+    image = image[:, ::-1]
+  if color_jitter > 0:
+    brightness, contrast, saturation = 2 * color_jitter * rng.uniform(-1, 1, 3)
+    mean = image.mean()
+    image = (image - mean) * np.float32(1 + contrast) + mean + np.float32(brightness)
+    grey = image.mean(axis=-1, keepdims=True)
+    image = grey + (image - grey) * np.float32(1 + saturation)
+    image = np.clip(image, -1, 1)
+  return np.ascontiguousarray(image, dtype=np.float32)
