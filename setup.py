@@ -19,8 +19,10 @@ CORE = [
     "tqdm>=4.66",
 ]
 TORCH = ["torch==2.13.0", "peft>=0.15,<0.22"]  # the CPU build of torch 2.13.0 keeps installs small
-DATA = ["tensorflow-cpu>=2.16,<2.22", "tensorflow-datasets>=4.9,<4.10"]
-TEST = TORCH + ["pytest>=8", "scikit-image>=0.22"]
+# tf.data on the hosts for tfds: sources (imported only for those). Verified together with jax 0.10.2 and
+# protobuf 7; tensorflow-datasets needs importlib_resources (through etils.epath) but does not require it.
+DATA = ["tensorflow-cpu>=2.21,<2.22", "tensorflow-datasets>=4.9.10,<4.10", "importlib_resources>=6"]
+TEST = TORCH + DATA + ["pytest>=8", "scikit-image>=0.22"]
 
 setup(
     name="hdb_jax",

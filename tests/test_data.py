@@ -81,7 +81,7 @@ def test_exif_rotation_is_applied(tmp_path):
   expected = _rgb(np.asarray(upright))
   assert np.abs(out - expected).mean() < JPEG_TOL
   # Without the rotation the red block would sit in another corner: the test can tell.
-  assert np.abs(_rgb(np.asarray(stored)) - expected).mean() > 0.3
+  assert np.abs(_rgb(np.asarray(stored)) - expected).mean() > 0.25  # two of nine blocks differ: 0.296
   np.testing.assert_allclose(out[5:25, 5:25].mean((0, 1)), _rgb([255, 0, 0]), atol=JPEG_TOL)
 
 
@@ -101,7 +101,8 @@ def test_jpeg_draft_decoding_matches_full_decoding(tmp_path):
   big = Image.fromarray(np.kron(np.asarray(_noise(64, seed=3)), np.ones((16, 16, 1), np.uint8)))  # 1024 px
   path = _save(tmp_path / "big.jpg", big, quality=95)
   reference = _rgb(np.asarray(Image.open(path).convert("RGB").resize((128, 128), Image.Resampling.LANCZOS)))
-  # Mean error: a few 8-bit steps (JPEG scaling vs Lanczos both average 8x8 blocks of the same pixels).
+  # 1024 px to 128: decoded at 1/4 scale (256 px, a box filter) then Lanczos. Measured mean error 2.2 8-bit
+  # steps on this blocky noise; a plain 1/8-scale decode (box filter only) measures 8.3.
   assert np.abs(load_image(path, 128) - reference).mean() < 4 * STEP
 
 
@@ -153,10 +154,10 @@ def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
   monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
   warned = _save(tmp_path / "warned.png", Image.new("RGB", (120, 100)))  # 12,000 px: Pillow only warns
   refused = _save(tmp_path / "refused.png", Image.new("RGB", (300, 300)))  # > 2x the limit: Pillow raises
-  for path in (warned, refused):
-    with pytest.raises(ImageError, match="decompression.bomb") as error:
-      load_image(path, 64)
-    assert path in str(error.value)
+  with pytest.warns(Image.DecompressionBombWarning), pytest.raises(ImageError, match="decompression.bomb limit"):
+    load_image(warned, 64)
+  with pytest.raises(ImageError, match=f"^{refused}: refused as a decompression bomb"):
+    load_image(refused, 64)
   monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)
   assert load_image(refused, 64).shape == (64, 64, 3)
 
@@ -339,11 +340,12 @@ def test_folder_source_skips_and_names_bad_files(image_folder, caplog):
   for name in bad:
     assert caplog.text.count(f"skipping bad file: {root / name}") == 1, name  # named once, not every epoch
   assert "4 bad file(s) skipped" in caplog.text  # the summary
-  assert position == {"epoch": 1, "offset": 12}
+  assert position == {"epoch": 1, "offset": 8}  # carol/ (all bad) sorts last: the 16th good file is epoch 1's 8th
   # Sub-folder identities.
   config.identity_from_subfolder = True
   (batch,), _, _ = _iterate(config, 1, batch_size=8)
-  assert batch["identity_id"].tolist() == ["alice"] * 4 + ["bob"] * 3 + ["bob/deeper"]
+  assert batch["identity_id"].tolist() == [name.rpartition("/")[0] for name in good]
+  assert set(batch["identity_id"].tolist()) == {"alice", "bob", "bob/deeper"}
 
 
 def test_folder_position_restores_across_bad_files(image_folder):
@@ -439,3 +441,8 @@ def test_tfds_source(tfds_config, image_folder):
   assert position["epoch"] >= 1  # 6 examples taken from a shard of 6 holding bad records
   (resumed,), _, _ = _iterate(tfds_config, 1, start_position=position, **kwargs)
   _assert_same_batch(resumed, batches[-1])
+  # Paired with weights by identity id: only those identities, each with its own weights.
+  weights = {"alice/plain.jpg": {"w": np.zeros(2)}, "bob/rgba.png": {"w": np.ones(2)}}
+  (batch,), _, _ = _iterate(tfds_config, 1, batch_size=4, source=source, weights=weights)
+  assert set(batch["identity_id"].tolist()) == set(weights)
+  np.testing.assert_array_equal(batch["weights"]["w"][:, 0], [weights[i]["w"][0] for i in batch["identity_id"]])

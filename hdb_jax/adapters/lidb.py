@@ -91,3 +91,35 @@ def lidb_factors(lidb_params: LidbParams, aux: AuxBases) -> dict[str, tuple[jax.
 def lidb_size(layers: Sequence[LayerSpec], config: LidbConfig) -> int:
   """Number of trainable LiDB numbers for these layers."""
   return sum(config.rank * sum(config.dims(layer)) for layer in layers)
+
+
+def pack_lidb(lidb_params: LidbParams, layers: Sequence[LayerSpec]) -> jax.Array:
+  """LiDB params -> one flat vector [..., D] (per layer in `layers` order: a_train then b_train).
+
+  Leading batch axes are kept. This is the compact vector the hypernetwork predicts and Phase 0's
+  weights dataset stores; D = lidb_size(layers, config).
+  """
+  parts = []
+  for layer in layers:
+    p = lidb_params[layer.path]
+    for name in ("a_train", "b_train"):
+      value = p[name]
+      parts.append(value.reshape(value.shape[:-2] + (-1,)))
+  return jnp.concatenate(parts, axis=-1)
+
+
+def unpack_lidb(vector: jax.Array, layers: Sequence[LayerSpec], config: LidbConfig) -> LidbParams:
+  """Inverse of pack_lidb: [..., D] -> LiDB params with the same leading axes."""
+  expected = lidb_size(layers, config)
+  if vector.shape[-1] != expected:
+    raise ValueError(f"LiDB vector has {vector.shape[-1]} numbers, the layers need {expected}")
+  lead, offset, params = vector.shape[:-1], 0, {}
+  for layer in layers:
+    a, b = config.dims(layer)
+    shapes = {"a_train": (a, config.rank), "b_train": (config.rank, b)}
+    params[layer.path] = {}
+    for name, shape in shapes.items():
+      size = shape[0] * shape[1]
+      params[layer.path][name] = vector[..., offset:offset + size].reshape(lead + shape)
+      offset += size
+  return params

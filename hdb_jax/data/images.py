@@ -11,7 +11,6 @@ limit (`PIL.Image.MAX_IMAGE_PIXELS`) is kept, and truncated files are never load
 
 import io
 import os
-import struct
 from typing import Callable
 
 import numpy as np
@@ -113,7 +112,9 @@ def load_image(source: str | bytes | os.PathLike, resolution: int, *, min_size: 
     raise ImageError(f"{label}: refused as a decompression bomb ({e})") from e
   except UnidentifiedImageError as e:
     raise ImageError(f"{label}: not an image file (or a format Pillow cannot read)") from e
-  except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
+  except Exception as e:  # pylint: disable=broad-except
+    # Pillow's decoders report damaged data as OSError, SyntaxError, ValueError, EOFError, struct.error,
+    # IndexError, ... : whichever it is, this file is unusable, and a long run must go on without it.
     reason = " ".join(str(e).split()) or type(e).__name__
     raise ImageError(f"{label}: truncated or corrupt image ({reason})") from e
   return np.asarray(image, dtype=np.float32) * np.float32(1 / 127.5) - np.float32(1.0)
@@ -123,15 +124,19 @@ def _decode(image: Image.Image, label: str, resolution: int, min_size: int, upsc
             crop: CropFn | None) -> Image.Image:
   """Open image -> RGB [resolution, resolution]; everything that decodes pixels runs here, inside the caller's try."""
   short = min(image.size)
-  if crop is None and image.format == "JPEG" and short > 2 * resolution:
-    # Let the JPEG decoder downscale by a power of two (DCT scaling) while keeping the short side >= resolution.
-    scale = resolution / short
+  if crop is None and image.format == "JPEG" and short > 4 * resolution:
+    # Let the JPEG decoder downscale by a power of two (DCT scaling, a box filter) while keeping the short side
+    # >= 2 x resolution, so that the Lanczos resize below still does the final antialiasing.
+    scale = 2 * resolution / short
     image.draft(image.mode, (int(np.ceil(image.width * scale)), int(np.ceil(image.height * scale))))
   image.load()  # decodes everything now: a truncated file raises here, never loads silently
-  image = ImageOps.exif_transpose(image)
+  try:
+    image = ImageOps.exif_transpose(image)
+  except Exception as e:  # pylint: disable=broad-except  (damaged EXIF; the pixels are fine)
+    logging.warning("%s: unreadable EXIF orientation, image left as stored (%s)", label, e)
   image = to_rgb(image)
   box = crop(image) if crop is not None else center_crop_box(*image.size)
-  side = min(box[2] - box[0], box[3] - box[1])  # after a draft, still >= resolution
+  side = min(box[2] - box[0], box[3] - box[1])  # after a draft, still >= 2 x resolution
   if side < min_size:
     raise ImageError(f"{label}: image is {image.width}x{image.height}, its (cropped) short side {side} is below "
                      f"min_size={min_size}")
@@ -139,4 +144,6 @@ def _decode(image: Image.Image, label: str, resolution: int, min_size: int, upsc
     if not upscale:
       raise ImageError(f"{label}: short side {side} is below the resolution {resolution} and upscaling is off")
     logging.warning("%s: short side %d is below the resolution %d; upscaling", label, side, resolution)
-  return image.resize((resolution, resolution), Image.Resampling.LANCZOS, box=box)
+  if tuple(box) != (0, 0, image.width, image.height):
+    image = image.crop(box)  # before the resize: resize(box=...) lets the filter reach pixels outside the box
+  return image.resize((resolution, resolution), Image.Resampling.LANCZOS)

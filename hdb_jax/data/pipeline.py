@@ -11,7 +11,9 @@ are decoded by `num_workers` threads, a few batches ahead. A bad file (corrupt, 
 image, too small) is skipped: logged once by name, counted in `.skipped`, remembered so later epochs
 pass over it, and summarised at the end of each epoch that found new ones and on `close()`. A whole
 epoch without one usable image is a SourceError. Positions count bad and filtered examples too, so
-they are exact: the same position always gives the same next batch.
+they are exact: the same position always gives the same next batch, given the same source, seed,
+process_count and shuffle settings. Each process has its own position: save all of them (e.g. one per
+process index) in a multi-host checkpoint.
 """
 
 import collections

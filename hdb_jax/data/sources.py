@@ -13,22 +13,26 @@
   `config.data.manual_dir` (downloaded files for datasets that need a manual download) and
   `config.data.prepare` (build the dataset on first use, from `manual_dir` where it needs one).
 
-CelebA-HQ (`tfds:celeb_a_hq/512`, 30,000 faces, one 'train' split) cannot be downloaded by TFDS: its
-images must be generated from CelebA with the progressive-GAN tools, once, on a machine with the disk
-for it (about 90 GB of downloads and intermediate files):
+CelebA-HQ (`tfds:celeb_a_hq/512`, 30,000 faces, one 'train' split) cannot be downloaded by TFDS. Its
+builder reads `<manual_dir>/data<R>x<R>.tar` (`data512x512.tar` for celeb_a_hq/512): a tar of the 30,000
+images as image files (PNG) at that resolution. Making it, once, on a machine with ~100 GB of disk:
 
-  1. Download CelebA (the aligned-and-cropped images `img_celeba.7z` and `list_landmarks_celeba.txt`)
-     and the CelebA-HQ deltas (`deltas00000.zip` ... `deltas29999.zip`), as listed in the
-     "Preparing datasets for training" section of github.com/tkarras/progressive_growing_of_gans.
-  2. Run that repository's `dataset_tool.py create_celebahq <out_dir> <celeba_dir> <delta_dir>`.
-  3. Pack the images of each resolution as `data<R>x<R>.tar` (TFDS reads `data512x512.tar` for
-     `celeb_a_hq/512`; the tar holds one image file per face) and put the tars in one folder: that
-     folder is the manual_dir.
-  4. Build the TFDS dataset once, on one host:
+  1. Get the 30,000 CelebA-HQ images at 1024 px as files. The official route is CelebA (the in-the-wild
+     `img_celeba` images and `list_landmarks_celeba.txt`) plus the CelebA-HQ deltas, turned into images by
+     `dataset_tool.py create_celebahq` of github.com/tkarras/progressive_growing_of_gans (see its
+     "Preparing datasets for training"; it pins old library versions). That tool writes TFRecords of raw
+     arrays, not files (TFDS issue tensorflow/datasets#1496): export its 1024 px records to PNG files, or
+     use an exported copy of the images you are licensed to use.
+  2. Resize them to R x R (any antialiased resize, e.g. `hdb_jax.data.images.load_image`), save as PNG and
+     pack: `tar -cf <manual_dir>/data512x512.tar -C <dir of the R px PNGs> .`
+  3. Build the TFDS dataset once, on one host:
        tfds build celeb_a_hq/512 --manual_dir=<manual_dir> --data_dir=<data_dir>
-     (or run with `--config.data.prepare=True --config.data.manual_dir=<manual_dir>`), then point every
-     run at it with `--config.data.source=tfds:celeb_a_hq/512 --config.data.data_dir=<data_dir>`.
-     `--config.data.identity_key=image/filename` names identities by their file name.
+     (or run once with `--config.data.prepare=True --config.data.manual_dir=<manual_dir>`), then point every
+     run at it: `--config.data.source=tfds:celeb_a_hq/512 --config.data.data_dir=<data_dir>`, and
+     `--config.data.identity_key=image/filename` to name identities by file name.
+
+The images from step 1 can also be used without TFDS: `folder:<dir>`, or packed into TFDS records by the
+`hdb_image_folder` builder (`hdb_jax/data/tfds_folder.py`, `manual_dir` = that folder).
 
 Every source yields `Example`s (identity id, stable index, a name for logs, a loader). `ListSource`s
 (synthetic, folder) are lists with random access; a `TfdsSource` is streamed one epoch at a time.

@@ -6,6 +6,6 @@
 The LoRA formats need neither torch nor the base model's weights; `merged` needs the `torch` extra.
 """
 
-from hdb_jax.export.api import FORMAT_HELP, FORMATS, ExportError, export_identity
+from hdb_jax.export.api import FORMATS, ExportError, export_identity
 
-__all__ = ["FORMAT_HELP", "FORMATS", "ExportError", "export_identity"]
+__all__ = ["FORMATS", "ExportError", "export_identity"]

@@ -3,7 +3,6 @@
 import os
 from typing import Sequence
 
-import numpy as np
 from safetensors.numpy import save_file
 
 from hdb_jax import identity as identity_lib
@@ -11,11 +10,7 @@ from hdb_jax.export import kohya, merged, peft
 from hdb_jax.fileio import atomic_path
 
 FORMATS: Sequence[str] = ("diffusers", "kohya", "merged")
-FORMAT_HELP = {
-    "diffusers": f"DIR/{peft.WEIGHTS_NAME}: diffusers/PEFT LoRA, for pipe.load_lora_weights(DIR)",
-    "kohya": "DIR/<identity>_kohya.safetensors: kohya-ss/A1111 LoRA, for web UIs and ComfyUI",
-    "merged": "DIR/: a full diffusers PyTorch pipeline with the identity merged in (needs torch)",
-}
+LORA_FORMATS = {"diffusers": peft, "kohya": kohya}  # each: file_name, state_dict, safetensors_metadata
 
 
 class ExportError(RuntimeError):
@@ -59,28 +54,19 @@ def _info(identity: identity_lib.Identity, name: str) -> dict[str, object]:
           "base_fingerprint": identity.meta.base_fingerprint, "exporter": "hdb_jax"}
 
 
-def _write_safetensors(tensors: dict[str, np.ndarray], metadata: dict[str, str], path: str) -> None:
+def _write_lora(identity: identity_lib.Identity, name: str, fmt: str, out_dir: str, overwrite: bool) -> str:
+  """Writes out_dir/<the format's file name> atomically; returns its path."""
+  lora_format = LORA_FORMATS[fmt]
+  path = os.path.join(out_dir, lora_format.file_name(name))
+  _refuse_existing(path, overwrite)
+  factors = identity.factors()
+  try:
+    tensors = lora_format.state_dict(factors)
+    metadata = lora_format.safetensors_metadata(factors, _info(identity, name))
+  except ValueError as e:
+    raise ExportError(f"cannot export as {fmt}: {e}") from e
   with atomic_path(path) as tmp:
     save_file(tensors, tmp, metadata=metadata)
-
-
-def _write_lora(identity: identity_lib.Identity, name: str, fmt: str, out_dir: str, overwrite: bool) -> str:
-  factors = identity.factors()
-  if not factors:
-    raise ExportError("the identity holds no adapter weights")
-  if fmt == "diffusers":
-    path = os.path.join(out_dir, peft.WEIGHTS_NAME)
-    _refuse_existing(path, overwrite)
-    try:
-      metadata = peft.safetensors_metadata(factors, _info(identity, name))
-    except ValueError as e:
-      raise ExportError(str(e)) from e
-    _write_safetensors(peft.peft_state_dict(factors), metadata, path)
-  else:
-    path = os.path.join(out_dir, kohya.file_name(name))
-    _refuse_existing(path, overwrite)
-    _write_safetensors(kohya.kohya_state_dict(factors), kohya.safetensors_metadata(factors, _info(identity, name)),
-                       path)
   return path
 
 
@@ -120,6 +106,8 @@ def export_identity(identity: str | os.PathLike | identity_lib.Identity, fmt: st
   if fmt not in FORMATS:
     raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
   ident, name = _as_identity(identity)
+  if not ident.lidb and not ident.lora:
+    raise ExportError("the identity holds no adapter weights")
   if fmt == "merged":
     return _write_merged(ident, out_dir, pretrained or ident.meta.base_model, overwrite)
   if pretrained:

@@ -20,7 +20,7 @@ def file_name(stem: str) -> str:
   return f"{stem}_kohya.safetensors"
 
 
-def kohya_state_dict(factors: Factors) -> dict[str, np.ndarray]:
+def state_dict(factors: Factors) -> dict[str, np.ndarray]:
   """'<kohya name>.lora_down.weight' [R, n], '.lora_up.weight' [m, R], '.alpha' [] = R (float32)."""
   tensors = {}
   for path, (a, b) in sorted(factors.items()):

@@ -27,7 +27,12 @@ def uniform_rank(factors: Factors) -> int:
   return ranks.pop()
 
 
-def peft_state_dict(factors: Factors) -> dict[str, np.ndarray]:
+def file_name(stem: str) -> str:  # pylint: disable=unused-argument
+  """diffusers looks for this name in the directory given to load_lora_weights."""
+  return WEIGHTS_NAME
+
+
+def state_dict(factors: Factors) -> dict[str, np.ndarray]:
   """'<model>.<module>.lora_A.weight': Aᵀ [R, n], '<model>.<module>.lora_B.weight': Bᵀ [m, R] (float32)."""
   tensors = {}
   for path, (a, b) in sorted(factors.items()):

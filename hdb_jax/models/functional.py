@@ -66,6 +66,16 @@ def tokenize(sd: StableDiffusion, prompts: Sequence[str]) -> np.ndarray:
   return ids.astype(np.int32)
 
 
+def check_token(sd: StableDiffusion, token: str) -> None:
+  """The identifier token [V] must be one word that the tokenizer keeps as a single token."""
+  if not token or not token.strip() or len(token.split()) != 1:
+    raise ValueError(f"identifier token {token!r} must be a single non-empty word, e.g. 'sks'")
+  pieces = sd.tokenizer.tokenize(token)
+  if len(pieces) != 1 or sd.tokenizer.convert_tokens_to_ids(pieces[0]) == sd.tokenizer.unk_token_id:
+    raise ValueError(f"identifier token {token!r} is not a single token of this tokenizer (it becomes "
+                     f"{pieces}); choose a rare word the tokenizer knows, e.g. 'sks'")
+
+
 def encode_text(sd: StableDiffusion, text_params: Params, input_ids: jax.Array) -> jax.Array:
   """input_ids: [batch, tokens] -> last hidden states [batch, tokens, width]."""
   batch, length = input_ids.shape
@@ -85,11 +95,15 @@ def unet_apply(sd: StableDiffusion, unet_params: Params, latents: jax.Array, tim
   return jnp.transpose(out, (0, 2, 3, 1))
 
 
-def vae_encode(sd: StableDiffusion, vae_params: Params, images: jax.Array, rng: jax.Array) -> jax.Array:
-  """images: [batch, H, W, 3] in [-1, 1] -> scaled latents [batch, H/8, W/8, 4] (a posterior sample)."""
+def vae_encode(sd: StableDiffusion, vae_params: Params, images: jax.Array, rng: jax.Array | None = None
+               ) -> jax.Array:
+  """images: [batch, H, W, 3] in [-1, 1] -> scaled latents [batch, H/8, W/8, 4].
+
+  With `rng`, a sample of the VAE posterior; without, its mean (deterministic, for cached latents).
+  """
   sample = jnp.transpose(images, (0, 3, 1, 2))
   posterior = sd.vae.apply({"params": vae_params}, sample, method=sd.vae.encode).latent_dist
-  latents = posterior.sample(rng)  # NHWC: the Flax VAE's latent distribution is channels-last.
+  latents = posterior.mean if rng is None else posterior.sample(rng)  # NHWC: Flax's posterior is channels-last
   return latents * sd.vae_scaling_factor
 
 

@@ -158,7 +158,7 @@ def _model_index(root: str, out_dir: str) -> tuple[dict[str, Any], list[str]]:
         index[name] = [None, None]
         continue
       shutil.copytree(source, os.path.join(out_dir, name))
-      copied.append(os.path.join(out_dir, name))
+      copied += [os.path.join(d, f) for d, _, files in os.walk(os.path.join(out_dir, name)) for f in files]
     index[name] = [entry[0], _pytorch_class(entry[1])]
   return index, copied
 

@@ -1,0 +1,66 @@
+"""What every phase sets up from its config: the frozen base model and the adapter layout on it."""
+
+import dataclasses
+import logging
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from hdb_jax import adapters, models
+from hdb_jax.adapters import AuxBases, LayerSpec, LidbConfig
+from hdb_jax.compilation_cache import enable_compilation_cache
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseModel:
+  """The loaded base model, the adapted layers, LiDB layout and the tokenized training prompt."""
+  sd: models.StableDiffusion
+  layers: tuple[LayerSpec, ...]
+  lidb_config: LidbConfig
+  aux: AuxBases
+  token: str
+  prompt: str
+  prompt_ids: np.ndarray  # int32 [1, tokens]
+
+  @property
+  def source(self) -> str:
+    return self.sd.source
+
+  def prompt_batch(self, batch: int) -> jax.Array:
+    return jnp.asarray(np.repeat(self.prompt_ids, batch, axis=0))
+
+
+def lidb_config_from(config: ml_collections.ConfigDict) -> LidbConfig:
+  return LidbConfig(**config.to_dict())
+
+
+def setup_base_model(config: ml_collections.ConfigDict) -> BaseModel:
+  """config fields: pretrained, revision, compute_dtype, targets, lidb, token, prompt, compilation_cache."""
+  if config.get("compilation_cache", True):
+    enable_compilation_cache(config.get("compilation_cache_dir") or None)
+  dtype = config.get("compute_dtype", "float32")
+  if dtype not in DTYPES:
+    raise ValueError(f"compute_dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+  logging.info("loading base model %s", config.pretrained)
+  sd = models.load_model(config.pretrained, revision=config.get("revision") or None, dtype=DTYPES[dtype])
+  layers = adapters.select_layers(sd.params, tuple(config.targets))
+  lidb_config = lidb_config_from(config.lidb)
+  models.check_token(sd, config.token)
+  if "{token}" not in config.prompt:
+    raise ValueError(f"prompt {config.prompt!r} must contain '{{token}}', e.g. 'a {{token}} face'")
+  prompt = config.prompt.format(token=config.token)
+  return BaseModel(sd=sd, layers=layers, lidb_config=lidb_config, aux=adapters.aux_bases(layers, lidb_config),
+                   token=config.token, prompt=prompt, prompt_ids=models.tokenize(sd, [prompt]))
+
+
+def encode_images(base: BaseModel, images: np.ndarray) -> jax.Array:
+  """images [B, H, W, 3] in [-1, 1] -> cached latents (posterior mean) [B, H/8, W/8, 4]."""
+  resolution = base.sd.resolution
+  if images.shape[1:3] != (resolution, resolution):
+    raise ValueError(f"images are {images.shape[1:3]}, the model wants {resolution}x{resolution}")
+  encode = jax.jit(lambda p, x: models.vae_encode(base.sd, p, x))
+  return encode(base.sd.params["vae"], jnp.asarray(images, jnp.float32))

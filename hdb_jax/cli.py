@@ -1,0 +1,36 @@
+"""What every command-line entry point shares: flags, logging, and one-line failures."""
+
+import logging
+import sys
+from typing import Callable
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from hdb_jax.models.quiet import silence_flax_deprecations
+
+USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError, OSError)
+
+
+def define_config_flags(default_config: str) -> None:
+  """--config=configs/X.py[:variant] with --config.key=value overrides, and --workdir."""
+  config_flags.DEFINE_config_file("config", default_config, "Config file, e.g. configs/lidb.py:tiny; override "
+                                  "fields with --config.key=value.", lock_config=True)
+  flags.DEFINE_string("workdir", None, "Output directory (created; reused to resume).")
+
+
+def run_main(main: Callable[[list[str]], None]) -> None:
+  """absl app.run with our logging, where a user error prints one line and exits 1 (no traceback)."""
+  silence_flax_deprecations()
+
+  def guarded(argv):
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+      main(argv)
+    except USER_ERRORS as e:
+      if flags.FLAGS.get_flag_value("verbosity", 0) > 0:
+        raise
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(1)
+
+  app.run(guarded)

@@ -1,0 +1,1 @@
+"""Diffusion training: the loss, optimizers, and the per-example adapter training engine."""

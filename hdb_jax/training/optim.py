@@ -1,0 +1,31 @@
+"""Optimizers from config: Adam/AdamW with clipping and a learning-rate schedule."""
+
+import ml_collections
+import optax
+
+
+def make_optimizer(config: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
+  """config fields: optimizer ('adam'|'adamw'), learning_rate, weight_decay, grad_clip (0 = off),
+  schedule ('constant'|'cosine'|'linear'), warmup_steps."""
+  lr = config.learning_rate
+  warmup = min(int(config.get("warmup_steps", 0)), max(num_steps - 1, 0))
+  schedule_name = config.get("schedule", "constant")
+  if schedule_name == "constant":
+    schedule = optax.constant_schedule(lr)
+  elif schedule_name == "cosine":
+    schedule = optax.cosine_decay_schedule(lr, max(num_steps - warmup, 1))
+  elif schedule_name == "linear":
+    schedule = optax.linear_schedule(lr, 0.0, max(num_steps - warmup, 1))
+  else:
+    raise ValueError(f"unknown schedule {schedule_name!r} (constant, cosine, linear)")
+  if warmup:
+    schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
+  name = config.get("optimizer", "adamw")
+  if name == "adam":
+    opt = optax.adam(schedule)
+  elif name == "adamw":
+    opt = optax.adamw(schedule, weight_decay=config.get("weight_decay", 0.0))
+  else:
+    raise ValueError(f"unknown optimizer {name!r} (adam, adamw)")
+  clip = config.get("grad_clip", 0.0)
+  return optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
