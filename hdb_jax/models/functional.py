@@ -54,12 +54,14 @@ def pytorch_parity() -> Iterator[None]:
     yield
 
 
-def tokenize(sd: StableDiffusion, prompts: Sequence[str]) -> np.ndarray:
-  """prompts -> int32 [batch, max_length] token ids, padded/truncated to the tokenizer's length."""
+def tokenize(sd: StableDiffusion, prompts: Sequence[str], allow_empty: bool = False) -> np.ndarray:
+  """prompts -> int32 [batch, max_length] token ids, padded/truncated to the tokenizer's length.
+
+  An empty prompt is an error unless allow_empty (the unconditional prompt of guidance)."""
   if isinstance(prompts, str):
     prompts = [prompts]
   for prompt in prompts:
-    if not prompt or not prompt.strip():
+    if not allow_empty and (not prompt or not prompt.strip()):
       raise ValueError("empty prompt")
   ids = sd.tokenizer(list(prompts), padding="max_length", truncation=True,
                      max_length=sd.tokenizer.model_max_length, return_tensors="np").input_ids
