@@ -92,8 +92,13 @@ def personalize_images(base: BaseModel, config: ml_collections.ConfigDict, image
   kind = "lora" if predictor is not None or config.baseline == "lora" else "lidb"
   if kind == "lidb" and config.baseline != "lidb":
     raise ValueError(f"baseline must be 'lidb' or 'lora', not {config.baseline!r}")
-  to_factors = adapters.lora_factors if kind == "lora" else (lambda t: adapters.lidb_factors(t, base.aux))
-  trainer = AdapterTrainer(sd=base.sd, to_factors=to_factors, optimizer=make_optimizer(config.optim, config.steps))
+  if kind == "lora":
+    to_factors, packer = adapters.lora_factors, adapters.lora_packer(base.layers, config.lora_rank)
+  else:
+    to_factors = lambda t: adapters.lidb_factors(t, base.aux)  # pylint: disable=unnecessary-lambda-assignment
+    packer = adapters.lidb_packer(base.layers, base.lidb_config)
+  trainer = AdapterTrainer(sd=base.sd, to_factors=to_factors, optimizer=make_optimizer(config.optim, config.steps),
+                           packer=packer)
   state = trainer.init(_initial_trainable(base, config, kind, ids))
   args = (base.sd.params, frozen, latents, base.prompt_batch(len(images)), example_keys(config.seed, ids), state)
   start = time.perf_counter()
@@ -105,8 +110,9 @@ def personalize_images(base: BaseModel, config: ml_collections.ConfigDict, image
   timings["finetune_s"] = time.perf_counter() - start
   check_finite(state, [f"photo {i}" for i in range(len(images))])
   identities = []
+  trained_all = trainer.trainable_tree(state)
   for i in range(len(images)):
-    trained = unstack_example(state.trainable, i)
+    trained = unstack_example(trained_all, i)
     lidb = unstack_example(predicted, i) if predicted is not None else (trained if kind == "lidb" else None)
     lora = trained if kind == "lora" else None
     identities.append(identity_lib.from_arrays(

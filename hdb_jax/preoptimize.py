@@ -19,7 +19,6 @@ from absl import flags
 from tqdm import tqdm
 
 from hdb_jax import adapters, data
-from hdb_jax.adapters.lidb import pack_lidb
 from hdb_jax.base_model import BaseModel, encode_images, setup_base_model
 from hdb_jax.cli import define_config_flags, run_main
 from hdb_jax.training.engine import AdapterTrainer, check_finite, example_keys, stack_examples
@@ -57,7 +56,8 @@ def collect_faces(config: ml_collections.ConfigDict, resolution: int) -> list[tu
 
 def lidb_trainer(base: BaseModel, optim_config: ml_collections.ConfigDict, steps: int) -> AdapterTrainer:
   return AdapterTrainer(sd=base.sd, to_factors=lambda t: adapters.lidb_factors(t, base.aux),
-                        optimizer=make_optimizer(optim_config, steps))
+                        optimizer=make_optimizer(optim_config, steps),
+                        packer=adapters.lidb_packer(base.layers, base.lidb_config))
 
 
 def init_lidb_batch(base: BaseModel, seed: int, global_indices: list[int]) -> Any:
@@ -67,10 +67,14 @@ def init_lidb_batch(base: BaseModel, seed: int, global_indices: list[int]) -> An
 
 
 def train_lidb_batch(base: BaseModel, config: ml_collections.ConfigDict, images: np.ndarray,
-                     global_indices: list[int], run=None) -> tuple[Any, np.ndarray]:
-  """Trains one LiDB per image (a batch of identities); returns (params [B, ...], losses [steps, B])."""
-  run = run or lidb_trainer(base, config.optim, config.steps).make_run(config.steps)
-  trainer = lidb_trainer(base, config.optim, config.steps)
+                     global_indices: list[int], trainer: AdapterTrainer | None = None, run=None
+                     ) -> tuple[jax.Array, np.ndarray]:
+  """Trains one LiDB per image (a batch of identities).
+
+  Returns (packed LiDB vectors [B, D] (see adapters.lidb_packer), losses [steps, B]).
+  """
+  trainer = trainer or lidb_trainer(base, config.optim, config.steps)
+  run = run or trainer.make_run(config.steps)
   latents = encode_images(base, images)
   state = trainer.init(init_lidb_batch(base, config.seed, global_indices))
   ids = jnp.asarray(global_indices, jnp.int32)
@@ -94,15 +98,17 @@ def preoptimize(config: ml_collections.ConfigDict, workdir: str) -> WeightsDatas
   todo = [c for c in range(len(chunks)) if c not in dataset.done_chunks]
   logging.info("%d identities in %d chunks; %d chunk(s) already done", len(faces), len(chunks),
                len(chunks) - len(todo))
-  run = lidb_trainer(base, config.optim, config.steps).make_run(config.steps)
+  trainer = lidb_trainer(base, config.optim, config.steps)
+  run = trainer.make_run(config.steps)
   with tqdm(total=len(faces), initial=sum(len(chunks[c]) for c in dataset.done_chunks if c < len(chunks)),
             unit="id", desc="phase 0") as bar:
     for chunk in todo:
       members = chunks[chunk]
       padded = members + [members[-1]] * (per_step - len(members))  # same shape: no recompile; dropped below
       start = time.time()
-      params, losses = train_lidb_batch(base, config, np.stack([faces[i][2] for i in padded]), padded, run)
-      vectors = np.asarray(pack_lidb(params, base.layers))[:len(members)]
+      vectors, losses = train_lidb_batch(base, config, np.stack([faces[i][2] for i in padded]), padded,
+                                         trainer, run)
+      vectors = np.asarray(vectors)[:len(members)]
       final = losses[-config.final_loss_window:, :len(members)].mean(axis=0)
       dataset.append_chunk(chunk, [faces[i][0] for i in members], [faces[i][1] for i in members], vectors,
                            final.tolist())

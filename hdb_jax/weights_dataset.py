@@ -2,7 +2,7 @@
 
 DIR/index.json        format, base model + fingerprint, LiDB config, layer list, and per chunk:
                       file name, identity ids, source ids, final losses
-DIR/chunk_00000.safetensors   `lidb` [identities, D] float32 (pack_lidb vectors, layer order of the index)
+DIR/chunk_00000.safetensors   `lidb` [identities, D] float32 (lidb_packer vectors, layer order of the index)
 
 Chunks are written atomically and the index is rewritten atomically after each chunk, so a killed
 run leaves only complete chunks, and a restarted run skips the chunks the index lists.
@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from hdb_jax.adapters.lidb import LidbConfig, LidbParams, unpack_lidb
+from hdb_jax.adapters.lidb import LidbConfig, LidbParams, lidb_packer
 from hdb_jax.adapters.targets import LayerSpec
 from hdb_jax.fileio import atomic_path, write_text_atomic
 
@@ -77,7 +77,7 @@ class WeightsDataset:
     mapping = self.as_mapping()
     if identity_id not in mapping:
       raise KeyError(f"identity {identity_id!r} is not in {self.directory}")
-    return unpack_lidb(mapping[identity_id], self.layers, self.lidb_config)
+    return lidb_packer(self.layers, self.lidb_config).unpack(mapping[identity_id])
 
   def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
     return iter(self.as_mapping().items())

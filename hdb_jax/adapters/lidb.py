@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hdb_jax.adapters.packing import Packer
 from hdb_jax.adapters.targets import LayerSpec
 
 LidbParams = dict[str, dict[str, jax.Array]]  # path -> {'a_train': [a, r], 'b_train': [r, b]}
@@ -93,33 +94,11 @@ def lidb_size(layers: Sequence[LayerSpec], config: LidbConfig) -> int:
   return sum(config.rank * sum(config.dims(layer)) for layer in layers)
 
 
-def pack_lidb(lidb_params: LidbParams, layers: Sequence[LayerSpec]) -> jax.Array:
-  """LiDB params -> one flat vector [..., D] (per layer in `layers` order: a_train then b_train).
 
-  Leading batch axes are kept. This is the compact vector the hypernetwork predicts and Phase 0's
-  weights dataset stores; D = lidb_size(layers, config).
+def lidb_packer(layers: Sequence[LayerSpec], config: LidbConfig) -> Packer:
+  """Packs LiDB params into one vector [..., D] (sorted layers; a_train then b_train per layer).
+
+  This vector is what Phase 0 stores per identity and the hypernetwork predicts;
+  D = lidb_size(layers, config).
   """
-  parts = []
-  for layer in layers:
-    p = lidb_params[layer.path]
-    for name in ("a_train", "b_train"):
-      value = p[name]
-      parts.append(value.reshape(value.shape[:-2] + (-1,)))
-  return jnp.concatenate(parts, axis=-1)
-
-
-def unpack_lidb(vector: jax.Array, layers: Sequence[LayerSpec], config: LidbConfig) -> LidbParams:
-  """Inverse of pack_lidb: [..., D] -> LiDB params with the same leading axes."""
-  expected = lidb_size(layers, config)
-  if vector.shape[-1] != expected:
-    raise ValueError(f"LiDB vector has {vector.shape[-1]} numbers, the layers need {expected}")
-  lead, offset, params = vector.shape[:-1], 0, {}
-  for layer in layers:
-    a, b = config.dims(layer)
-    shapes = {"a_train": (a, config.rank), "b_train": (config.rank, b)}
-    params[layer.path] = {}
-    for name, shape in shapes.items():
-      size = shape[0] * shape[1]
-      params[layer.path][name] = vector[..., offset:offset + size].reshape(lead + shape)
-      offset += size
-  return params
+  return Packer.from_template(jax.eval_shape(lambda: init_lidb(layers, config, jax.random.PRNGKey(0))))

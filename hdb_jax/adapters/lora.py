@@ -9,6 +9,7 @@ from typing import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
+from hdb_jax.adapters.packing import Packer
 from hdb_jax.adapters.targets import LayerSpec
 
 Factors = dict[str, tuple[jax.Array, jax.Array]]  # path -> (A [..., n, r], B [..., r, m])
@@ -53,3 +54,8 @@ def lora_size(layers: Sequence[LayerSpec], rank: int) -> int:
 
 def factor_ranks(factors: Mapping[str, tuple[jax.Array, jax.Array]]) -> set[int]:
   return {int(a.shape[-1]) for a, _ in factors.values()}
+
+
+def lora_packer(layers: Sequence[LayerSpec], rank: int) -> Packer:
+  """Packs LoRA params of these layers and rank into one vector [..., D]."""
+  return Packer.from_template(jax.eval_shape(lambda: init_lora(layers, rank, jax.random.PRNGKey(0))))

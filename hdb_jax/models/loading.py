@@ -78,9 +78,17 @@ def _architecture(config: dict[str, Any]) -> dict[str, Any]:
           if not k.startswith("_") and k not in skip and not isinstance(v, dict)}
 
 
+def unet_architecture(unet_config: dict[str, Any]) -> dict[str, Any]:
+  """The Flax UNet's constructor fields (defaults filled in) for a config: the same for a config.json
+  saved from PyTorch (with PyTorch-only keys) or from Flax."""
+  module = FlaxUNet2DConditionModel.from_config(dict(unet_config))
+  return {f.name: getattr(module, f.name) for f in dataclasses.fields(module)
+          if f.name not in ("parent", "name", "dtype")}
+
+
 def config_fingerprint(unet_config: dict[str, Any], text_config: dict[str, Any]) -> str:
   """A short hash of the UNet and text-encoder architectures, stored in identity files."""
-  blob = json.dumps({"unet": _architecture(unet_config), "text": _architecture(text_config)},
+  blob = json.dumps({"unet": _architecture(unet_architecture(unet_config)), "text": _architecture(text_config)},
                     sort_keys=True, default=list)
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -17,6 +17,7 @@ import optax
 
 from hdb_jax import adapters, models
 from hdb_jax.adapters import Factors
+from hdb_jax.adapters.packing import Packer
 from hdb_jax.training.diffusion import per_example_loss
 
 ToFactors = Callable[[Any], Factors]
@@ -45,18 +46,26 @@ class AdapterTrainer:
 
   to_factors: trainable pytree (batch axis) -> factors (batch axis); frozen factors, when given to
   `run`, are concatenated in front (rank-relaxed: [A_lidb | A_lora] [B_lidb ; B_lora]).
+  The state holds the trainables packed into one vector per example (see adapters.packing);
+  `init` packs and `trainable_tree` unpacks.
   """
   sd: models.StableDiffusion
   to_factors: ToFactors
   optimizer: optax.GradientTransformation
 
-  def init(self, trainable: Any) -> TrainState:
-    batch = jax.tree.leaves(trainable)[0].shape[0]
-    return TrainState(trainable=trainable, opt_state=jax.vmap(self.optimizer.init)(trainable),
-                      step=jnp.zeros((), jnp.int32), diverged_at=jnp.full((batch,), -1, jnp.int32))
+  packer: Packer
 
-  def _factors(self, trainable: Any, frozen: Factors | None) -> Factors:
-    factors = self.to_factors(trainable)
+  def init(self, trainable: Any) -> TrainState:
+    """trainable: pytree with a leading example axis, shaped like the packer's template."""
+    vectors = self.packer.pack(trainable)
+    return TrainState(trainable=vectors, opt_state=jax.vmap(self.optimizer.init)(vectors),
+                      step=jnp.zeros((), jnp.int32), diverged_at=jnp.full((vectors.shape[0],), -1, jnp.int32))
+
+  def trainable_tree(self, state: TrainState) -> Any:
+    return self.packer.unpack(state.trainable)
+
+  def _factors(self, trainable: jax.Array, frozen: Factors | None) -> Factors:
+    factors = self.to_factors(self.packer.unpack(trainable))
     if frozen:
       factors = adapters.concat_factors(jax.tree.map(jax.lax.stop_gradient, frozen), factors)
     return factors
