@@ -22,7 +22,8 @@ TORCH = ["torch==2.13.0", "peft>=0.15,<0.22"]  # the CPU build of torch 2.13.0 k
 # tf.data on the hosts for tfds: sources (imported only for those). Verified together with jax 0.10.2 and
 # protobuf 7; tensorflow-datasets needs importlib_resources (through etils.epath) but does not require it.
 DATA = ["tensorflow-cpu>=2.21,<2.22", "tensorflow-datasets>=4.9.10,<4.10", "importlib_resources>=6"]
-TEST = TORCH + DATA + ["pytest>=8", "scikit-image>=0.22"]
+DEMO = ["scikit-image>=0.22"]  # ships the real face photo the demo personalizes
+TEST = TORCH + DATA + DEMO + ["pytest>=8"]
 
 setup(
     name="hdb_jax",
@@ -31,5 +32,5 @@ setup(
     packages=find_packages(include=["hdb_jax", "hdb_jax.*"]),
     python_requires=">=3.10",
     install_requires=CORE,
-    extras_require={"torch": TORCH, "data": DATA, "test": TEST},
+    extras_require={"torch": TORCH, "data": DATA, "demo": DEMO, "test": TEST},
 )

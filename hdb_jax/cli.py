@@ -25,6 +25,7 @@ def run_main(main: Callable[[list[str]], None]) -> None:
 
   def guarded(argv):
     logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "Unable to initialize backend 'tpu'"
     try:
       main(argv)
     except USER_ERRORS as e:
