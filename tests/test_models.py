@@ -83,37 +83,25 @@ def test_missing_directory_is_a_clear_error(tmp_path):
     models.load_stable_diffusion(str(tmp_path / "nope"))
 
 
-def test_missing_subfolder_is_a_clear_error(tiny_dir, tmp_path):
-  broken = tmp_path / "broken"
-  shutil.copytree(tiny_dir, broken)
-  shutil.rmtree(broken / "vae")
-  with pytest.raises(models.ModelLoadError, match="no 'vae/' subfolder"):
-    models.load_stable_diffusion(str(broken))
-
-
-def test_config_that_is_not_a_unet_is_refused(tiny_dir, tmp_path):
-  broken = tmp_path / "broken"
-  shutil.copytree(tiny_dir, broken)
-  shutil.copy(broken / "vae" / "config.json", broken / "unet" / "config.json")
-  with pytest.raises(models.ModelLoadError, match="describes a (Flax)?AutoencoderKL"):
-    models.load_stable_diffusion(str(broken))
-
-
-def test_pickle_only_weights_are_refused(tiny_dir, tmp_path):
-  broken = tmp_path / "broken"
-  shutil.copytree(tiny_dir, broken)
-  os.rename(broken / "unet" / "diffusion_flax_model.msgpack", broken / "unet" / "diffusion_pytorch_model.bin")
-  with pytest.raises(models.ModelLoadError, match="only pickled weights"):
-    models.load_stable_diffusion(str(broken))
-
-
-def test_misshaped_pytorch_weights_are_refused(tiny_torch_dir, tmp_path):
-  broken = tmp_path / "broken"
-  shutil.copytree(tiny_torch_dir, broken)
-  config = json.loads((broken / "unet" / "config.json").read_text())
+def _break_unet_config(unet_dir):
+  config = json.loads((unet_dir / "config.json").read_text())
   config["cross_attention_dim"] = 64
-  (broken / "unet" / "config.json").write_text(json.dumps(config))
-  with pytest.raises(models.ModelLoadError, match="has shape"):
+  (unet_dir / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("source, damage, message", [
+    ("flax", lambda d: shutil.rmtree(d / "vae"), "no 'vae/' subfolder"),
+    ("flax", lambda d: shutil.copy(d / "vae" / "config.json", d / "unet" / "config.json"),
+     "describes a (Flax)?AutoencoderKL"),
+    ("flax", lambda d: os.rename(d / "unet" / "diffusion_flax_model.msgpack",
+                                 d / "unet" / "diffusion_pytorch_model.bin"), "only pickled weights"),
+    ("torch", lambda d: _break_unet_config(d / "unet"), "has shape"),
+], ids=["missing-subfolder", "not-a-unet", "pickle-only", "misshaped-weights"])
+def test_broken_model_directory_is_a_clear_error(request, tmp_path, source, damage, message):
+  broken = tmp_path / "broken"
+  shutil.copytree(request.getfixturevalue("tiny_dir" if source == "flax" else "tiny_torch_dir"), broken)
+  damage(broken)
+  with pytest.raises(models.ModelLoadError, match=message):
     models.load_stable_diffusion(str(broken))
 
 

@@ -1,0 +1,240 @@
+"""The rank-relaxed finetune step, ours (JAX) next to PyTorch (diffusers + peft), on this machine.
+
+Not a test: prints a table. The step: frozen UNet with random weights, frozen per-example LiDB
+factors (ours only; PyTorch has plain LoRA), trainable LoRA rank 4 on the UNet attention layers
+(attn1/attn2 to_q, to_k, to_v, to_out), AdamW, float32, batch 1, epsilon-MSE at a random timestep,
+77 random text-embedding tokens (UNet only: no text encoder on either side). Each side runs in its
+own subprocess so that its peak RSS is its own.
+
+  python benchmarks/finetune.py                        # both models, both sides, one table
+  python benchmarks/finetune.py --model=tiny           # TINY_UNET, 8x8 latents
+  python benchmarks/finetune.py --model=sd15-32        # SD1.5 UNet widths, 32x32 latents (slow)
+  python benchmarks/finetune.py --side=jax --model=tiny   # one side (what the parent runs)
+  python benchmarks/finetune.py --phase0               # Phase 0 identity-steps/s, N = 1, 4, 16
+
+Ours: the jitted multi-step `run` of AdapterTrainer (one lax.scan over --steps steps); step time =
+median over --repeats calls / --steps; compile = lower + compile of `run`. PyTorch: median time of
+single steps after --warmup steps; its "compile" column is the first (warm-up) step. PyTorch runs
+with OMP_WAIT_POLICY=PASSIVE unless the environment sets it (see below).
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from typing import Any
+
+import numpy as np
+
+# OpenMP threads that spin while waiting make PyTorch many times slower on shared cores (4.5 s vs
+# 0.13 s per tiny step, measured); passive waiting costs nothing when the cores are free. Must be
+# set before torch is imported; an explicit setting in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+MODELS = ("tiny", "sd15-32")
+TARGETS = (r"^unet/.*/attn[12]/to_(q|k|v|out_0)/kernel$",)
+LORA_RANK = 4
+LEARNING_RATE = 1e-4
+WEIGHT_DECAY = 1e-2
+TOKENS = 77
+
+
+def unet_config(model: str) -> dict[str, Any]:
+  from hdb_jax.models import configs  # pylint: disable=import-outside-toplevel
+  if model == "tiny":
+    return dict(configs.TINY_UNET)
+  if model == "sd15-32":
+    return {**configs.SD15_UNET, "sample_size": 32}
+  raise ValueError(f"unknown model {model!r} ({', '.join(MODELS)})")
+
+
+def peak_rss_gib() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def bench_jax(model: str, steps: int, repeats: int) -> dict[str, float]:
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from diffusers import FlaxDDPMScheduler, FlaxUNet2DConditionModel  # pylint: disable=import-outside-toplevel
+  from hdb_jax import adapters, models  # pylint: disable=import-outside-toplevel
+  from hdb_jax.config_defaults import optimizer_config  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models.tiny import random_params  # pylint: disable=import-outside-toplevel
+  from hdb_jax.training.engine import AdapterTrainer, example_keys, stack_examples  # pylint: disable=import-outside-toplevel
+  from hdb_jax.training.optim import make_optimizer  # pylint: disable=import-outside-toplevel
+
+  config = unet_config(model)
+  unet = FlaxUNet2DConditionModel.from_config(config)
+  unet_params = random_params(jax.eval_shape(unet.init_weights, jax.random.PRNGKey(0)), seed=0)
+  scheduler = FlaxDDPMScheduler(**{k: v for k, v in models.configs.SD15_SCHEDULER.items()
+                                   if k in FlaxDDPMScheduler.__init__.__code__.co_varnames})
+  # Stands in for the text encoder: returns the fixed random embeddings held in its "params".
+  fixed_text = types.SimpleNamespace(module=types.SimpleNamespace(
+      apply=lambda variables, ids, *_, **__: (jnp.broadcast_to(variables["params"]["embeddings"],
+                                                                (ids.shape[0],) + variables["params"]["embeddings"].shape[1:]),)))
+  rng = np.random.default_rng(0)
+  text = jnp.asarray(rng.standard_normal((1, TOKENS, config["cross_attention_dim"])), jnp.float32)
+  sd = models.StableDiffusion(unet=unet, vae=None, text_encoder=fixed_text, tokenizer=None, scheduler=scheduler,
+                              scheduler_state=scheduler.create_state(),
+                              params={"unet": unet_params, "text_encoder": {"embeddings": text}}, source="random")
+
+  layers = adapters.select_layers({"unet": unet_params}, TARGETS)
+  lidb_config = adapters.LidbConfig()
+  frozen = adapters.lidb_factors(stack_examples([adapters.init_lidb(layers, lidb_config, jax.random.PRNGKey(1))]),
+                                 adapters.aux_bases(layers, lidb_config))
+  optim = optimizer_config(LEARNING_RATE)
+  optim.update(optimizer="adamw", weight_decay=WEIGHT_DECAY, grad_clip=0.0)  # as torch.optim.AdamW
+  trainer = AdapterTrainer(sd=sd, to_factors=adapters.lora_factors, optimizer=make_optimizer(optim, steps),
+                           packer=adapters.lora_packer(layers, LORA_RANK))
+  lora = stack_examples([adapters.init_lora(layers, LORA_RANK, jax.random.PRNGKey(2))])
+  size = config["sample_size"]
+  latents = jnp.asarray(rng.standard_normal((1, size, size, 4)), jnp.float32)
+  ids = jnp.zeros((1, TOKENS), jnp.int32)
+  keys = example_keys(0, jnp.arange(1))
+
+  args = (sd.params, frozen, latents, ids, keys)
+  start = time.perf_counter()
+  run = trainer.make_run(steps).lower(*args, trainer.init(lora)).compile()
+  compile_s = time.perf_counter() - start
+  state, losses = run(*args, trainer.init(lora))  # warm-up
+  jax.block_until_ready(losses)
+  times = []
+  for _ in range(repeats):
+    state = trainer.init(lora)
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    state, losses = run(*args, state)
+    jax.block_until_ready(losses)
+    times.append(time.perf_counter() - start)
+  if not np.all(np.isfinite(np.asarray(losses))):
+    raise RuntimeError("non-finite loss")
+  return {"compile_s": compile_s, "step_s": statistics.median(times) / steps, "layers": len(layers),
+          "trainable": trainer.packer.size}
+
+
+def bench_torch(model: str, steps: int, warmup: int) -> dict[str, float]:
+  import torch  # pylint: disable=import-outside-toplevel
+  from diffusers import DDPMScheduler, UNet2DConditionModel  # pylint: disable=import-outside-toplevel
+  from peft import LoraConfig  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models import configs  # pylint: disable=import-outside-toplevel
+
+  torch.manual_seed(0)
+  config = unet_config(model)
+  unet = UNet2DConditionModel(**config)
+  unet.requires_grad_(False)
+  unet.add_adapter(LoraConfig(r=LORA_RANK, lora_alpha=LORA_RANK, init_lora_weights="gaussian",
+                              target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+  trainable = [p for p in unet.parameters() if p.requires_grad]
+  optimizer = torch.optim.AdamW(trainable, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+  scheduler = DDPMScheduler(**{k: v for k, v in configs.SD15_SCHEDULER.items() if k != "set_alpha_to_one"})
+  size = config["sample_size"]
+  latents = torch.randn(1, 4, size, size)
+  text = torch.randn(1, TOKENS, config["cross_attention_dim"])
+  unet.train()
+
+  def step() -> float:
+    noise = torch.randn_like(latents)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (1,))
+    pred = unet(scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=text).sample
+    loss = torch.nn.functional.mse_loss(pred, noise)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+  start = time.perf_counter()
+  step()
+  first_s = time.perf_counter() - start
+  for _ in range(warmup - 1):
+    step()
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - start)
+  return {"compile_s": first_s, "step_s": statistics.median(times), "trainable": sum(p.numel() for p in trainable)}
+
+
+def run_side(side: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
+  """Runs one side in a subprocess; returns its result line (or the error)."""
+  command = [sys.executable, __file__, f"--side={side}", f"--model={model}", f"--steps={args.steps}",
+             f"--repeats={args.repeats}", f"--warmup={args.warmup}"]
+  proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=args.timeout)
+  for line in proc.stdout.splitlines():
+    if line.startswith("RESULT "):
+      return json.loads(line[len("RESULT "):])
+  return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"rc {proc.returncode}"]}
+
+
+def phase0(steps: int) -> None:
+  """Phase 0 (LiDB per identity, text encoder + UNet, the tiny model) as hdb_jax.preoptimize runs it."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from configs.lidb import get_config  # pylint: disable=import-outside-toplevel
+  from hdb_jax.base_model import setup_base_model  # pylint: disable=import-outside-toplevel
+  from hdb_jax.preoptimize import lidb_trainer, train_lidb_batch  # pylint: disable=import-outside-toplevel
+
+  config = get_config("tiny")
+  config.pretrained = "tiny:" + tempfile.mkdtemp(prefix="hdb_tiny_")
+  config.compilation_cache = False
+  config.steps = steps
+  base = setup_base_model(config)
+  rng = np.random.default_rng(0)
+  print(f"\nPhase 0 on the tiny model ({len(base.layers)} LiDB layers), {steps} steps per run, "
+        f"{jax.devices()[0].platform}")
+  print(f"{'identities/step':>15s} {'compile s':>10s} {'step s':>8s} {'identity-steps/s':>17s}")
+  for n in (1, 4, 16):
+    trainer = lidb_trainer(base, config.optim, steps)
+    run = trainer.make_run(steps)
+    images = rng.uniform(-1, 1, (n, base.sd.resolution, base.sd.resolution, 3)).astype(np.float32)
+    start = time.perf_counter()
+    train_lidb_batch(base, config, images, list(range(n)), trainer, run)  # compile + one run
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    train_lidb_batch(base, config, images, list(range(n)), trainer, run)
+    seconds = time.perf_counter() - start
+    print(f"{n:15d} {first - seconds:10.1f} {seconds / steps:8.4f} {n * steps / seconds:17.1f}")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--model", choices=MODELS + ("all",), default="all")
+  parser.add_argument("--side", choices=("jax", "torch", "both"), default="both")
+  parser.add_argument("--steps", type=int, default=10, help="steps per jitted run (ours) / timed steps (PyTorch)")
+  parser.add_argument("--repeats", type=int, default=3, help="timed calls of the jitted run (ours)")
+  parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (PyTorch)")
+  parser.add_argument("--timeout", type=int, default=1800, help="seconds per subprocess")
+  parser.add_argument("--phase0", action="store_true", help="Phase 0 throughput instead")
+  args = parser.parse_args()
+
+  if args.phase0:
+    phase0(args.steps)
+    return
+  if args.side != "both":
+    model = MODELS[0] if args.model == "all" else args.model
+    bench = bench_jax(model, args.steps, args.repeats) if args.side == "jax" else bench_torch(model, args.steps, args.warmup)
+    print("RESULT " + json.dumps({**bench, "rss_gib": peak_rss_gib()}))
+    return
+
+  print(f"{'model':8s} {'side':8s} {'compile s':>10s} {'step s':>9s} {'peak RSS GiB':>13s} {'ours/PyTorch':>13s}")
+  for model in MODELS if args.model == "all" else (args.model,):
+    ours, theirs = run_side("jax", model, args), run_side("torch", model, args)
+    for name, result in (("ours", ours), ("pytorch", theirs)):
+      if "error" in result:
+        print(f"{model:8s} {name:8s} failed: {result['error']}")
+        continue
+      print(f"{model:8s} {name:8s} {result['compile_s']:10.2f} {result['step_s']:9.4f} {result['rss_gib']:13.2f}")
+    if "error" not in ours and "error" not in theirs:
+      print(f"{model:8s} {'ratio':8s} {'':10s} {'':9s} {'':13s} "
+            f"{ours['step_s'] / theirs['step_s']:8.2f} step, {ours['rss_gib'] / theirs['rss_gib']:.2f} RSS")
+  print("\nours: jitted run of --steps steps (lax.scan), median call / steps, compile = lower+compile; "
+        "PyTorch: median single step, 'compile' = first step. Trainables: LoRA rank 4 "
+        f"(ours also carries frozen LiDB factors). Steps {args.steps}.")
+
+
+if __name__ == "__main__":
+  main()
