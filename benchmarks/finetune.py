@@ -174,6 +174,7 @@ def run_side(side: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
 def phase0(steps: int) -> None:
   """Phase 0 (LiDB per identity, text encoder + UNet, the tiny model) as hdb_jax.preoptimize runs it."""
   import jax  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo's configs/
   from configs.lidb import get_config  # pylint: disable=import-outside-toplevel
   from hdb_jax.base_model import setup_base_model  # pylint: disable=import-outside-toplevel
   from hdb_jax.preoptimize import lidb_trainer, train_lidb_batch  # pylint: disable=import-outside-toplevel

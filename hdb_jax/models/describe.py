@@ -8,9 +8,8 @@ import dataclasses
 import os
 from typing import Any
 
-from hdb_jax.models.loading import (ModelLoadError, Params, abstract_params, config_fingerprint,
-                                    resolve_pretrained)
-from hdb_jax.models.tiny import TINY_PREFIX, resolve_tiny
+from hdb_jax.models.loading import ModelLoadError, Params, abstract_params, config_fingerprint
+from hdb_jax.models.tiny import resolve_model_dir
 from hdb_jax.models.quiet import silence_flax_deprecations
 
 silence_flax_deprecations()
@@ -26,14 +25,6 @@ class ModelDescription:
   root: str
   fingerprint: str
   params: dict[str, Params]
-
-
-def resolve_model_dir(pretrained: str, revision: str | None = None) -> str:
-  """The local directory `load_model(pretrained)` reads: 'tiny[:DIR]' (made on first use), a directory,
-  or a hub snapshot."""
-  if pretrained == TINY_PREFIX or pretrained.startswith(TINY_PREFIX + ":"):
-    return resolve_tiny(pretrained)
-  return resolve_pretrained(pretrained, revision)
 
 
 def _configs(root: str) -> tuple[dict[str, Any], dict[str, Any]]:
