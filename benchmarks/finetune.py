@@ -73,10 +73,12 @@ def bench_jax(model: str, steps: int, repeats: int) -> dict[str, float]:
   unet_params = random_params(jax.eval_shape(unet.init_weights, jax.random.PRNGKey(0)), seed=0)
   scheduler = FlaxDDPMScheduler(**{k: v for k, v in models.configs.SD15_SCHEDULER.items()
                                    if k in FlaxDDPMScheduler.__init__.__code__.co_varnames})
-  # Stands in for the text encoder: returns the fixed random embeddings held in its "params".
-  fixed_text = types.SimpleNamespace(module=types.SimpleNamespace(
-      apply=lambda variables, ids, *_, **__: (jnp.broadcast_to(variables["params"]["embeddings"],
-                                                                (ids.shape[0],) + variables["params"]["embeddings"].shape[1:]),)))
+  def fixed_text_apply(variables, ids, *_, **__):
+    """Stands in for the text encoder: the fixed random embeddings held in its "params"."""
+    embeddings = variables["params"]["embeddings"]
+    return (jnp.broadcast_to(embeddings, (ids.shape[0],) + embeddings.shape[1:]),)
+
+  fixed_text = types.SimpleNamespace(module=types.SimpleNamespace(apply=fixed_text_apply))
   rng = np.random.default_rng(0)
   text = jnp.asarray(rng.standard_normal((1, TOKENS, config["cross_attention_dim"])), jnp.float32)
   sd = models.StableDiffusion(unet=unet, vae=None, text_encoder=fixed_text, tokenizer=None, scheduler=scheduler,
@@ -217,7 +219,10 @@ def main() -> None:
     return
   if args.side != "both":
     model = MODELS[0] if args.model == "all" else args.model
-    bench = bench_jax(model, args.steps, args.repeats) if args.side == "jax" else bench_torch(model, args.steps, args.warmup)
+    if args.side == "jax":
+      bench = bench_jax(model, args.steps, args.repeats)
+    else:
+      bench = bench_torch(model, args.steps, args.warmup)
     print("RESULT " + json.dumps({**bench, "rss_gib": peak_rss_gib()}))
     return
 

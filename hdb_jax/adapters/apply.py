@@ -69,8 +69,10 @@ def batched_adapters(factors: Factors, scale: float = 1.0) -> Iterator[None]:
     x = args[0]
     if a.shape[0] != x.shape[0]:
       raise ValueError(f"{path}: {a.shape[0]} adapter sets for a batch of {x.shape[0]}")
-    low = jnp.einsum("b...n,bnr->b...r", x, a.astype(x.dtype))
-    return y + (scale * jnp.einsum("b...r,brm->b...m", low, b.astype(x.dtype))).astype(y.dtype)
+    tokens = x.reshape(x.shape[0], -1, x.shape[-1])  # [B, T, n]: a plain batched matmul for XLA
+    low = jnp.einsum("btn,bnr->btr", tokens, a.astype(x.dtype))
+    delta = jnp.einsum("btr,brm->btm", low, b.astype(x.dtype)).reshape(y.shape)
+    return y + (scale * delta).astype(y.dtype)
 
   with nn.intercept_methods(interceptor):
     yield
