@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import types
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -269,5 +269,3 @@ def abstract_params(unet_config: dict[str, Any], text_config: dict[str, Any]) ->
   return {"unet": jax.eval_shape(unet.init_weights, rng),
           "text_encoder": jax.eval_shape(lambda r: text.init_weights(r, (1, 1)), rng)}
 
-
-ApplyFn = Callable[..., jax.Array]
