@@ -24,7 +24,7 @@ silence_flax_deprecations()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from diffusers import FlaxAutoencoderKL, FlaxDDPMScheduler, FlaxUNet2DConditionModel
-from diffusers.models.attention_flax import FlaxGEGLU, FlaxTransformer2DModel
+from diffusers.models.attention_flax import FlaxGEGLU, FlaxTransformer2DModel  # noqa: F401 (for functional.py)
 from diffusers.models.modeling_flax_pytorch_utils import rename_key, rename_key_and_reshape_tensor
 from transformers import CLIPTextConfig, CLIPTokenizer, FlaxCLIPTextModel
 from transformers.modeling_flax_pytorch_utils import (
