@@ -1,8 +1,8 @@
 """The identity file: one person's adapter weights (~100 KB), safetensors + JSON metadata.
 
-Tensors, each the flat concatenation over the layer list (sorted paths) of one factor, so the
-header stays small: `lidb/a_train` (each [a, r]), `lidb/b_train` (each [r, b]) and, after the
-rank-relaxed finetune, `lora/a` (each [n, r']), `lora/b` (each [r', m]). The safetensors
+Tensors: `lidb`, the LiDB factors packed into one flat vector (adapters.lidb_packer: sorted layers,
+a_train [a, r] then b_train [r, b] each) and, after the rank-relaxed finetune, `lora`
+(adapters.lora_packer: a [n, r'] then b [r', m] per layer). Two tensors keep the header small. The safetensors
 header's metadata holds `hdb_jax.identity` (JSON): format version, base model id and config
 fingerprint, aux_seed/aux_scale, a, b, ranks, the layer list with kernel shapes, and the token.
 Aux bases are regenerated from the seed, never stored. Files are never pickled; writes are atomic.
@@ -20,7 +20,8 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from hdb_jax.adapters.lidb import LidbConfig, aux_bases, lidb_factors
+from hdb_jax.adapters.lidb import LidbConfig, aux_bases, lidb_factors, lidb_packer
+from hdb_jax.adapters.lora import lora_packer
 from hdb_jax.adapters.targets import LayerSpec, flatten_paths
 from hdb_jax.fileio import atomic_path
 
@@ -120,55 +121,26 @@ def _validate(identity: Identity) -> None:
     raise IdentityFileError("LiDB weights without a LiDB config in the metadata")
 
 
-def _factor_shapes(meta: IdentityMeta, kind: str) -> dict[str, tuple[int, ...]]:
-  """The shape of each packed factor of each layer, in layer order."""
-  shapes = {}
-  for layer in meta.layer_specs():
-    if kind == "lidb":
-      a, b = meta.lidb.dims(layer)
-      shapes[f"{layer.path}/a_train"] = (a, meta.lidb.rank)
-      shapes[f"{layer.path}/b_train"] = (meta.lidb.rank, b)
-    else:
-      shapes[f"{layer.path}/a"] = (layer.n, meta.lora_rank)
-      shapes[f"{layer.path}/b"] = (meta.lora_rank, layer.m)
-  return shapes
-
-
-def _pack(meta: IdentityMeta, kind: str, part: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-  flat: dict[str, list[np.ndarray]] = {}
-  for key, shape in _factor_shapes(meta, kind).items():
-    layer, name = key.rsplit("/", 1)
-    value = np.asarray(part[layer][name], np.float32)
-    if value.shape != shape:
-      raise IdentityFileError(f"{kind} factor {key} has shape {value.shape}, expected {shape}")
-    flat.setdefault(f"{kind}/{name}", []).append(value.ravel())
-  return {name: np.concatenate(values) for name, values in flat.items()}
-
-
-def _unpack(meta: IdentityMeta, kind: str, tensors: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-  offsets: dict[str, int] = {}
-  part: dict[str, dict[str, np.ndarray]] = {}
-  for key, shape in _factor_shapes(meta, kind).items():
-    layer, name = key.rsplit("/", 1)
-    flat, start = tensors[f"{kind}/{name}"], offsets.get(name, 0)
-    size = int(np.prod(shape))
-    if start + size > flat.size:
-      raise IdentityFileError(f"{kind}/{name} is shorter than the layer list needs")
-    part.setdefault(layer, {})[name] = flat[start:start + size].reshape(shape)
-    offsets[name] = start + size
-  for name, used in offsets.items():
-    if used != tensors[f"{kind}/{name}"].size:
-      raise IdentityFileError(f"{kind}/{name} is longer than the layer list needs")
-  return part
+def _packers(meta: IdentityMeta) -> dict[str, Any]:
+  """The packer of each adapter kind: one flat vector per kind, in layer order."""
+  layers = meta.layer_specs()
+  packers = {}
+  if meta.lidb is not None:
+    packers["lidb"] = lidb_packer(layers, meta.lidb)
+  if meta.lora_rank:
+    packers["lora"] = lora_packer(layers, meta.lora_rank)
+  return packers
 
 
 def save(path: str, identity: Identity) -> None:
   """Writes the identity file atomically (temp file + rename)."""
   _validate(identity)
-  tensors = {}
-  for kind, part in (("lidb", identity.lidb), ("lora", identity.lora)):
-    if part:
-      tensors.update(_pack(identity.meta, kind, part))
+  packers = _packers(identity.meta)
+  tensors = {kind: np.ascontiguousarray(np.asarray(packers[kind].pack(part), np.float32))
+             for kind, part in (("lidb", identity.lidb), ("lora", identity.lora)) if part}
+  for kind, vector in tensors.items():
+    if vector.shape != (packers[kind].size,):
+      raise IdentityFileError(f"{kind} factors hold {vector.size} numbers, the layer list needs {packers[kind].size}")
   with atomic_path(path) as tmp:
     save_file(tensors, tmp, metadata={METADATA_KEY: identity.meta.to_json()})
 
@@ -195,13 +167,14 @@ def load(path: str, base: Any = None) -> Identity:
     raise
   except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:
     raise IdentityFileError(f"{path}: not a readable identity file ({type(e).__name__}: {e})") from e
-  unknown = sorted(set(tensors) - {"lidb/a_train", "lidb/b_train", "lora/a", "lora/b"})
+  packers = _packers(meta)
+  unknown = sorted(set(tensors) - set(packers))
   if unknown:
     raise IdentityFileError(f"{path}: unexpected tensor {unknown[0]!r}")
   try:
-    parts = {kind: _unpack(meta, kind, tensors) for kind in ("lidb", "lora") if f"{kind}/a" in tensors
-             or f"{kind}/a_train" in tensors}
-  except (KeyError, ValueError) as e:
+    parts = {kind: {layer: {k: np.asarray(v) for k, v in leaves.items()}
+                    for layer, leaves in packers[kind].unpack(tensors[kind]).items()} for kind in tensors}
+  except ValueError as e:
     raise IdentityFileError(f"{path}: {e}") from e
   identity = Identity(meta=meta, lidb=parts.get("lidb"), lora=parts.get("lora"))
   _validate(identity)
