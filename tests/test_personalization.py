@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from hdb_jax import adapters, identity, models
-from hdb_jax.base_model import setup_base_model
+from hdb_jax.base_model import encode_images, setup_base_model
 from hdb_jax.data import synthetic
 from hdb_jax.generate import generate
 from hdb_jax.personalize import personalize, personalize_images
@@ -72,7 +72,7 @@ def faces():
 def _fixed_key_loss(base, config, vectors, faces, draws=8):
   """Mean diffusion loss over fixed (noise, timestep) draws: comparable before/after training."""
   trainer = lidb_trainer(base, config.optim, config.steps)
-  latents = jax.numpy.asarray(np.asarray(models.vae_encode(base.sd, base.sd.params["vae"], jnp.asarray(faces))))
+  latents = encode_images(base, faces)
   losses = jax.jit(trainer.losses)
   total = 0.0
   for d in range(draws):
