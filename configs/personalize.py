@@ -14,27 +14,15 @@ under WORKDIR/<photo name>/.
 
 import ml_collections
 
-from hdb_jax.config_defaults import base_config, optimizer_config
+from hdb_jax.config_defaults import personalization_config
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
   if variant not in ("", "tiny"):
     raise ValueError(f"unknown variant {variant!r} (use '' or 'tiny')")
-  tiny = variant == "tiny"
-  config = base_config(variant)
-  config.image = ""             # the photo to personalize
-  config.images = ""            # or several: comma-separated files, or a folder
-  config.hypernet = "none"      # hypernetwork checkpoint dir, or 'none' (DreamBooth from scratch)
-  config.baseline = "lidb"      # without a hypernetwork: train 'lidb' or 'lora' from scratch
-  config.lora_rank = 4          # r' of the rank-relaxed finetune (and of the 'lora' baseline)
-  config.steps = 40
-  config.optim = optimizer_config(3e-2 if tiny else 1e-3)
+  config = personalization_config(variant)
   config.sample_prompts = ["a {token} face", "a {token} face as a rock star",
                            "a {token} face in impressionist style"]
-  config.num_samples = 1 if tiny else 2
-  config.sample_steps = 4 if tiny else 25
-  config.guidance = 7.5
-  config.sampler = "ddim"
   config.export = "diffusers"   # '' to skip; diffusers|kohya|merged
   config.overwrite = False
   return config

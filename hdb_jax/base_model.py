@@ -39,7 +39,8 @@ def lidb_config_from(config: ml_collections.ConfigDict) -> LidbConfig:
 
 
 def setup_base_model(config: ml_collections.ConfigDict) -> BaseModel:
-  """config fields: pretrained, revision, compute_dtype, targets, lidb, token, prompt, compilation_cache."""
+  """config fields: pretrained, revision, compute_dtype, targets, lidb, token, prompt, compilation_cache,
+  memory_efficient_attention (optional)."""
   if config.get("compilation_cache", True):
     enable_compilation_cache(config.get("compilation_cache_dir") or None)
   dtype = config.get("compute_dtype", "float32")
@@ -47,6 +48,8 @@ def setup_base_model(config: ml_collections.ConfigDict) -> BaseModel:
     raise ValueError(f"compute_dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
   logging.info("loading base model %s", config.pretrained)
   sd = models.load_model(config.pretrained, revision=config.get("revision") or None, dtype=DTYPES[dtype])
+  if config.get("memory_efficient_attention", False):
+    sd = models.with_memory_efficient_attention(sd)
   layers = adapters.select_layers(sd.params, tuple(config.targets))
   lidb_config = lidb_config_from(config.lidb)
   models.check_token(sd, config.token)

@@ -19,6 +19,18 @@ def define_config_flags(default_config: str) -> None:
   flags.DEFINE_string("workdir", None, "Output directory (created; reused to resume).")
 
 
+class _DropOrbaxInfo(logging.Filter):
+  """orbax logs every file it writes at INFO; keep its warnings and errors only."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
+
+
+def quiet_orbax() -> None:
+  for handler in logging.getLogger().handlers + logging.getLogger("absl").handlers:
+    handler.addFilter(_DropOrbaxInfo())
+
+
 def run_main(main: Callable[[list[str]], None]) -> None:
   """absl app.run with our logging, where a user error prints one line and exits 1 (no traceback)."""
   silence_flax_deprecations()
@@ -26,6 +38,7 @@ def run_main(main: Callable[[list[str]], None]) -> None:
   def guarded(argv):
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "Unable to initialize backend 'tpu'"
+    quiet_orbax()
     try:
       main(argv)
     except USER_ERRORS as e:

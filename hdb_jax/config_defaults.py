@@ -1,5 +1,8 @@
 """Config pieces shared by every phase (configs/*.py): the base model, the adapters, the optimizer."""
 
+import importlib.util
+import os
+
 import ml_collections
 
 from hdb_jax.adapters.targets import DEFAULT_TARGETS
@@ -29,6 +32,39 @@ def base_config(variant: str) -> ml_collections.ConfigDict:
   return config
 
 
+def personalization_config(variant: str) -> ml_collections.ConfigDict:
+  """base_config plus what Phase 2 personalization and its sampling read (personalize and evaluate)."""
+  tiny = variant == "tiny"
+  config = base_config(variant)
+  config.image = ""             # the photo to personalize
+  config.images = ""            # or several: comma-separated files, or a folder
+  config.hypernet = "none"      # hypernetwork checkpoint dir, or 'none' (DreamBooth from scratch)
+  config.baseline = "lidb"      # without a hypernetwork: train 'lidb' or 'lora' from scratch
+  config.lora_rank = 4          # r' of the rank-relaxed finetune (and of the 'lora' baseline)
+  config.steps = 40
+  config.optim = optimizer_config(3e-2 if tiny else 1e-3)
+  config.num_samples = 1 if tiny else 2
+  config.sample_steps = 4 if tiny else 25
+  config.guidance = 7.5
+  config.sampler = "ddim"
+  return config
+
+
 def optimizer_config(learning_rate: float, **overrides) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(optimizer="adam", learning_rate=learning_rate, weight_decay=0.0,
-                                        grad_clip=1.0, schedule="constant", warmup_steps=0, **overrides))
+  fields = dict(optimizer="adam", learning_rate=learning_rate, weight_decay=0.0, grad_clip=1.0, schedule="constant",
+                warmup_steps=0)
+  return ml_collections.ConfigDict({**fields, **overrides})
+
+
+REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def load_repo_config(name: str, variant: str = "") -> ml_collections.ConfigDict:
+  """configs/<name>.py's get_config(variant), from the configs/ folder shipped beside the package."""
+  path = os.path.join(REPO_CONFIGS, f"{name}.py")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"config file {path} not found (install hdb_jax from its repository with pip -e)")
+  spec = importlib.util.spec_from_file_location(f"hdb_jax_config_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)

@@ -7,7 +7,6 @@ its images are noise: the figures that mean something are the losses, sizes and 
 the end. The hypernetwork phase (Phase 1) is not part of this release yet.
 """
 
-import importlib.util
 import json
 import os
 import time
@@ -18,19 +17,13 @@ from PIL import Image
 
 from hdb_jax import adapters, models
 from hdb_jax.cli import run_main
+from hdb_jax.config_defaults import load_repo_config
 
 flags.DEFINE_string("workdir", "/tmp/hdb_demo", "Where everything is written.")
 flags.DEFINE_integer("identities", 4, "Procedural training faces for Phase 0.")
 
-REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-
-
 def _load_config(name: str):
-  """configs/<name>.py's tiny variant (the configs ship with the repository)."""
-  spec = importlib.util.spec_from_file_location(f"hdb_jax_config_{name}", os.path.join(REPO_CONFIGS, f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config("tiny")
+  return load_repo_config(name, "tiny")
 
 
 def demo_photo(path: str) -> str:

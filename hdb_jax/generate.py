@@ -33,10 +33,11 @@ def save_png(path: str, image: np.ndarray) -> None:
 
 
 def generate(sd: models.StableDiffusion, identities: Sequence[identity_lib.Identity], prompts: Sequence[str],
-             num_images: int, sampling: SamplingConfig, negative_prompt: str = "") -> np.ndarray:
+             num_images: int, sampling: SamplingConfig, negative_prompt: str = "", sampler=None) -> np.ndarray:
   """Images [len(identities), len(prompts), num_images, H, W, 3] uint8, sampled in one batch.
 
-  Image k of every (identity, prompt) starts from the noise of (seed, k).
+  Image k of every (identity, prompt) starts from the noise of (seed, k). Many calls can share one
+  `sampler = make_sampler(sd, sampling)` (traced once per batch shape instead of once per call).
   """
   rows = [(i, p) for i in range(len(identities)) for p in prompts]
   cond, factor_list, noise_ids = [], [], []
@@ -50,7 +51,7 @@ def generate(sd: models.StableDiffusion, identities: Sequence[identity_lib.Ident
       noise_ids.append(k)
   uncond = np.repeat(models.tokenize(sd, [negative_prompt], allow_empty=True), len(cond), axis=0)
   factors = stack_identity_factors(factor_list) if factor_list[0] else None
-  sample = make_sampler(sd, sampling)
+  sample = sampler or make_sampler(sd, sampling)
   images = sample(sd.params, factors, jnp.asarray(np.stack(cond)), jnp.asarray(uncond),
                   jnp.asarray(noise_ids, jnp.int32))
   images = to_uint8(images)

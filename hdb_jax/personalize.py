@@ -118,7 +118,7 @@ def personalize_images(base: BaseModel, config: ml_collections.ConfigDict, image
     identities.append(identity_lib.from_arrays(
         base.layers, base.source, base.sd.fingerprint(), base.lidb_config if lidb is not None else None,
         lidb=lidb, lora=lora, token=base.token,
-        extra={"final_loss": float(losses[-1, i]), "steps": config.steps,
+        extra={"final_loss": float(losses[-1, i]) if len(losses) else None, "steps": config.steps,  # 0 steps: none
                "method": "hyper+finetune" if predictor else f"{kind}-from-scratch"}))
   return Personalized(identities=identities, losses=losses, timings=timings)
 
@@ -181,7 +181,7 @@ def personalize(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   result.timings["load_model_s"] = load_s
   for i, (photo, out) in enumerate(zip(paths, dirs)):
     _write_outputs(base, config, out, photo, result.identities[i], result.losses[:, i], result.timings)
-    logging.info("%s: final loss %.4f -> %s", photo, result.losses[-1, i], out)
+    logging.info("%s: final loss %s -> %s", photo, result.losses[-1, i] if len(result.losses) else None, out)
   return dirs
 
 

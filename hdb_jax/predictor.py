@@ -20,12 +20,12 @@ class LidbPredictor(Protocol):
     ...
 
 
-def load_predictor(path: str, base: BaseModel) -> LidbPredictor:
-  """A predictor from a hypernetwork checkpoint directory, checked against the base model's layers."""
+def load_predictor(path: str, base: BaseModel, refine_steps: int | None = None) -> LidbPredictor:
+  """A predictor from a hypernetwork training directory, checked against the base model's layers.
+
+  refine_steps overrides the trained number of refinement iterations (1: the k=1 ablation).
+  """
   if not os.path.isdir(path):
     raise FileNotFoundError(f"hypernetwork checkpoint not found: {path}")
-  try:
-    from hdb_jax.hypernet import checkpoint as hypernet_checkpoint  # pylint: disable=import-outside-toplevel
-  except ImportError as e:
-    raise ValueError("this hdb_jax has no hypernetwork support yet; use --config.hypernet=none") from e
-  return hypernet_checkpoint.load_predictor(path, base)
+  from hdb_jax.hypernet import checkpoint  # pylint: disable=import-outside-toplevel
+  return checkpoint.load_predictor(path, base, refine_steps)

@@ -61,9 +61,18 @@ def lidb_trainer(base: BaseModel, optim_config: ml_collections.ConfigDict, steps
 
 
 def init_lidb_batch(base: BaseModel, seed: int, global_indices: list[int]) -> Any:
-  """Per-identity initial LiDB params (leading identity axis), each from (seed, global index)."""
-  keys = [jax.random.fold_in(jax.random.PRNGKey(seed + 1), i) for i in global_indices]
-  return stack_examples([adapters.init_lidb(base.layers, base.lidb_config, k) for k in keys])
+  """Initial LiDB params for a batch of identities (leading identity axis): the same start for all.
+
+  A shared start keeps every identity's target in one basin (rank-1 factors are defined only up to
+  sign and scale), which is what the hypernetwork learns to predict; its output starts there too
+  (see shared_lidb_init).
+  """
+  return stack_examples([shared_lidb_init(base, seed)] * len(global_indices))
+
+
+def shared_lidb_init(base: BaseModel, seed: int) -> Any:
+  """The LiDB params every Phase 0 identity starts from."""
+  return adapters.init_lidb(base.layers, base.lidb_config, jax.random.PRNGKey(seed + 1))
 
 
 def train_lidb_batch(base: BaseModel, config: ml_collections.ConfigDict, images: np.ndarray,

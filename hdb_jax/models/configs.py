@@ -68,6 +68,16 @@ TINY_UNET: dict[str, Any] = {
     "cross_attention_dim": 32,
 }
 
+# Two resolution levels and 4 transformer blocks instead of SD1.5's 16: for tests of machinery that
+# does not depend on depth (sharding, multi-process, resume), where compile time would dominate.
+MICRO_UNET: dict[str, Any] = {
+    **TINY_UNET,
+    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+    "block_out_channels": [32, 64],
+    "layers_per_block": 1,
+}
+
 TINY_TEXT_ENCODER: dict[str, Any] = {
     **SD15_TEXT_ENCODER,
     "hidden_size": 32,

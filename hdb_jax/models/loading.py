@@ -83,7 +83,7 @@ def unet_architecture(unet_config: dict[str, Any]) -> dict[str, Any]:
   saved from PyTorch (with PyTorch-only keys) or from Flax."""
   module = FlaxUNet2DConditionModel.from_config(dict(unet_config))
   return {f.name: getattr(module, f.name) for f in dataclasses.fields(module)
-          if f.name not in ("parent", "name", "dtype")}
+          if f.name not in ("parent", "name", "dtype", "use_memory_efficient_attention", "split_head_dim")}
 
 
 def config_fingerprint(unet_config: dict[str, Any], text_config: dict[str, Any]) -> str:
@@ -124,7 +124,7 @@ def _subfolder(root: str, name: str) -> str:
   return path
 
 
-def _read_json(path: str) -> dict[str, Any]:
+def read_json(path: str) -> dict[str, Any]:
   try:
     with open(path, encoding="utf-8") as f:
       return json.load(f)
@@ -176,7 +176,7 @@ def _load_diffusers_module(root: str, name: str, cls: Any, expected_classes: tup
   """Loads a diffusers Flax model from root/name in Flax or PyTorch-safetensors format."""
   directory = _subfolder(root, name)
   config_path = os.path.join(directory, "config.json")
-  _check_class(_read_json(config_path), config_path, expected_classes)
+  _check_class(read_json(config_path), config_path, expected_classes)
   _refuse_pickle_only(directory, (FLAX_DIFFUSERS_WEIGHTS, PT_DIFFUSERS_WEIGHTS))
   if os.path.exists(os.path.join(directory, FLAX_DIFFUSERS_WEIGHTS)):
     return cls.from_pretrained(directory, dtype=dtype)
@@ -200,7 +200,7 @@ def load_text_encoder(root: str, dtype: jnp.dtype = jnp.float32) -> tuple[FlaxCL
   """CLIP text encoder and params from root/text_encoder (Flax msgpack or PyTorch safetensors)."""
   directory = _subfolder(root, "text_encoder")
   config_path = os.path.join(directory, "config.json")
-  _check_class(_read_json(config_path), config_path, ("CLIPTextModel", "CLIPTextModelWithProjection"))
+  _check_class(read_json(config_path), config_path, ("CLIPTextModel", "CLIPTextModelWithProjection"))
   _refuse_pickle_only(directory, (FLAX_TRANSFORMERS_WEIGHTS, PT_TRANSFORMERS_WEIGHTS))
   if os.path.exists(os.path.join(directory, FLAX_TRANSFORMERS_WEIGHTS)):
     return FlaxCLIPTextModel.from_pretrained(directory, dtype=dtype, _do_init=False)
@@ -232,12 +232,17 @@ def load_tokenizer(root: str) -> CLIPTokenizer:
 def load_scheduler(root: str) -> tuple[FlaxDDPMScheduler, Any]:
   """The base model's noise schedule as a DDPM scheduler (the training schedule)."""
   directory = _subfolder(root, "scheduler")
-  config = _read_json(os.path.join(directory, "scheduler_config.json"))
+  config = read_json(os.path.join(directory, "scheduler_config.json"))
   keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type",
           "clip_sample", "steps_offset")
   scheduler = FlaxDDPMScheduler(**{k: config[k] for k in keys if k in config
                                    and k in FlaxDDPMScheduler.__init__.__code__.co_varnames})
   return scheduler, scheduler.create_state()
+
+
+def with_memory_efficient_attention(sd: StableDiffusion) -> StableDiffusion:
+  """The same model with the UNet's chunked (memory-efficient) attention: same numbers, less memory."""
+  return dataclasses.replace(sd, unet=sd.unet.clone(use_memory_efficient_attention=True))
 
 
 def load_stable_diffusion(pretrained: str, revision: str | None = None,

@@ -76,8 +76,10 @@ def tiny_text_config(vocab_size: int) -> dict:
   return {**configs.TINY_TEXT_ENCODER, "vocab_size": vocab_size}
 
 
-def create_tiny_stable_diffusion(directory: str, seed: int = 0) -> str:
+def create_tiny_stable_diffusion(directory: str, seed: int = 0, unet_config: dict | None = None) -> str:
   """Writes a tiny random Stable Diffusion (Flax weights) to `directory`; returns the directory.
+
+  unet_config: the UNet's config (default configs.TINY_UNET; configs.MICRO_UNET is shallower).
 
   Does nothing when a complete model is already there (model_index.json is written last).
   """
@@ -86,7 +88,7 @@ def create_tiny_stable_diffusion(directory: str, seed: int = 0) -> str:
   os.makedirs(directory, exist_ok=True)
   rng = jax.random.PRNGKey(0)
   tokenizer = write_tiny_tokenizer(os.path.join(directory, "tokenizer"))
-  unet = FlaxUNet2DConditionModel.from_config(configs.TINY_UNET)
+  unet = FlaxUNet2DConditionModel.from_config(unet_config or configs.TINY_UNET)
   unet.save_pretrained(os.path.join(directory, "unet"), params=random_params(jax.eval_shape(unet.init_weights, rng), seed))
   vae = FlaxAutoencoderKL.from_config(configs.TINY_VAE)
   vae.save_pretrained(os.path.join(directory, "vae"), params=random_params(jax.eval_shape(vae.init_weights, rng), seed + 1))

@@ -1,0 +1,151 @@
+"""Hypernetwork checkpoints: the orbax training state, and the card that says what it predicts for.
+
+WORKDIR/
+  hypernet.json      format, base model + fingerprint, adapted layers, LiDB config, encoder, decoder
+                     sizes: all a predictor needs besides the weights (written once, atomically)
+  config.json        the full training config
+  checkpoints/<step>/{state,meta}   orbax: params, optimizer, step; data positions of every process
+
+`load_predictor(WORKDIR, base)` refuses a checkpoint trained for other layers or another LiDB layout.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from hdb_jax.adapters import LayerSpec, LidbParams
+from hdb_jax.base_model import BaseModel
+from hdb_jax.fileio import write_text_atomic
+from hdb_jax.hypernet.network import Hypernet, build_hypernet
+
+FORMAT_NAME = "hdb_jax.hypernet"
+CARD = "hypernet.json"
+CHECKPOINTS = "checkpoints"
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint does not fit the base model or config it is used with."""
+
+
+def card(config: ml_collections.ConfigDict, base: BaseModel) -> dict[str, Any]:
+  """What a checkpoint predicts for and how its network is built."""
+  return {"format": FORMAT_NAME, "format_version": 1, "base_model": base.source,
+          "base_fingerprint": base.sd.fingerprint(), "layers": [[l.path, l.n, l.m] for l in base.layers],
+          "lidb": dataclasses.asdict(base.lidb_config), "token": base.token, "prompt": config.prompt,
+          "encoder": config.encoder.to_dict(), "model": config.model.to_dict()}
+
+
+def write_card(workdir: str, config: ml_collections.ConfigDict, base: BaseModel) -> None:
+  """Writes hypernet.json and config.json; a workdir holding another run's card is refused."""
+  path = os.path.join(workdir, CARD)
+  new = card(config, base)
+  if os.path.exists(path):
+    check_card(read_card(workdir), new, workdir)
+  write_text_atomic(path, json.dumps(new, indent=1))
+  write_text_atomic(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
+
+
+def read_card(workdir: str) -> dict[str, Any]:
+  path = os.path.join(workdir, CARD)
+  try:
+    with open(path, encoding="utf-8") as f:
+      info = json.load(f)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"{workdir} is not a hypernetwork checkpoint (no {CARD})") from e
+  except json.JSONDecodeError as e:
+    raise CheckpointMismatchError(f"{path} is corrupt: {e}") from e
+  if info.get("format") != FORMAT_NAME:
+    raise CheckpointMismatchError(f"{path} is not an hdb_jax hypernetwork card")
+  return info
+
+
+def check_card(saved: dict[str, Any], expected: dict[str, Any], where: str) -> None:
+  """Raises CheckpointMismatchError naming the first difference that matters."""
+  saved_layers, layers = saved["layers"], expected["layers"]
+  if saved_layers != layers:
+    first = next((i for i, (a, b) in enumerate(zip(saved_layers, layers)) if a != b), min(len(saved_layers),
+                                                                                          len(layers)))
+    detail = (f"layer {first}: checkpoint has {saved_layers[first] if first < len(saved_layers) else 'none'}, "
+              f"model has {layers[first] if first < len(layers) else 'none'}")
+    raise CheckpointMismatchError(
+        f"{where} was trained for {len(saved_layers)} adapted layers of {saved['base_model']!r}; the base model "
+        f"{expected['base_model']!r} with these targets has {len(layers)} ({detail}). Use the base model and "
+        "--config.targets it was trained with.")
+  for key in ("lidb", "base_fingerprint", "encoder", "model"):
+    if key in expected and json.loads(json.dumps(saved.get(key))) != json.loads(json.dumps(expected[key])):
+      raise CheckpointMismatchError(f"{where} was made with a different {key!r}: {saved.get(key)} "
+                                    f"(here: {expected[key]}); use a new --workdir or the original settings")
+
+
+def manager(workdir: str, keep: int = 3, use_async: bool = True) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=use_async, create=True)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINTS), options=options,
+                               item_names=("state", "meta"))
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:
+  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+
+
+def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
+  """The state (placed like `abstract_state`, ShapeDtypeStructs with shardings) and meta of `step`."""
+  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                                         meta=ocp.args.JsonRestore()))
+  return restored.state, restored.meta
+
+
+def latest_params(workdir: str) -> tuple[int, Any]:
+  """(step, trainable params) of the newest checkpoint in WORKDIR, on this process's first device.
+
+  Works whatever mesh or number of processes saved it (the shapes come from the checkpoint's metadata).
+  """
+  mngr = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINTS), item_names=("state", "meta"))
+  step = mngr.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"{workdir} has no finished checkpoint in {CHECKPOINTS}/")
+  path = os.path.join(os.path.abspath(workdir), CHECKPOINTS, str(step), "state")
+  checkpointer = ocp.StandardCheckpointer()
+  metadata = checkpointer.metadata(path).item_metadata
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
+  return step, checkpointer.restore(path, target)["params"]
+
+
+def config_from_card(info: dict[str, Any]) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({"encoder": info["encoder"], "model": info["model"]})
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointPredictor:
+  """images [B, H, W, 3] in [-1, 1] -> LiDB params (leading batch axis), from a trained checkpoint."""
+  net: Hypernet
+  params: Any
+  step: int
+  refine_steps: int | None = None
+
+  def __call__(self, images: jax.Array) -> LidbParams:
+    predict = jax.jit(self.net.predict, static_argnums=(3,))
+    return self.net.unpack(predict(self.params, self.net.encoder.params, images, self.refine_steps))
+
+
+def load_predictor(workdir: str, base: BaseModel, refine_steps: int | None = None) -> CheckpointPredictor:
+  """The newest checkpoint of a training WORKDIR as a predictor for `base` (refused if it does not fit).
+
+  refine_steps overrides the trained number of refinement iterations (e.g. 1 for the k=1 ablation).
+  """
+  info = read_card(workdir)
+  layers = [[l.path, l.n, l.m] for l in base.layers]
+  check_card(info, {"layers": layers, "base_model": base.source,
+                    "lidb": dataclasses.asdict(base.lidb_config)}, workdir)
+  net = build_hypernet(config_from_card(info), base)
+  step, params = latest_params(workdir)
+  return CheckpointPredictor(net=net, params=params, step=step, refine_steps=refine_steps)
+
+
+def layer_specs(info: dict[str, Any]) -> tuple[LayerSpec, ...]:
+  return tuple(LayerSpec(p, n, m) for p, n, m in info["layers"])

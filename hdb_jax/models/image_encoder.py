@@ -1,0 +1,104 @@
+"""The hypernetwork's image encoder: a transformers Flax ViT or CLIP vision tower.
+
+    encoder = load_image_encoder("google/vit-huge-patch14-224-in21k")   # the paper's ViT-H/14
+    encoder = load_image_encoder("tiny-vit")                            # tiny random, made on first use
+    tokens = encode_images(encoder, encoder.params, images)             # [-1, 1] NHWC -> [B, T, hidden]
+
+A local directory or hub id holding a `ViTModel`, `CLIPVisionModel` or `CLIPModel` config (Flax
+msgpack, or PyTorch safetensors converted on load) works; tiny encoders are saved with
+`save_pretrained` and read back through the same code.
+"""
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from hdb_jax.models.loading import ModelLoadError, read_json, resolve_pretrained
+from hdb_jax.models.quiet import silence_flax_deprecations
+from hdb_jax.models.tiny import default_tiny_dir, random_params
+
+silence_flax_deprecations()
+
+# pylint: disable=wrong-import-position
+from transformers import CLIPVisionConfig, FlaxCLIPVisionModel, FlaxViTModel, ViTConfig
+
+TINY_ENCODER = "tiny-vit"
+# model_type in config.json -> (model class, config class, pixel mean, pixel std)
+_IMAGENET_HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+_CLIP_STATS = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+ENCODER_TYPES = {
+    "vit": (FlaxViTModel, ViTConfig, *_IMAGENET_HALF),
+    "clip_vision_model": (FlaxCLIPVisionModel, CLIPVisionConfig, *_CLIP_STATS),
+    "clip": (FlaxCLIPVisionModel, CLIPVisionConfig, *_CLIP_STATS),
+}
+TINY_VIT_CONFIG = dict(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, intermediate_size=64)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageEncoder:
+  """A stateless vision transformer module, its parameters, and how it wants its pixels."""
+  module: Any
+  params: Any
+  image_size: int
+  hidden_size: int
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  source: str
+
+  @property
+  def num_tokens(self) -> int:
+    """Image tokens per image: patches plus the class token."""
+    patch = self.module.config.patch_size
+    return (self.image_size // patch) ** 2 + 1
+
+
+def create_tiny_image_encoder(directory: str, seed: int = 0) -> str:
+  """Writes a tiny random ViT (Flax weights) to `directory` unless one is there; returns it."""
+  if os.path.exists(os.path.join(directory, "flax_model.msgpack")):
+    return directory
+  model = FlaxViTModel(ViTConfig(**TINY_VIT_CONFIG), _do_init=False)
+  abstract = jax.eval_shape(lambda rng: model.init_weights(rng, model.input_shape), jax.random.PRNGKey(0))
+  model.save_pretrained(directory, params=random_params(abstract, seed))
+  return directory
+
+
+def _resolve(pretrained: str, revision: str | None) -> str:
+  if pretrained == TINY_ENCODER or pretrained.startswith(TINY_ENCODER + ":"):
+    _, _, directory = pretrained.partition(":")
+    return create_tiny_image_encoder(directory or os.path.join(os.path.dirname(default_tiny_dir()), TINY_ENCODER))
+  return resolve_pretrained(pretrained, revision)
+
+
+def load_image_encoder(pretrained: str, revision: str | None = None, dtype: Any = jnp.float32) -> ImageEncoder:
+  """An image encoder from 'tiny-vit[:DIR]', a local directory or a hub id (ModelLoadError if unusable)."""
+  directory = _resolve(pretrained, revision)
+  config_path = os.path.join(directory, "config.json")
+  model_type = read_json(config_path).get("model_type")
+  if model_type not in ENCODER_TYPES:
+    raise ModelLoadError(f"{config_path}: model_type {model_type!r} is not an image encoder this project "
+                         f"loads ({', '.join(sorted(ENCODER_TYPES))})")
+  model_cls, config_cls, mean, std = ENCODER_TYPES[model_type]
+  has_flax = os.path.exists(os.path.join(directory, "flax_model.msgpack"))
+  if not has_flax and not os.path.exists(os.path.join(directory, "model.safetensors")):
+    raise ModelLoadError(f"{directory} has neither flax_model.msgpack nor model.safetensors")
+  try:
+    model, params = model_cls.from_pretrained(directory, dtype=dtype, _do_init=False, from_pt=not has_flax)
+  except (OSError, ValueError, EnvironmentError) as e:
+    raise ModelLoadError(f"could not load the image encoder from {directory}: {e}") from e
+  config = config_cls.from_pretrained(directory)
+  return ImageEncoder(module=model.module, params=params, image_size=int(config.image_size),
+                      hidden_size=int(config.hidden_size), mean=tuple(mean), std=tuple(std), source=pretrained)
+
+
+def encode_images(encoder: ImageEncoder, params: Any, images: jax.Array) -> jax.Array:
+  """images [B, H, W, 3] in [-1, 1] -> the last hidden states [B, T, hidden] (resized and normalized)."""
+  size = encoder.image_size
+  if images.shape[1:3] != (size, size):
+    images = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), "bilinear")
+  pixels = ((images + 1.0) / 2.0 - jnp.asarray(encoder.mean)) / jnp.asarray(encoder.std)
+  outputs = encoder.module.apply({"params": params}, pixels.astype(encoder.module.dtype), deterministic=True)
+  return outputs.last_hidden_state

@@ -1,0 +1,28 @@
+"""Phase 1: train the hypernetwork (image -> LiDB weights) on Phase 0's weights, sharded over every device.
+
+  python -m hdb_jax.train --config=configs/hyper.py:tiny --workdir=/tmp/hyper
+  python -m hdb_jax.train --config=configs/hyper.py --workdir=gs://bucket/hyper --config.weights=gs://.../weights
+
+Writes WORKDIR/{hypernet.json,config.json,checkpoints/,metrics.jsonl,tensorboard/,samples/}. Run the same
+command again to resume after a kill or preemption. Use the result with
+  python -m hdb_jax.personalize --config=configs/personalize.py:tiny --config.hypernet=WORKDIR ...
+"""
+
+from absl import flags
+
+from hdb_jax.cli import define_config_flags, run_main
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  from hdb_jax.hypernet.loop import train  # pylint: disable=import-outside-toplevel
+  if not flags.FLAGS.workdir:
+    raise ValueError("--workdir is required")
+  result = train(flags.FLAGS.config, flags.FLAGS.workdir)
+  shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
+  print(f"trained hypernetwork in {flags.FLAGS.workdir} ({shown})")
+
+
+if __name__ == "__main__":
+  define_config_flags("configs/hyper.py:tiny")
+  run_main(main)

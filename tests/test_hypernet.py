@@ -1,0 +1,264 @@
+"""Phase 1: the hypernetwork, its sharded training loop, checkpoints and resume (tiny models, CPU).
+
+The multi-device tests use a shallower UNet (configs.MICRO_UNET: 4 transformer blocks instead of 16):
+what they check (sharding, processes, resume) does not depend on depth, and compile time would
+otherwise dominate the suite. Targets are random LiDB vectors near the shared Phase 0 start, written
+as a real weights dataset; Phase 0 itself is tested in test_personalization.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from hdb_jax import data, models
+from hdb_jax.base_model import setup_base_model
+from hdb_jax.config_defaults import load_repo_config
+from hdb_jax.hypernet import checkpoint
+from hdb_jax.hypernet.loop import train
+from hdb_jax.hypernet.metrics_log import read_metrics
+from hdb_jax.hypernet.model import HyperNetwork
+from hdb_jax.hypernet.network import build_hypernet
+from hdb_jax.hypernet.slots import slot_layout
+from hdb_jax.hypernet.training import HyperTrainer, LossWeights
+from hdb_jax.models.image_encoder import create_tiny_image_encoder
+from hdb_jax.preoptimize import shared_lidb_init
+from hdb_jax.training.optim import make_optimizer
+from hdb_jax.weights_dataset import create_or_open
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_IDENTITIES = 6
+# The run the multi-device and resume tests repeat: both losses on, batch 8, 6 steps.
+SHARED_RUN = {"alpha": 1.0, "beta": 1.0, "batch_size": 8, "steps": 6, "checkpoint_every": 2, "log_every": 1}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+  """(micro SD dir, tiny ViT dir, weights dataset dir) shared by the module."""
+  root = tmp_path_factory.mktemp("hyper_world")
+  micro = models.create_tiny_stable_diffusion(str(root / "micro_sd"), unet_config=models.configs.MICRO_UNET)
+  encoder = create_tiny_image_encoder(str(root / "vit"))
+  config = hyper_config((micro, encoder, ""), {})
+  base = setup_base_model(config)
+  source = data.make_source(config.data)
+  ids = [e.identity_id for e in source.examples]
+  start = np.asarray(base_packer(base).pack(shared_lidb_init(base, config.seed)))
+  targets = start + 0.05 * np.random.default_rng(0).standard_normal((len(ids), start.size)).astype(np.float32)
+  dataset = create_or_open(str(root / "weights"), base_model=base.source, base_fingerprint=base.sd.fingerprint(),
+                           layers=base.layers, lidb_config=base.lidb_config, settings={"test": True})
+  dataset.append_chunk(0, ids, [e.name for e in source.examples], targets, [0.0] * len(ids))
+  return micro, encoder, str(root / "weights")
+
+
+def base_packer(base):
+  from hdb_jax.adapters import lidb_packer  # pylint: disable=import-outside-toplevel
+  return lidb_packer(base.layers, base.lidb_config)
+
+
+def hyper_config(world, overrides):
+  micro, encoder, weights = world
+  config = load_repo_config("hyper", "tiny")
+  config.pretrained, config.encoder.pretrained, config.weights = micro, encoder, weights
+  config.tensorboard, config.eval.every, config.async_checkpoint = False, 0, True
+  config.data.num_identities, config.data.num_workers = NUM_IDENTITIES, 0
+  for key, value in overrides.items():
+    target = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
+  return config
+
+
+def cli_flags(world, overrides):
+  micro, encoder, weights = world
+  merged = {"pretrained": micro, "encoder.pretrained": encoder, "weights": weights, "tensorboard": False,
+            "eval.every": 0, "data.num_identities": NUM_IDENTITIES, "data.num_workers": 0, **overrides}
+  return ["--config=configs/hyper.py:tiny"] + [f"--config.{k}={v}" for k, v in merged.items()]
+
+
+def flat_params(params):
+  return {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(jax.device_get(params)).items()}
+
+
+def test_slot_layout_and_refinement(tiny_sd):
+  from hdb_jax.adapters import LidbConfig, select_layers  # pylint: disable=import-outside-toplevel
+  layers = select_layers(tiny_sd.params)
+  layout = slot_layout(layers, LidbConfig())
+  packed = jnp.asarray(np.random.default_rng(1).standard_normal((2, layout.total)), jnp.float32)
+  slots = layout.to_slots(packed)
+  np.testing.assert_array_equal(layout.to_packed(slots), packed)
+  np.testing.assert_array_equal(np.asarray(slots) * (1 - layout.mask()), 0.0)  # padding stays zero
+  assert layout.num_layers == len(layers) and layout.total == base_size(layers)
+
+  model = HyperNetwork(slot_sizes=layout.sizes, d_model=16, num_heads=2, depth=2, mlp_dim=32, refine_steps=3)
+  tokens = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 8))
+  params = model.init(jax.random.PRNGKey(1), tokens)["params"]
+  params["theta_init"] = slots[0]
+  apply = jax.jit(model.apply, static_argnums=2)
+  out3, out1 = apply({"params": params}, tokens, 3), apply({"params": params}, tokens, 1)
+  assert out3.shape == (2, layout.num_layers, layout.slot_size)
+  np.testing.assert_array_equal(np.asarray(out3) * (1 - layout.mask()), 0.0)
+  # At init the prediction is theta_init plus a small per-image update (head std 1e-3), not zero.
+  delta = np.abs(np.asarray(out1) - np.asarray(slots[0]))
+  assert 0 < delta.max() < 0.1
+  assert not np.allclose(out3, out1)  # refinement steps change the prediction
+  assert not np.allclose(out1[0], out1[1])  # the prediction depends on the image
+
+
+def base_size(layers):
+  from hdb_jax.adapters import LidbConfig, lidb_size  # pylint: disable=import-outside-toplevel
+  return lidb_size(layers, LidbConfig())
+
+
+@pytest.mark.parametrize("trainable", [True, False])
+def test_encoder_gradients_follow_trainable_flag(world, trainable):
+  config = hyper_config(world, {"encoder.trainable": trainable})
+  base = setup_base_model(config)
+  net = build_hypernet(config, base)
+  trainer = HyperTrainer(net=net, base=base, optimizer=make_optimizer(config.optim, 10),
+                         weights=LossWeights(0.0, 1.0), seed=0)
+  params = net.init_params(jax.random.PRNGKey(0))
+  frozen = trainer.frozen()
+  images = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)), jnp.float32)
+  batch = {"image": images, "weights": jnp.ones((2, net.layout.total)) * 0.1}
+  keys = trainer.step_keys(jnp.zeros((), jnp.int32), 2)
+
+  def loss(params, frozen):
+    return jnp.mean(trainer.per_example_losses(params, frozen, batch, keys)["total"])
+
+  grads, frozen_grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, frozen)
+  assert ("encoder" in grads) == trainable
+  if trainable:
+    assert float(jax.tree.reduce(lambda a, b: a + jnp.sum(jnp.abs(b)), grads["encoder"], 0.0)) > 0
+  else:
+    assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(frozen_grads["encoder"]))
+  assert float(jnp.max(jnp.abs(grads["decoder"]["head_kernel"]))) > 0
+
+
+@pytest.fixture(scope="module")
+def overfit_run(world, tmp_path_factory):
+  """The weight-space loss alone on 4 identities for 150 steps (s=3 refinement): (workdir, metrics, config)."""
+  workdir = str(tmp_path_factory.mktemp("overfit"))
+  config = hyper_config(world, {"alpha": 0.0, "beta": 1.0, "steps": 150, "batch_size": 4, "log_every": 10,
+                                "checkpoint_every": 150, "data.num_identities": 4, "optim.learning_rate": 3e-3,
+                                "optim.schedule": "constant", "optim.warmup_steps": 0, "optim.weight_decay": 0.0})
+  result = train(config, workdir)
+  return workdir, read_metrics(workdir), config, result
+
+
+def test_overfits_a_handful_of_identities(overfit_run, world):
+  workdir, metrics, config, _ = overfit_run
+  first, last = metrics[0]["weight_loss"], metrics[-1]["weight_loss"]
+  # Targets differ from their mean by 0.05 per entry (weight loss ~2.5e-3 at init). Fitting 4 images
+  # must remove almost all of it; 10% of the start leaves room for the last steps' Adam noise.
+  assert last < 0.1 * first, (first, last)
+  base = setup_base_model(config)
+  predictor = checkpoint.load_predictor(workdir, base)
+  assert predictor.step == 150 and predictor.net.decoder.refine_steps == 3
+  source = data.make_source(config.data)
+  images = np.stack([e.load(base.sd.resolution) for e in source.examples])
+  from hdb_jax.weights_dataset import open_dataset  # pylint: disable=import-outside-toplevel
+  targets = open_dataset(world[2]).as_mapping()
+  predicted = base_packer(base).pack(predictor(jnp.asarray(images)))
+  wanted = np.stack([targets[e.identity_id] for e in source.examples])
+  assert float(np.mean(np.square(np.asarray(predicted) - wanted))) < 0.1 * first
+
+
+def test_checkpoint_for_other_layers_is_refused(overfit_run):
+  workdir, _, config, _ = overfit_run
+  config = config.copy_and_resolve_references()
+  config.targets = [t for t in config.targets if "text_encoder" not in t]  # UNet layers only
+  base = setup_base_model(config)
+  with pytest.raises(checkpoint.CheckpointMismatchError, match="adapted layers"):
+    checkpoint.load_predictor(workdir, base)
+  with pytest.raises(checkpoint.CheckpointMismatchError, match="adapted layers"):
+    checkpoint.write_card(workdir, config, base)  # training into it with other layers is refused too
+
+
+@pytest.fixture(scope="module")
+def reference_run(world, tmp_path_factory):
+  """SHARED_RUN on this process's single CPU device: (workdir, per-step metrics, final params)."""
+  workdir = str(tmp_path_factory.mktemp("reference"))
+  result = train(hyper_config(world, SHARED_RUN), workdir)
+  return workdir, read_metrics(workdir), flat_params(result.state.params)
+
+
+def run_worker(world, workdir, dump, overrides, env=None):
+  cmd = [sys.executable, "tests/hypernet_worker.py", f"--workdir={workdir}", f"--dump={dump}"] + \
+      cli_flags(world, {**SHARED_RUN, **overrides})
+  return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc, timeout=600):
+  out, _ = proc.communicate(timeout=timeout)
+  assert proc.returncode == 0, out[-3000:]
+  return out
+
+
+def test_eight_devices_follow_the_single_device_trajectory(world, reference_run, tmp_path):
+  _, reference, reference_params = reference_run
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  finish(run_worker(world, tmp_path / "run", tmp_path / "params.npz",
+                    {"mesh": "(4,2)", "shard_frozen": True}, env))
+  sharded = read_metrics(str(tmp_path / "run"))
+  dumped = np.load(tmp_path / "params.0.npz")
+  assert int(dumped["__devices__"]) == 8
+  # Same examples, same noise: only the order of float32 reductions differs between layouts.
+  for ref, got in zip(reference, sharded, strict=True):
+    np.testing.assert_allclose(got["loss"], ref["loss"], rtol=1e-4)
+    np.testing.assert_allclose(got["diffusion_loss"], ref["diffusion_loss"], rtol=1e-4)
+  # Adam divides by sqrt(v): rounding in near-zero gradients can move such a weight by up to the
+  # learning rate (1e-3 at most here), so parameters are compared at that scale.
+  for name, value in reference_params.items():
+    np.testing.assert_allclose(dumped[name], value, atol=1e-3, err_msg=name)
+
+
+def test_two_processes_agree_on_parameters(world, tmp_path):
+  port = 20000 + os.getpid() % 20000
+  procs = [run_worker(world, tmp_path / "run", tmp_path / "params.npz", {"steps": 3},
+                      {"JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2",
+                       "JAX_PROCESS_ID": str(i)}) for i in range(2)]
+  for proc in procs:
+    finish(proc)
+  first, second = (np.load(tmp_path / f"params.{i}.npz") for i in range(2))
+  assert int(first["__processes__"]) == 2 and int(first["__devices__"]) == 2
+  for name in first.files:
+    np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+  metrics = read_metrics(str(tmp_path / "run"))
+  assert [m["step"] for m in metrics] == [1, 2, 3] and all(np.isfinite(m["loss"]) for m in metrics)
+  assert checkpoint.latest_params(str(tmp_path / "run"))[0] == 3
+
+
+def test_kill_and_resume_equals_uninterrupted(world, reference_run, tmp_path):
+  _, reference, reference_params = reference_run
+  workdir = tmp_path / "run"
+  cmd = [sys.executable, "-m", "hdb_jax.train", f"--workdir={workdir}"] + cli_flags(world, SHARED_RUN)
+  proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 600
+  while not (workdir / "checkpoints" / "2").exists():
+    assert proc.poll() is None, "the run ended before it could be killed"
+    assert time.time() < deadline
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  resumed_from = checkpoint.manager(str(workdir)).latest_step()
+  assert resumed_from is not None and resumed_from < SHARED_RUN["steps"]
+  out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert f"resuming from step {resumed_from}" in out.stderr
+  step, params = checkpoint.latest_params(str(workdir))
+  assert step == SHARED_RUN["steps"]
+  # Same program on the same device, same inputs: bit-for-bit what the uninterrupted run computed.
+  for name, value in flat_params(params).items():
+    np.testing.assert_array_equal(value, reference_params[name], err_msg=name)
+  resumed = read_metrics(str(workdir))
+  np.testing.assert_array_equal([m["loss"] for m in resumed], [m["loss"] for m in reference])
