@@ -204,13 +204,22 @@ def finish(proc, timeout=600):
   return out
 
 
-def test_eight_devices_follow_the_single_device_trajectory(world, reference_run, tmp_path):
-  _, reference, reference_params = reference_run
+@pytest.fixture(scope="module")
+def eight_device_proc(world, tmp_path_factory):
+  """SHARED_RUN on 8 fake CPU devices, mesh (4, 2) with the base sharded on 'fsdp', started early: it
+  compiles in its own process while this one runs the reference."""
+  root = tmp_path_factory.mktemp("eight")
   env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-  finish(run_worker(world, tmp_path / "run", tmp_path / "params.npz",
-                    {"mesh": "(4,2)", "shard_frozen": True}, env))
-  sharded = read_metrics(str(tmp_path / "run"))
-  dumped = np.load(tmp_path / "params.0.npz")
+  proc = run_worker(world, root / "run", root / "params.npz", {"mesh": "(4,2)", "shard_frozen": True}, env)
+  return proc, root
+
+
+def test_eight_devices_follow_the_single_device_trajectory(eight_device_proc, reference_run):
+  proc, root = eight_device_proc
+  _, reference, reference_params = reference_run
+  finish(proc)
+  sharded = read_metrics(str(root / "run"))
+  dumped = np.load(root / "params.0.npz")
   assert int(dumped["__devices__"]) == 8
   # Same examples, same noise: only the order of float32 reductions differs between layouts.
   for ref, got in zip(reference, sharded, strict=True):
@@ -224,7 +233,9 @@ def test_eight_devices_follow_the_single_device_trajectory(world, reference_run,
 
 def test_two_processes_agree_on_parameters(world, tmp_path):
   port = 20000 + os.getpid() % 20000
-  procs = [run_worker(world, tmp_path / "run", tmp_path / "params.npz", {"steps": 3},
+  # The weight-space loss only: the diffusion term's sharding is the 8-device test's; this one is about
+  # processes (each reading its own shard of the data, joining one mesh, saving one checkpoint).
+  procs = [run_worker(world, tmp_path / "run", tmp_path / "params.npz", {"steps": 3, "alpha": 0.0},
                       {"JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2",
                        "JAX_PROCESS_ID": str(i)}) for i in range(2)]
   for proc in procs:
@@ -262,3 +273,25 @@ def test_kill_and_resume_equals_uninterrupted(world, reference_run, tmp_path):
     np.testing.assert_array_equal(value, reference_params[name], err_msg=name)
   resumed = read_metrics(str(workdir))
   np.testing.assert_array_equal([m["loss"] for m in resumed], [m["loss"] for m in reference])
+
+
+def test_personalize_uses_a_trained_checkpoint(world, overfit_run, tmp_path):
+  workdir, _, config, _ = overfit_run
+  photo = data.make_source(config.data).examples[0]
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  Image.fromarray(np.uint8((photo.load(64) + 1) * 127.5)).save(tmp_path / "face.png")
+  out = tmp_path / "me"
+  cmd = [sys.executable, "-m", "hdb_jax.personalize", "--config=configs/personalize.py:tiny",
+         f"--config.image={tmp_path / 'face.png'}", f"--config.hypernet={workdir}", f"--config.pretrained={world[0]}",
+         "--config.steps=5", "--config.num_samples=0", "--config.export=", f"--workdir={out}"]
+  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  from hdb_jax import identity  # pylint: disable=import-outside-toplevel
+  ident = identity.load(str(out / "identity.safetensors"))
+  assert ident.meta.extra["method"] == "hyper+finetune" and ident.meta.lora_rank == 4
+  base = setup_base_model(hyper_config(world, {}))
+  image = data.load_image(str(tmp_path / "face.png"), 64)  # as personalize read it
+  predicted = checkpoint.load_predictor(workdir, base)(jnp.asarray(image[None]))
+  for path, factors in list(ident.lidb.items())[:10]:  # the frozen part is the prediction, as saved
+    np.testing.assert_allclose(factors["a_train"], np.asarray(predicted[path]["a_train"][0]), rtol=1e-5, atol=1e-6)
+  assert max(np.abs(f["b"]).max() for f in ident.lora.values()) > 0  # the relaxed LoRA was trained

@@ -41,11 +41,11 @@ def _image(path: str, title: str) -> str:
 def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
   """Header and rows (plain text) of the methods x metric means table."""
   keys = _metrics(results)
-  header = ["method"] + [_name(k) for k in keys] + ["finetune steps", "personalize s"]
+  header = ["method"] + [_name(k) for k in keys] + ["finetune steps", "s/identity"]
   rows = []
   for name, method in results["methods"].items():
-    timings = method["timings_s"]
-    seconds = timings.get("predict_s", 0.0) + timings.get("finetune_s", 0.0)
+    timings = method["timings_s"]  # prediction + finetune, without compiling
+    seconds = (timings.get("predict_s", 0.0) + timings.get("finetune_s", 0.0)) / len(results["identities"])
     rows.append([name] + [_number(method["means"].get(k)) for k in keys]
                 + [str(method["finetune_steps"]), f"{seconds:.2f}"])
   return header, rows
@@ -69,7 +69,8 @@ def render(results: dict[str, Any]) -> str:
            f"{results['sampling']['num_samples']} samples each ({results['sampling']['steps']} "
            f"{html.escape(results['sampling']['sampler'])} steps, guidance {results['sampling']['guidance']}). "
            f"CLIP: {html.escape(str(results['models']['clip']))}; DINO: {html.escape(str(results['models']['dino']))}; "
-           f"faces: {html.escape(str(results['models']['face']))}.</p>",
+           f"faces: {html.escape(str(results['models']['face']))}. s/identity: hypernetwork prediction + "
+           "finetune time per identity, without compiling.</p>",
            "<h2>Summary</h2>", _table(header, [[html.escape(c) for c in r] for r in rows])]
   for name, method in results["methods"].items():
     parts.append(f"<h2>{html.escape(name)}</h2><p class=s>{html.escape(method['description'])}</p>")
