@@ -84,11 +84,7 @@ def parse_methods(spec: str, steps: int, lora_rank: int) -> list[Method]:
 
 def checkpoint_predictors(path: str) -> PredictorFactory:
   """Predictors from the hypernetwork checkpoint at `path` (k=1 asks for one refinement iteration)."""
-  def make(base: BaseModel, refine_steps: int | None) -> LidbPredictor:
-    if refine_steps is None:
-      return load_predictor(path, base)
-    return load_predictor(path, base, refine_steps=refine_steps)
-  return make
+  return lambda base, refine_steps: load_predictor(path, base, refine_steps=refine_steps)
 
 
 def identity_names(paths: Sequence[str]) -> list[str]:

@@ -17,7 +17,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from hdb_jax import adapters
+from hdb_jax import adapters, models
 from hdb_jax import evaluate as evaluate_module
 from hdb_jax.evaluate import evaluate, padded_chunks, parse_methods
 from hdb_jax.evaluation import faces, metrics, prompts
@@ -168,7 +168,7 @@ def test_checkpoint_predictors(monkeypatch):
   make = evaluate_module.checkpoint_predictors("/ckpt")
   make("base", None)
   make("base", 1)
-  assert calls == [("/ckpt", {}), ("/ckpt", {"refine_steps": 1})]
+  assert calls == [("/ckpt", {"refine_steps": None}), ("/ckpt", {"refine_steps": 1})]
 
 
 def test_hypernet_methods_need_a_checkpoint(tmp_path):
@@ -190,7 +190,14 @@ class _Images(html.parser.HTMLParser):
       self.sources.append(dict(attrs)["src"])
 
 
-def test_evaluate_end_to_end(tiny_dir, eval_dirs, tmp_path):
+@pytest.fixture(scope="module")
+def micro_dir(tmp_path_factory):
+  """The tiny family with a shallower UNet (4 transformer blocks, not 16): tracing it is much quicker."""
+  return models.create_tiny_stable_diffusion(str(tmp_path_factory.mktemp("micro_sd")),
+                                             unet_config=models.configs.MICRO_UNET)
+
+
+def test_evaluate_end_to_end(micro_dir, eval_dirs, tmp_path):
   photo = tmp_path / "astronaut.png"
   Image.fromarray(skimage.data.astronaut()).save(photo)
   calls = []
@@ -204,7 +211,7 @@ def test_evaluate_end_to_end(tiny_dir, eval_dirs, tmp_path):
       return jax.tree.map(lambda *x: jnp.stack(x), *[adapters.init_lidb(base.layers, config, k) for k in keys])
     return predict
 
-  config = _config(pretrained=tiny_dir, image=str(photo), methods="full,only_hyper,no_hyper,lora@2", steps=2,
+  config = _config(pretrained=micro_dir, image=str(photo), methods="full,only_hyper,no_hyper,lora@2", steps=2,
                    clip_model=eval_dirs["clip"], dino_model=eval_dirs["dino"])
   workdir = tmp_path / "eval"
   results = evaluate(config, str(workdir), predictors)

@@ -295,3 +295,25 @@ def test_personalize_uses_a_trained_checkpoint(world, overfit_run, tmp_path):
   for path, factors in list(ident.lidb.items())[:10]:  # the frozen part is the prediction, as saved
     np.testing.assert_allclose(factors["a_train"], np.asarray(predicted[path]["a_train"][0]), rtol=1e-5, atol=1e-6)
   assert max(np.abs(f["b"]).max() for f in ident.lora.values()) > 0  # the relaxed LoRA was trained
+
+
+def test_exported_hypernet_predicts_like_its_checkpoint(world, overfit_run, tmp_path):
+  workdir, _, config, _ = overfit_run
+  out = tmp_path / "hypernet"
+  cmd = [sys.executable, "-m", "hdb_jax.export", f"--hypernet={workdir}", f"--out={out}"]
+  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
+  tensors = load_file(str(out / "hypernet.safetensors"))
+  import json  # pylint: disable=import-outside-toplevel
+  card = json.loads((out / "hypernet.json").read_text())
+  assert card["step"] == 150 and card["tensors"]["decoder/head_kernel"] == list(tensors["decoder/head_kernel"].shape)
+  assert card["slot_order"] == sorted(p for p, _, _ in card["layers"])
+  base = setup_base_model(config)
+  images = jnp.asarray(np.random.default_rng(3).uniform(-1, 1, (2, 64, 64, 3)), jnp.float32)
+  from_export = checkpoint.load_predictor(str(out), base)(images)
+  from_checkpoint = checkpoint.load_predictor(workdir, base)(images)
+  for path in from_checkpoint:
+    np.testing.assert_array_equal(from_export[path]["b_train"], from_checkpoint[path]["b_train"])
+  again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert again.returncode != 0 and "--overwrite" in again.stderr.strip().splitlines()[-1]

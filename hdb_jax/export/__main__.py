@@ -1,7 +1,9 @@
-"""Exports an identity file to PyTorch: LoRA files for diffusers / web UIs, or a merged pipeline.
+"""Exports an identity file to PyTorch (LoRA files for diffusers / web UIs, or a merged pipeline), or a
+trained hypernetwork to one framework-neutral safetensors file.
 
   python -m hdb_jax.export --identity=ID.safetensors --format=diffusers|kohya|merged --out=DIR \\
       [--pretrained=MODEL] [--overwrite]
+  python -m hdb_jax.export --hypernet=TRAIN_WORKDIR --out=DIR [--overwrite]
 
 Formats:
   diffusers  DIR/pytorch_lora_weights.safetensors, a diffusers/PEFT LoRA:
@@ -16,6 +18,9 @@ tiny[:DIR]); merged starts from it (default: the base model recorded in the iden
 LoRA formats check the identity against it when it is given. Identities made for a different base
 model are refused. Existing output is replaced only with --overwrite; writes are atomic.
 Prompt with the identity's token, e.g. "a photo of sks face".
+
+--hypernet writes DIR/hypernet.safetensors + DIR/hypernet.json (tensor names and the slot layout are
+documented in hdb_jax/export/hypernet.py); personalize loads DIR with --config.hypernet=DIR, no orbax needed.
 """
 
 from absl import app, flags
@@ -24,22 +29,31 @@ from hdb_jax.export.api import FORMATS, ExportError, export_identity
 from hdb_jax.identity import IdentityFileError
 
 _IDENTITY = flags.DEFINE_string("identity", None, "Identity file (.safetensors) to export.")
-_FORMAT = flags.DEFINE_enum("format", None, FORMATS, "Export format (see above).")
+_HYPERNET = flags.DEFINE_string("hypernet", None, "Or: a hypernetwork training workdir to export.")
+_FORMAT = flags.DEFINE_enum("format", None, FORMATS, "Export format of an identity (see above).")
 _OUT = flags.DEFINE_string("out", None, "Output directory.")
 _PRETRAINED = flags.DEFINE_string(
     "pretrained", None, "Base model (hub id, diffusers directory, or tiny[:DIR]). merged: the model to merge "
     "into (default: the identity's base model). LoRA formats: the identity is checked against it.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output.")
-flags.mark_flags_as_required(["identity", "format", "out"])
+flags.mark_flags_as_required(["out"])
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if bool(_IDENTITY.value) == bool(_HYPERNET.value):
+    raise app.UsageError("give exactly one of --identity=FILE (with --format) or --hypernet=WORKDIR")
+  if _IDENTITY.value and not _FORMAT.value:
+    raise app.UsageError("--format is required with --identity")
   try:
-    written = export_identity(_IDENTITY.value, _FORMAT.value, _OUT.value, pretrained=_PRETRAINED.value,
-                              overwrite=_OVERWRITE.value)
-  except (ExportError, IdentityFileError) as e:
+    if _HYPERNET.value:
+      from hdb_jax.export.hypernet import export_hypernet  # pylint: disable=import-outside-toplevel
+      written = export_hypernet(_HYPERNET.value, _OUT.value, overwrite=_OVERWRITE.value)
+    else:
+      written = export_identity(_IDENTITY.value, _FORMAT.value, _OUT.value, pretrained=_PRETRAINED.value,
+                                overwrite=_OVERWRITE.value)
+  except (ExportError, IdentityFileError, FileNotFoundError, FileExistsError, ValueError) as e:
     raise SystemExit(f"hdb_jax.export: error: {e}") from None
   for path in written:
     print(path)

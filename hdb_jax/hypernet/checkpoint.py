@@ -18,7 +18,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from hdb_jax.adapters import LayerSpec, LidbParams
+from hdb_jax.adapters import LidbParams
 from hdb_jax.base_model import BaseModel
 from hdb_jax.fileio import write_text_atomic
 from hdb_jax.hypernet.network import Hypernet, build_hypernet
@@ -134,18 +134,16 @@ class CheckpointPredictor:
 
 
 def load_predictor(workdir: str, base: BaseModel, refine_steps: int | None = None) -> CheckpointPredictor:
-  """The newest checkpoint of a training WORKDIR as a predictor for `base` (refused if it does not fit).
+  """A predictor for `base` from a training WORKDIR (its newest checkpoint) or an exported hypernetwork
+  directory (hdb_jax.export --hypernet), refused if it was trained for other layers.
 
   refine_steps overrides the trained number of refinement iterations (e.g. 1 for the k=1 ablation).
   """
+  from hdb_jax.export.hypernet import is_exported, load_exported  # pylint: disable=import-outside-toplevel
   info = read_card(workdir)
   layers = [[l.path, l.n, l.m] for l in base.layers]
   check_card(info, {"layers": layers, "base_model": base.source,
                     "lidb": dataclasses.asdict(base.lidb_config)}, workdir)
   net = build_hypernet(config_from_card(info), base)
-  step, params = latest_params(workdir)
+  step, params = load_exported(workdir) if is_exported(workdir) else latest_params(workdir)
   return CheckpointPredictor(net=net, params=params, step=step, refine_steps=refine_steps)
-
-
-def layer_specs(info: dict[str, Any]) -> tuple[LayerSpec, ...]:
-  return tuple(LayerSpec(p, n, m) for p, n, m in info["layers"])
