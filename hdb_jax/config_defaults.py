@@ -27,6 +27,12 @@ def base_config(variant: str) -> ml_collections.ConfigDict:
   config.compilation_cache = True
   config.compilation_cache_dir = ""  # empty: ~/.cache/hdb_jax/jax_cache
   config.data = default_data_config()
+  config.prior = ml_collections.ConfigDict(dict(  # DreamBooth prior preservation (hdb_jax/training/prior.py)
+      weight=0.0,                # off; DreamBooth uses 1.0
+      class_prompt="a face",
+      source="generate",         # drawn by the base model, or a data source: 'synthetic', 'folder:<path>', ...
+      num_images=4 if tiny else 100,
+      sample_steps=4 if tiny else 25, guidance=7.5))
   if not tiny:
     config.data.source = "tfds:celeb_a_hq/512"
   return config

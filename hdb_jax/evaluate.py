@@ -34,6 +34,7 @@ from hdb_jax import data
 from hdb_jax.base_model import BaseModel, setup_base_model
 from hdb_jax.cli import define_config_flags, run_main
 from hdb_jax.evaluation import metrics, report
+from hdb_jax.evaluation.faces import FaceEmbedder
 from hdb_jax.evaluation.prompts import resolve_prompts
 from hdb_jax.fileio import write_text_atomic
 from hdb_jax.generate import generate, save_png, slug
@@ -105,11 +106,11 @@ def padded_chunks(n: int, size: int) -> list[tuple[list[int], int]]:
 class Scorer:
   """The evaluation models and the reference photos' embeddings."""
 
-  def __init__(self, config: ml_collections.ConfigDict, references: np.ndarray, prompts: Sequence[str]):
+  def __init__(self, config: ml_collections.ConfigDict, references: np.ndarray, prompts: Sequence[str],
+               face_embedder: FaceEmbedder | None):
     from hdb_jax.models import eval_models  # pylint: disable=import-outside-toplevel
-    from hdb_jax.evaluation.faces import FaceEmbedder  # pylint: disable=import-outside-toplevel
     self.eval_models = eval_models
-    self.faces = FaceEmbedder() if config.face_rec else None  # first: a missing extra fails fast
+    self.faces = face_embedder
     self.clip = eval_models.load_eval_model(config.clip_model, "clip")
     self.dino = eval_models.load_eval_model(config.dino_model, "dino")
     self.batch = config.embed_batch
@@ -226,10 +227,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
   prompts = resolve_prompts(config.prompts)
   paths = photo_paths(config)
   names = identity_names(paths)
+  face_embedder = FaceEmbedder(upsample=config.face_upsample) if config.face_rec else None  # before the big loads
   base = setup_base_model(config)
   photos = np.stack([data.load_image(p, base.sd.resolution, min_size=config.data.min_size) for p in paths])
   references = to_uint8((photos + 1) / 2)
-  scorer = Scorer(config, references, prompts)
+  scorer = Scorer(config, references, prompts, face_embedder)
   identities = {}
   for i, (name, path) in enumerate(zip(names, paths)):
     rel = os.path.join("images", "reference", f"{name}.png")
@@ -244,6 +246,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
              "methods": {}, "config": json.loads(config.to_json_best_effort())}
   sampler = make_sampler(base.sd, _sampling(config))  # one trace per batch shape for every method
   done: dict[tuple, str] = {}
+  predictors: dict[int | None, LidbPredictor] = {}  # full and only_hyper share one
   for method in methods:
     key = (method.hyper, method.steps, method.refine_steps)
     if key in done:  # e.g. no_hyper and lora@<steps>: the same training, seeds and samples
@@ -252,7 +255,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
                                          "same_run_as": done[key]}
       continue
     logging.info("method %s: %s", method.name, method.description)
-    predictor = predictor_factory(base, method.refine_steps) if method.hyper else None
+    predictor = None
+    if method.hyper:
+      if method.refine_steps not in predictors:
+        predictors[method.refine_steps] = predictor_factory(base, method.refine_steps)
+      predictor = predictors[method.refine_steps]
     results["methods"][method.name] = evaluate_method(base, config, method, names, photos, prompts, scorer,
                                                       sampler, predictor, workdir)
     done[key] = method.name

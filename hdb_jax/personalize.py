@@ -37,6 +37,7 @@ from hdb_jax.predictor import LidbPredictor, load_predictor
 from hdb_jax.sampling import SamplingConfig
 from hdb_jax.training.engine import AdapterTrainer, check_finite, example_keys, stack_examples, unstack_example
 from hdb_jax.training.optim import make_optimizer
+from hdb_jax.training.prior import make_class_prior
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -100,7 +101,8 @@ def personalize_images(base: BaseModel, config: ml_collections.ConfigDict, image
   trainer = AdapterTrainer(sd=base.sd, to_factors=to_factors, optimizer=make_optimizer(config.optim, config.steps),
                            packer=packer)
   state = trainer.init(_initial_trainable(base, config, kind, ids))
-  args = (base.sd.params, frozen, latents, base.prompt_batch(len(images)), example_keys(config.seed, ids), state)
+  args = (base.sd.params, frozen, latents, base.prompt_batch(len(images)), example_keys(config.seed, ids), state,
+          make_class_prior(base, config))
   start = time.perf_counter()
   run = trainer.make_run(config.steps).lower(*args).compile()
   timings["compile_s"] = time.perf_counter() - start

@@ -23,6 +23,7 @@ from hdb_jax.base_model import BaseModel, encode_images, setup_base_model
 from hdb_jax.cli import define_config_flags, run_main
 from hdb_jax.training.engine import AdapterTrainer, check_finite, example_keys, stack_examples
 from hdb_jax.training.optim import make_optimizer
+from hdb_jax.training.prior import ClassPrior, make_class_prior
 from hdb_jax.weights_dataset import WeightsDataset, create_or_open
 
 
@@ -76,8 +77,8 @@ def shared_lidb_init(base: BaseModel, seed: int) -> Any:
 
 
 def train_lidb_batch(base: BaseModel, config: ml_collections.ConfigDict, images: np.ndarray,
-                     global_indices: list[int], trainer: AdapterTrainer | None = None, run=None
-                     ) -> tuple[jax.Array, np.ndarray]:
+                     global_indices: list[int], trainer: AdapterTrainer | None = None, run=None,
+                     prior: ClassPrior | None = None) -> tuple[jax.Array, np.ndarray]:
   """Trains one LiDB per image (a batch of identities).
 
   Returns (packed LiDB vectors [B, D] (see adapters.lidb_packer), losses [steps, B]).
@@ -88,7 +89,7 @@ def train_lidb_batch(base: BaseModel, config: ml_collections.ConfigDict, images:
   state = trainer.init(init_lidb_batch(base, config.seed, global_indices))
   ids = jnp.asarray(global_indices, jnp.int32)
   state, losses = run(base.sd.params, None, latents, base.prompt_batch(len(images)), example_keys(config.seed, ids),
-                      state)
+                      state, prior)
   check_finite(state, [str(i) for i in global_indices])
   return state.trainable, np.asarray(losses)
 
@@ -98,7 +99,7 @@ def preoptimize(config: ml_collections.ConfigDict, workdir: str) -> WeightsDatas
   base = setup_base_model(config)
   faces = collect_faces(config, base.sd.resolution)
   settings = {k: config[k].to_dict() if hasattr(config[k], "to_dict") else config[k]
-              for k in ("steps", "identities_per_step", "seed", "optim", "prompt", "token")}
+              for k in ("steps", "identities_per_step", "seed", "optim", "prompt", "token", "prior")}
   dataset = create_or_open(os.path.join(workdir, "weights"), base_model=base.source,
                            base_fingerprint=base.sd.fingerprint(), layers=base.layers,
                            lidb_config=base.lidb_config, settings=settings)
@@ -109,6 +110,7 @@ def preoptimize(config: ml_collections.ConfigDict, workdir: str) -> WeightsDatas
                len(chunks) - len(todo))
   trainer = lidb_trainer(base, config.optim, config.steps)
   run = trainer.make_run(config.steps)
+  prior = make_class_prior(base, config)
   with tqdm(total=len(faces), initial=sum(len(chunks[c]) for c in dataset.done_chunks if c < len(chunks)),
             unit="id", desc="phase 0") as bar:
     for chunk in todo:
@@ -116,7 +118,7 @@ def preoptimize(config: ml_collections.ConfigDict, workdir: str) -> WeightsDatas
       padded = members + [members[-1]] * (per_step - len(members))  # same shape: no recompile; dropped below
       start = time.time()
       vectors, losses = train_lidb_batch(base, config, np.stack([faces[i][2] for i in padded]), padded,
-                                         trainer, run)
+                                         trainer, run, prior)
       vectors = np.asarray(vectors)[:len(members)]
       final = losses[-config.final_loss_window:, :len(members)].mean(axis=0)
       dataset.append_chunk(chunk, [faces[i][0] for i in members], [faces[i][1] for i in members], vectors,

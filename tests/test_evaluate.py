@@ -113,6 +113,20 @@ def test_dino_embeddings_tiny(eval_dirs, random_images):
     eval_models.image_embeddings(dino, random_images.astype(np.float32))
 
 
+def test_dino_from_pytorch_safetensors_matches_torch(tmp_path):
+  """The from_pt path (hub DINO checkpoints ship PyTorch weights): same CLS embedding as PyTorch."""
+  import torch  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models.torch_models import create_tiny_pytorch_dino  # pylint: disable=import-outside-toplevel
+  reference = create_tiny_pytorch_dino(str(tmp_path / "dino_pt"))
+  assert os.path.exists(tmp_path / "dino_pt" / "model.safetensors")
+  dino = eval_models.load_eval_model(str(tmp_path / "dino_pt"), "dino")
+  images = np.random.default_rng(2).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)  # model size: no resize
+  pixels = (images / 255.0 - np.asarray(eval_models.IMAGENET_STATS[0])) / np.asarray(eval_models.IMAGENET_STATS[1])
+  with torch.no_grad():
+    expected = reference(torch.tensor(pixels.transpose(0, 3, 1, 2), dtype=torch.float32)).last_hidden_state[:, 0]
+  np.testing.assert_allclose(eval_models.image_embeddings(dino, images), expected.numpy(), atol=1e-4)
+
+
 def test_eval_model_loading_errors(eval_dirs, tmp_path):
   clip_dir = eval_dirs["clip"].partition(":")[2]
   eval_models.load_eval_model(eval_dirs["clip"], "clip")  # make it (module order is not guaranteed)
@@ -148,6 +162,12 @@ def test_face_recognition_on_a_real_photo():
   other_embedding = embed(other)
   assert other_embedding is not None
   assert metrics.face_similarities([other_embedding], own)[0] < flipped - 0.05
+
+
+def test_face_extra_missing_is_a_clear_error(monkeypatch):
+  monkeypatch.setattr(faces.importlib.util, "find_spec", lambda name: None)
+  with pytest.raises(ValueError, match=r"pip install -e \"\.\[face\]\""):
+    faces.models_dir()
 
 
 def test_methods_and_chunks():
@@ -215,7 +235,7 @@ def test_evaluate_end_to_end(micro_dir, eval_dirs, tmp_path):
                    clip_model=eval_dirs["clip"], dino_model=eval_dirs["dino"])
   workdir = tmp_path / "eval"
   results = evaluate(config, str(workdir), predictors)
-  assert calls == [None, None]  # k=1's call: test_checkpoint_predictors
+  assert calls == [None]  # full and only_hyper share the predictor; k=1's call: test_checkpoint_predictors
   on_disk = json.loads((workdir / "results.json").read_text())
   assert on_disk["methods"].keys() == results["methods"].keys()
   assert on_disk["metrics"] == ["clip_t", "clip_i", "dino", "face_rec"]

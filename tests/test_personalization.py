@@ -253,3 +253,30 @@ def test_generation_is_deterministic_and_batches_identities(tiny_dir):
   assert np.abs(both[0].astype(int) - both[1].astype(int)).max() > 5  # identities differ
   other_seed = generate(sd, idents[:1], prompts, 1, SamplingConfig(steps=4, guidance=7.5, seed=4))
   assert np.abs(other_seed[0].astype(int) - both[0].astype(int)).max() > 5
+
+
+@pytest.mark.parametrize("source", ["generate", "synthetic"])
+def test_prior_preservation_adds_the_weighted_class_loss(base, phase0_config, faces, source):
+  from hdb_jax.training.prior import make_class_prior  # pylint: disable=import-outside-toplevel
+  config = phase0_config.copy_and_resolve_references()
+  config.prior.update(weight=0.5, source=source, num_images=2, sample_steps=2)
+  prior = make_class_prior(base, config)
+  assert prior.latents.shape == (2, 8, 8, 4) and np.isfinite(np.asarray(prior.latents)).all()
+  assert not np.allclose(prior.latents[0], prior.latents[1])  # two different class images
+  config.prior.weight = 0.0
+  assert make_class_prior(base, config) is None  # off by default
+  if source == "generate":
+    return  # drawing the class images is what differs; the loss below is the same for both sources
+  trainer = lidb_trainer(base, config.optim, config.steps)
+  vectors = trainer.packer.pack(init_lidb_batch(base, 0, [0, 1]))
+  latents = encode_images(base, faces[:2])
+  keys = example_keys(7, jnp.arange(2))
+  losses = jax.jit(trainer.losses)
+  with_prior = losses(base.sd.params, vectors, None, latents, base.prompt_batch(2), keys, prior)
+  # The same thing by hand: each example's class image and class noise, through its own adapters.
+  class_latents, class_ids = prior.pick(keys)
+  class_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 2)
+  instance = losses(base.sd.params, vectors, None, latents, base.prompt_batch(2), keys)
+  class_loss = losses(base.sd.params, vectors, None, class_latents, class_ids, class_keys)
+  np.testing.assert_allclose(with_prior, instance + 0.5 * class_loss, rtol=1e-5)
+  assert float(jnp.min(class_loss)) > 0

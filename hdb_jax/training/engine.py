@@ -19,6 +19,7 @@ from hdb_jax import adapters, models
 from hdb_jax.adapters import Factors
 from hdb_jax.adapters.packing import Packer
 from hdb_jax.training.diffusion import per_example_loss
+from hdb_jax.training.prior import ClassPrior
 
 ToFactors = Callable[[Any], Factors]
 
@@ -71,15 +72,24 @@ class AdapterTrainer:
     return factors
 
   def losses(self, params: dict[str, Any], trainable: Any, frozen: Factors | None, latents: jax.Array,
-             input_ids: jax.Array, keys: jax.Array) -> jax.Array:
-    """Per-example losses [B] at the given weights (no update)."""
-    return per_example_loss(self.sd, params, self._factors(trainable, frozen), latents, input_ids, keys)
+             input_ids: jax.Array, keys: jax.Array, prior: ClassPrior | None = None) -> jax.Array:
+    """Per-example losses [B] at the given weights (no update); with a prior, + weight * class loss."""
+    factors = self._factors(trainable, frozen)
+    if prior is None:
+      return per_example_loss(self.sd, params, factors, latents, input_ids, keys)
+    batch = latents.shape[0]
+    class_latents, class_ids = prior.pick(keys)
+    class_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 2)
+    losses = per_example_loss(self.sd, params, adapters.tile_factors(factors, 2),
+                              jnp.concatenate([latents, class_latents]), jnp.concatenate([input_ids, class_ids]),
+                              jnp.concatenate([keys, class_keys]))
+    return losses[:batch] + prior.weight * losses[batch:]
 
-  def _step(self, params, frozen, latents, input_ids, example_keys, state: TrainState, _):
+  def _step(self, params, frozen, latents, input_ids, example_keys, prior, state: TrainState, _):
     keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(example_keys, state.step)
 
     def total_loss(trainable):
-      losses = self.losses(params, trainable, frozen, latents, input_ids, keys)
+      losses = self.losses(params, trainable, frozen, latents, input_ids, keys, prior)
       return jnp.sum(losses), losses
 
     grads, losses = jax.grad(total_loss, has_aux=True)(state.trainable)
@@ -99,13 +109,14 @@ class AdapterTrainer:
     return new_state, losses
 
   def make_run(self, num_steps: int) -> Callable[..., tuple[TrainState, jax.Array]]:
-    """run(params, frozen, latents, input_ids, example_keys, state) -> (state, losses [steps, B]).
+    """run(params, frozen, latents, input_ids, example_keys, state, prior=None) -> (state, losses [steps, B]).
 
     example_keys: [B] PRNG keys, one per example (fold in a global example index so that the same
-    example gets the same noise whatever batch it is in). `state` is donated.
+    example gets the same noise whatever batch it is in). `state` is donated. prior: a ClassPrior
+    (DreamBooth prior preservation) or None.
     """
-    def run(params, frozen, latents, input_ids, example_keys, state):
-      step = lambda s, x: self._step(params, frozen, latents, input_ids, example_keys, s, x)
+    def run(params, frozen, latents, input_ids, example_keys, state, prior=None):
+      step = lambda s, x: self._step(params, frozen, latents, input_ids, example_keys, prior, s, x)
       return jax.lax.scan(step, state, None, length=num_steps)
 
     return jax.jit(run, donate_argnums=(5,))
