@@ -31,6 +31,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.clip_model = "tiny-clip" if tiny else "openai/clip-vit-base-patch32"  # hub id, local dir, tiny-clip[:DIR]
   config.dino_model = "tiny-dino" if tiny else "facebook/dino-vits16"  # hub id, local dir, tiny-dino[:DIR]
   config.face_rec = True  # dlib face descriptors (the `face` extra); False to skip Face Rec
+  config.face_upsample = 1  # dlib detector upsampling: 1 finds faces from ~40 px; 0 from ~80 px, ~3x faster
   config.embed_batch = 8  # images per CLIP/DINO call
   config.overwrite = False
   return config

@@ -15,8 +15,8 @@ Each reference photo is personalized with each method of --config.methods (comma
   lora@N      DreamBooth-style LoRA (rank `lora_rank`) from scratch for N steps; repeat for several N
 then every prompt (hdb_jax.evaluation.prompts) is sampled `num_samples` times (the same noise for every
 method) and scored against the photo. A method that trains exactly as an earlier one (no_hyper and
-lora@<steps>) reuses its run and says so (`same_run_as`). Writes WORKDIR/results.json (per method, identity, prompt and
-sample; means), WORKDIR/report.html and the images it shows under WORKDIR/images/.
+lora@<steps>) reuses its run and says so (`same_run_as`). Writes WORKDIR/results.json (per method,
+identity, prompt and sample; means), WORKDIR/report.html and the images it shows under WORKDIR/images/.
 """
 
 import dataclasses
@@ -38,6 +38,7 @@ from hdb_jax.evaluation.faces import FaceEmbedder
 from hdb_jax.evaluation.prompts import resolve_prompts
 from hdb_jax.fileio import write_text_atomic
 from hdb_jax.generate import generate, save_png, slug
+from hdb_jax.models import eval_models
 from hdb_jax.personalize import personalize_images, photo_paths
 from hdb_jax.predictor import LidbPredictor, load_predictor
 from hdb_jax.sampling import SamplingConfig, make_sampler, to_uint8
@@ -108,8 +109,6 @@ class Scorer:
 
   def __init__(self, config: ml_collections.ConfigDict, references: np.ndarray, prompts: Sequence[str],
                face_embedder: FaceEmbedder | None):
-    from hdb_jax.models import eval_models  # pylint: disable=import-outside-toplevel
-    self.eval_models = eval_models
     self.faces = face_embedder
     self.clip = eval_models.load_eval_model(config.clip_model, "clip")
     self.dino = eval_models.load_eval_model(config.dino_model, "dino")
@@ -128,8 +127,8 @@ class Scorer:
     """Identity `index`'s images uint8 [P, S, H, W, 3] -> {metric: [P, S]} (+ 'face_found' [P, S])."""
     flat = images.reshape((-1,) + images.shape[2:])
     shape = images.shape[:2]
-    clip = self.eval_models.image_embeddings(self.clip, flat, self.batch).reshape(shape + (-1,))
-    dino = self.eval_models.image_embeddings(self.dino, flat, self.batch).reshape(shape + (-1,))
+    clip = eval_models.image_embeddings(self.clip, flat, self.batch).reshape(shape + (-1,))
+    dino = eval_models.image_embeddings(self.dino, flat, self.batch).reshape(shape + (-1,))
     scores = metrics.score_identity(clip, self.clip_texts, self.clip_reference[index], dino,
                                     self.dino_reference[index])
     if self.faces:

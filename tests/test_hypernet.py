@@ -149,7 +149,8 @@ def overfit_run(world, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("overfit"))
   config = hyper_config(world, {"alpha": 0.0, "beta": 1.0, "steps": 150, "batch_size": 4, "log_every": 10,
                                 "checkpoint_every": 150, "data.num_identities": 4, "optim.learning_rate": 3e-3,
-                                "optim.schedule": "constant", "optim.warmup_steps": 0, "optim.weight_decay": 0.0})
+                                "optim.schedule": "constant", "optim.warmup_steps": 0, "optim.weight_decay": 0.0,
+                                "tensorboard": True})
   result = train(config, workdir)
   return workdir, read_metrics(workdir), config, result
 
@@ -160,6 +161,8 @@ def test_overfits_a_handful_of_identities(overfit_run, world):
   # Targets differ from their mean by 0.05 per entry (weight loss ~2.5e-3 at init). Fitting 4 images
   # must remove almost all of it; 10% of the start leaves room for the last steps' Adam noise.
   assert last < 0.1 * first, (first, last)
+  assert [m["step"] for m in metrics] == list(range(10, 151, 10))
+  assert any(n.startswith("events.out.tfevents") for n in os.listdir(os.path.join(workdir, "tensorboard")))
   base = setup_base_model(config)
   predictor = checkpoint.load_predictor(workdir, base)
   assert predictor.step == 150 and predictor.net.decoder.refine_steps == 3

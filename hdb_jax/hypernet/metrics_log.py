@@ -17,10 +17,11 @@ class MetricsWriter:
     self._tb = None
     if self.enabled and tensorboard:
       try:
-        from flax.metrics import tensorboard as flax_tb  # pylint: disable=import-outside-toplevel
-        self._tb = flax_tb.SummaryWriter(os.path.join(workdir, "tensorboard"))
+        from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
       except ImportError:
-        logging.info("TensorBoard needs tensorflow (pip install -e '.[data]'); metrics go to %s only", self.path)
+        logging.info("TensorBoard event files need tensorboardX (pip install -e '.[data]'); metrics go to %s only",
+                     self.path)
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
     if not self.enabled:
@@ -31,7 +32,7 @@ class MetricsWriter:
     if self._tb is not None:
       for name, value in record.items():
         if name != "step":
-          self._tb.scalar(name, value, step)
+          self._tb.add_scalar(name, value, step)
       self._tb.flush()
 
   def close(self) -> None:

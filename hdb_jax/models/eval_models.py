@@ -6,9 +6,9 @@
     text_embeddings(clip, ["a face"])      # [N, D] projected text features
 
 Weights load from flax_model.msgpack (transformers' Flax `from_pretrained`) or from PyTorch
-model.safetensors (converted on load); pickled weights are refused. Pixels are resized (antialiased bicubic) to the model's
-image size and normalized with the mean/std of its preprocessor_config.json. Tiny random models are
-written with `save_pretrained` and read back through the same code.
+model.safetensors (converted on load); pickled weights are refused. Pixels are resized (antialiased
+bicubic) to the model's image size and normalized with the mean/std of its preprocessor_config.json.
+Tiny random models are written with `save_pretrained` and read back through the same code.
 """
 
 import dataclasses
