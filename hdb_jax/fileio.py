@@ -1,6 +1,7 @@
 """Atomic writes: a temp file (or directory) beside the destination, then a rename."""
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -59,3 +60,20 @@ def atomic_directory(path: str) -> Iterator[str]:
     for leftover in (tmp, old):
       if os.path.lexists(leftover):
         shutil.rmtree(leftover)
+
+
+def read_format_json(path: str, format_name: str, what: str) -> dict:
+  """A JSON file that names its format: FileNotFoundError if missing, ValueError if corrupt or foreign.
+
+  what: how to call the file in messages, e.g. 'a weights dataset index'.
+  """
+  try:
+    with open(path, encoding="utf-8") as f:
+      info = json.load(f)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"{path} not found: not {what}") from e
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path} is corrupt: {e}") from e
+  if not isinstance(info, dict) or info.get("format") != format_name:
+    raise ValueError(f"{path} is not {what}")
+  return info

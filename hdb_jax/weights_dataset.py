@@ -18,7 +18,7 @@ from safetensors.numpy import load_file, save_file
 
 from hdb_jax.adapters.lidb import LidbConfig, LidbParams, lidb_packer
 from hdb_jax.adapters.targets import LayerSpec
-from hdb_jax.fileio import atomic_path, write_text_atomic
+from hdb_jax.fileio import atomic_path, read_format_json, write_text_atomic
 
 FORMAT_NAME = "hdb_jax.weights_dataset"
 INDEX = "index.json"
@@ -106,14 +106,8 @@ def create_or_open(directory: str, *, base_model: str, base_fingerprint: str, la
 
 def open_dataset(directory: str) -> WeightsDataset:
   """Reads DIR/index.json; a missing or foreign index is a clear ValueError."""
-  path = os.path.join(directory, INDEX)
   try:
-    with open(path, encoding="utf-8") as f:
-      index = json.load(f)
+    index = read_format_json(os.path.join(directory, INDEX), FORMAT_NAME, "an hdb_jax weights dataset index")
   except FileNotFoundError as e:
     raise ValueError(f"{directory} is not a weights dataset (no {INDEX})") from e
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path} is corrupt: {e}") from e
-  if index.get("format") != FORMAT_NAME:
-    raise ValueError(f"{path} is not an hdb_jax weights dataset index")
   return WeightsDataset(directory, index)

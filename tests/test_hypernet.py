@@ -320,3 +320,18 @@ def test_exported_hypernet_predicts_like_its_checkpoint(world, overfit_run, tmp_
     np.testing.assert_array_equal(from_export[path]["b_train"], from_checkpoint[path]["b_train"])
   again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert again.returncode != 0 and "--overwrite" in again.stderr.strip().splitlines()[-1]
+
+
+def test_image_encoder_loads_pytorch_weights(tmp_path):
+  import torch  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models.image_encoder import encode_images, load_image_encoder  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models.torch_models import create_tiny_pytorch_dino  # pylint: disable=import-outside-toplevel
+  reference = create_tiny_pytorch_dino(str(tmp_path / "vit_pt"))  # a ViT in PyTorch safetensors only
+  encoder = load_image_encoder(str(tmp_path / "vit_pt"))
+  images = np.random.default_rng(4).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)  # encoder size: no resize
+  pixels = ((images + 1) / 2 - np.asarray(encoder.mean)) / np.asarray(encoder.std)
+  with torch.no_grad():
+    expected = reference(torch.tensor(pixels.transpose(0, 3, 1, 2))).last_hidden_state.numpy()
+  tokens = encode_images(encoder, encoder.params, jnp.asarray(images))
+  assert tokens.shape == (2, encoder.num_tokens, encoder.hidden_size)
+  np.testing.assert_allclose(tokens, expected, atol=1e-4)  # fp32 on both sides; same tolerance as DINO's test

@@ -27,7 +27,7 @@ def _number(value: Any) -> str:
   return "-" if value is None else f"{value:.3f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def html_table(header: list[str], rows: list[list[str]]) -> str:
   head = "".join(f"<th{' class=l' if i == 0 else ''}>{html.escape(h)}</th>" for i, h in enumerate(header))
   body = "".join("<tr>" + "".join(f"<td{' class=l' if i == 0 else ''}>{c}</td>" for i, c in enumerate(row))
                  + "</tr>" for row in rows)
@@ -71,13 +71,13 @@ def render(results: dict[str, Any]) -> str:
            f"CLIP: {html.escape(str(results['models']['clip']))}; DINO: {html.escape(str(results['models']['dino']))}; "
            f"faces: {html.escape(str(results['models']['face']))}. s/identity: hypernetwork prediction + "
            "finetune time per identity, without compiling.</p>",
-           "<h2>Summary</h2>", _table(header, [[html.escape(c) for c in r] for r in rows])]
+           "<h2>Summary</h2>", html_table(header, [[html.escape(c) for c in r] for r in rows])]
   for name, method in results["methods"].items():
     parts.append(f"<h2>{html.escape(name)}</h2><p class=s>{html.escape(method['description'])}</p>")
     method_rows = [[html.escape(ident)] + [_number(entry["means"].get(k)) for k in keys]
                    for ident, entry in method["identities"].items()]
     method_rows.append(["<b>mean</b>"] + [f"<b>{_number(method['means'].get(k))}</b>" for k in keys])
-    parts.append(_table(["identity"] + [_name(k) for k in keys], method_rows))
+    parts.append(html_table(["identity"] + [_name(k) for k in keys], method_rows))
   parts.append("<h2>Images</h2>")
   for ident, info in results["identities"].items():
     parts.append(f"<h3>{html.escape(ident)}</h3><p>{_image(info['image'], 'reference: ' + ident)}</p>")
@@ -90,6 +90,6 @@ def render(results: dict[str, Any]) -> str:
         scores = ", ".join(f"{_name(k)} {_number(entry['means'].get(k))}" for k in results["metrics"])
         cells.append(f"{images}<div class=s>{scores}</div>")
       grid_rows.append(cells)
-    parts.append(_table(["prompt"] + list(results["methods"]), grid_rows))
+    parts.append(html_table(["prompt"] + list(results["methods"]), grid_rows))
   parts.append("</body></html>")
   return "\n".join(parts)

@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 
 from hdb_jax.adapters import LidbParams
 from hdb_jax.base_model import BaseModel
-from hdb_jax.fileio import write_text_atomic
+from hdb_jax.fileio import read_format_json, write_text_atomic
 from hdb_jax.hypernet.network import Hypernet, build_hypernet
 
 FORMAT_NAME = "hdb_jax.hypernet"
@@ -51,17 +51,12 @@ def write_card(workdir: str, config: ml_collections.ConfigDict, base: BaseModel)
 
 
 def read_card(workdir: str) -> dict[str, Any]:
-  path = os.path.join(workdir, CARD)
   try:
-    with open(path, encoding="utf-8") as f:
-      info = json.load(f)
+    return read_format_json(os.path.join(workdir, CARD), FORMAT_NAME, "an hdb_jax hypernetwork card")
   except FileNotFoundError as e:
-    raise FileNotFoundError(f"{workdir} is not a hypernetwork checkpoint (no {CARD})") from e
-  except json.JSONDecodeError as e:
-    raise CheckpointMismatchError(f"{path} is corrupt: {e}") from e
-  if info.get("format") != FORMAT_NAME:
-    raise CheckpointMismatchError(f"{path} is not an hdb_jax hypernetwork card")
-  return info
+    raise FileNotFoundError(f"{workdir} is not a hypernetwork checkpoint or export (no {CARD})") from e
+  except ValueError as e:
+    raise CheckpointMismatchError(str(e)) from e
 
 
 def check_card(saved: dict[str, Any], expected: dict[str, Any], where: str) -> None:

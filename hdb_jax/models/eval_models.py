@@ -22,8 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from hdb_jax.models.loading import (FLAX_TRANSFORMERS_WEIGHTS, PT_TRANSFORMERS_WEIGHTS, ModelLoadError,
-                                    _refuse_pickle_only, convert_transformers_safetensors, resolve_pretrained)
+from hdb_jax.models.loading import ModelLoadError, load_transformers_flax, resolve_pretrained
 from hdb_jax.models.quiet import silence_flax_deprecations
 from hdb_jax.models.tiny import default_tiny_dir, random_params, tiny_text_config
 from hdb_jax.models.tokenizer import write_tiny_tokenizer
@@ -101,7 +100,8 @@ def resolve_eval_model_dir(pretrained: str, kind: str, revision: str | None = No
   return resolve_pretrained(pretrained, revision)
 
 
-def _pixel_stats(directory: str, default: tuple) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def pixel_stats(directory: str, default: tuple) -> tuple[tuple[float, ...], tuple[float, ...]]:
+  """(mean, std) of the model's preprocessor_config.json, else `default`."""
   path = os.path.join(directory, PREPROCESSOR_CONFIG)
   if not os.path.exists(path):
     return default
@@ -123,20 +123,10 @@ def load_eval_model(pretrained: str, kind: str, revision: str | None = None) -> 
     found = json.load(f).get("model_type")
   if found != model_type:
     raise ModelLoadError(f"{config_path}: model_type {found!r}, a {kind} model needs {model_type!r}")
-  _refuse_pickle_only(directory, (FLAX_TRANSFORMERS_WEIGHTS, PT_TRANSFORMERS_WEIGHTS))
-  if os.path.exists(os.path.join(directory, FLAX_TRANSFORMERS_WEIGHTS)):
-    model, params = cls.from_pretrained(directory, _do_init=False, **kwargs)
-    abstract = jax.eval_shape(lambda rng: model.init_weights(rng, model.input_shape), jax.random.PRNGKey(0))
-    missing = sorted(set(traverse_util.flatten_dict(abstract)) - set(traverse_util.flatten_dict(params)))
-    if missing:
-      raise ModelLoadError(f"{len(missing)} weights missing from {directory}, e.g. {'/'.join(missing[0])}")
-  else:  # PyTorch safetensors, as most hub checkpoints ship
-    model = cls(cls.config_class.from_pretrained(directory), _do_init=False, **kwargs)
-    abstract = jax.eval_shape(lambda rng: model.init_weights(rng, model.input_shape), jax.random.PRNGKey(0))
-    params = convert_transformers_safetensors(directory, abstract, model.base_model_prefix, kind)
+  model, params = load_transformers_flax(directory, cls, kind, **kwargs)
   tokenizer = CLIPTokenizer.from_pretrained(directory) if kind == "clip" else None
   vision = model.config.vision_config if kind == "clip" else model.config
-  mean, std = _pixel_stats(directory, default_stats)
+  mean, std = pixel_stats(directory, default_stats)
   return EvalModel(kind=kind, model=model, params=params, image_size=int(vision.image_size), mean=mean, std=std,
                    tokenizer=tokenizer, source=pretrained)
 

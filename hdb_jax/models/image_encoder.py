@@ -16,7 +16,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from hdb_jax.models.loading import ModelLoadError, read_json, resolve_pretrained
+from hdb_jax.models.loading import ModelLoadError, load_transformers_flax, read_json, resolve_pretrained
+from hdb_jax.models.eval_models import CLIP_STATS, TINY_VISION, pixel_stats
 from hdb_jax.models.quiet import silence_flax_deprecations
 from hdb_jax.models.tiny import default_tiny_dir, random_params
 
@@ -26,16 +27,13 @@ silence_flax_deprecations()
 from transformers import CLIPVisionConfig, FlaxCLIPVisionModel, FlaxViTModel, ViTConfig
 
 TINY_ENCODER = "tiny-vit"
-# model_type in config.json -> (model class, config class, pixel mean, pixel std)
-_IMAGENET_HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-_CLIP_STATS = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+# model_type in config.json -> (model class, config class, default pixel stats; preprocessor_config.json wins)
+HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # google/vit-* checkpoints
 ENCODER_TYPES = {
-    "vit": (FlaxViTModel, ViTConfig, *_IMAGENET_HALF),
-    "clip_vision_model": (FlaxCLIPVisionModel, CLIPVisionConfig, *_CLIP_STATS),
-    "clip": (FlaxCLIPVisionModel, CLIPVisionConfig, *_CLIP_STATS),
+    "vit": (FlaxViTModel, ViTConfig, HALF),
+    "clip_vision_model": (FlaxCLIPVisionModel, CLIPVisionConfig, CLIP_STATS),
+    "clip": (FlaxCLIPVisionModel, CLIPVisionConfig, CLIP_STATS),
 }
-TINY_VIT_CONFIG = dict(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
-                       num_attention_heads=2, intermediate_size=64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +58,7 @@ def create_tiny_image_encoder(directory: str, seed: int = 0) -> str:
   """Writes a tiny random ViT (Flax weights) to `directory` unless one is there; returns it."""
   if os.path.exists(os.path.join(directory, "flax_model.msgpack")):
     return directory
-  model = FlaxViTModel(ViTConfig(**TINY_VIT_CONFIG), _do_init=False)
+  model = FlaxViTModel(ViTConfig(**TINY_VISION), add_pooling_layer=False, _do_init=False)
   abstract = jax.eval_shape(lambda rng: model.init_weights(rng, model.input_shape), jax.random.PRNGKey(0))
   model.save_pretrained(directory, params=random_params(abstract, seed))
   return directory
@@ -81,14 +79,10 @@ def load_image_encoder(pretrained: str, revision: str | None = None, dtype: Any 
   if model_type not in ENCODER_TYPES:
     raise ModelLoadError(f"{config_path}: model_type {model_type!r} is not an image encoder this project "
                          f"loads ({', '.join(sorted(ENCODER_TYPES))})")
-  model_cls, config_cls, mean, std = ENCODER_TYPES[model_type]
-  has_flax = os.path.exists(os.path.join(directory, "flax_model.msgpack"))
-  if not has_flax and not os.path.exists(os.path.join(directory, "model.safetensors")):
-    raise ModelLoadError(f"{directory} has neither flax_model.msgpack nor model.safetensors")
-  try:
-    model, params = model_cls.from_pretrained(directory, dtype=dtype, _do_init=False, from_pt=not has_flax)
-  except (OSError, ValueError, EnvironmentError) as e:
-    raise ModelLoadError(f"could not load the image encoder from {directory}: {e}") from e
+  model_cls, config_cls, default_stats = ENCODER_TYPES[model_type]
+  mean, std = pixel_stats(directory, default_stats)
+  extra = {"add_pooling_layer": False} if model_cls is FlaxViTModel else {}  # tokens only: no pooler
+  model, params = load_transformers_flax(directory, model_cls, "image encoder", dtype=dtype, **extra)
   config = config_cls.from_pretrained(directory)
   return ImageEncoder(module=model.module, params=params, image_size=int(config.image_size),
                       hidden_size=int(config.hidden_size), mean=tuple(mean), std=tuple(std), source=pretrained)

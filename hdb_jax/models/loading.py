@@ -227,6 +227,22 @@ def convert_transformers_safetensors(directory: str, abstract: Params, base_mode
   return traverse_util.unflatten_dict({k: converted[k] for k in expected})
 
 
+def load_transformers_flax(directory: str, cls: Any, what: str, **kwargs) -> tuple[Any, Params]:
+  """A transformers Flax model class's (model, params) from a directory of Flax msgpack or PyTorch
+  safetensors weights (pickles refused); missing or misshaped weights are a ModelLoadError naming `what`."""
+  _refuse_pickle_only(directory, (FLAX_TRANSFORMERS_WEIGHTS, PT_TRANSFORMERS_WEIGHTS))
+  if os.path.exists(os.path.join(directory, FLAX_TRANSFORMERS_WEIGHTS)):
+    model, params = cls.from_pretrained(directory, _do_init=False, **kwargs)
+    abstract = jax.eval_shape(lambda rng: model.init_weights(rng, model.input_shape), jax.random.PRNGKey(0))
+    missing = sorted(set(traverse_util.flatten_dict(abstract)) - set(traverse_util.flatten_dict(params)))
+    if missing:
+      raise ModelLoadError(f"{len(missing)} {what} weights missing from {directory}, e.g. {'/'.join(missing[0])}")
+    return model, params
+  model = cls(cls.config_class.from_pretrained(directory), _do_init=False, **kwargs)  # PyTorch safetensors
+  abstract = jax.eval_shape(lambda rng: model.init_weights(rng, model.input_shape), jax.random.PRNGKey(0))
+  return model, convert_transformers_safetensors(directory, abstract, model.base_model_prefix, what)
+
+
 def load_tokenizer(root: str) -> CLIPTokenizer:
   """CLIP tokenizer from root/tokenizer."""
   directory = _subfolder(root, "tokenizer")
