@@ -99,16 +99,17 @@ def latest_params(workdir: str) -> tuple[int, Any]:
 
   Works whatever mesh or number of processes saved it (the shapes come from the checkpoint's metadata).
   """
-  mngr = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINTS), item_names=("state", "meta"))
+  handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+  mngr = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINTS), item_names=("state", "meta"),
+                               item_handlers=handlers)
   step = mngr.latest_step()
   if step is None:
     raise FileNotFoundError(f"{workdir} has no finished checkpoint in {CHECKPOINTS}/")
-  path = os.path.join(os.path.abspath(workdir), CHECKPOINTS, str(step), "state")
-  checkpointer = ocp.StandardCheckpointer()
-  metadata = checkpointer.metadata(path).item_metadata
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
-  return step, checkpointer.restore(path, target)["params"]
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        mngr.item_metadata(step)["state"])
+  state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))).state
+  return step, state["params"]
 
 
 def config_from_card(info: dict[str, Any]) -> ml_collections.ConfigDict:

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import sys
 import time
 from typing import Any
 
@@ -193,7 +194,9 @@ def _run(config, workdir, trainer, step_fn, state: TrainState, frozen, mesh, mng
   pending, last, nonfinite_run = [], {}, 0
   last_time, last_logged = time.perf_counter(), start_step
   primary = jax.process_index() == 0
-  with tqdm(total=config.steps, initial=start_step, unit="step", desc="phase 1", disable=not primary) as bar:
+  interval = 0.5 if sys.stderr.isatty() else 30.0  # logs to a file: a line every 30 s, not a stream of redraws
+  with tqdm(total=config.steps, initial=start_step, unit="step", desc="phase 1", disable=not primary,
+            mininterval=interval) as bar:
     for step in range(start_step, config.steps):
       local = next(iterator)
       batch = parallel.global_batch({"image": local["image"], "weights": local["weights"]}, mesh)
