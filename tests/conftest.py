@@ -21,6 +21,17 @@ def tiny_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def micro_dir(tmp_path_factory) -> str:
+  """The tiny family with a shallower UNet (models.configs.MICRO_UNET: 4 transformer blocks, not 16).
+
+  For tests of machinery that does not depend on depth (batching, resume, CLIs, sharding), where
+  compiling the 16-block UNet's training step would dominate the suite's time on a CPU.
+  """
+  return models.create_tiny_stable_diffusion(str(tmp_path_factory.mktemp("micro_flax")),
+                                             unet_config=models.configs.MICRO_UNET)
+
+
+@pytest.fixture(scope="session")
 def tiny_sd(tiny_dir) -> models.StableDiffusion:
   """The tiny model loaded through the real loading code."""
   return models.load_stable_diffusion(tiny_dir)

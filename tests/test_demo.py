@@ -20,8 +20,8 @@ from hdb_jax.weights_dataset import open_dataset
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_demo_runs_every_phase_and_reports(tmp_path):
-  micro = models.create_tiny_stable_diffusion(str(tmp_path / "micro"), unet_config=models.configs.MICRO_UNET)
+def test_demo_runs_every_phase_and_reports(micro_dir, tmp_path):
+  micro = micro_dir
   workdir = tmp_path / "demo"
   cmd = [sys.executable, "-m", "hdb_jax.demo", f"--workdir={workdir}", f"--pretrained={micro}", "--identities=3",
          "--hyper_steps=10", "--finetune_steps=5"]

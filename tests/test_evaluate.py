@@ -210,13 +210,6 @@ class _Images(html.parser.HTMLParser):
       self.sources.append(dict(attrs)["src"])
 
 
-@pytest.fixture(scope="module")
-def micro_dir(tmp_path_factory):
-  """The tiny family with a shallower UNet (4 transformer blocks, not 16): tracing it is much quicker."""
-  return models.create_tiny_stable_diffusion(str(tmp_path_factory.mktemp("micro_sd")),
-                                             unet_config=models.configs.MICRO_UNET)
-
-
 def test_evaluate_end_to_end(micro_dir, eval_dirs, tmp_path):
   photo = tmp_path / "astronaut.png"
   Image.fromarray(skimage.data.astronaut()).save(photo)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from hdb_jax import data, models
+from hdb_jax import data
 from hdb_jax.base_model import setup_base_model
 from hdb_jax.config_defaults import load_repo_config
 from hdb_jax.hypernet import checkpoint
@@ -40,10 +40,10 @@ SHARED_RUN = {"alpha": 1.0, "beta": 1.0, "batch_size": 8, "steps": 6, "checkpoin
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, micro_dir):
   """(micro SD dir, tiny ViT dir, weights dataset dir) shared by the module."""
   root = tmp_path_factory.mktemp("hyper_world")
-  micro = models.create_tiny_stable_diffusion(str(root / "micro_sd"), unet_config=models.configs.MICRO_UNET)
+  micro = micro_dir
   encoder = create_tiny_image_encoder(str(root / "vit"))
   config = hyper_config((micro, encoder, ""), {})
   base = setup_base_model(config)

@@ -1,8 +1,10 @@
-"""Phase 0 (batched pre-optimization), Phase 2 (personalize) and generation on the tiny model.
+"""Phase 0 (batched pre-optimization), Phase 2 (personalize) and generation on the tiny family.
 
-Compiling the tiny UNet's training step dominates (about a minute on 2 cores), so every test here
-uses the same step count, optimizer and batch sizes (1 and 2): the compiled programs are shared
-through JAX's persistent cache, also with the subprocesses.
+These properties (batch equivalence, resume, NaN handling, CLIs, determinism) do not depend on depth,
+so the tests use the shallower micro UNet (conftest.micro_dir): compiling the 16-block tiny UNet's
+training step takes about a minute on 2 cores. Every test uses the same step count, optimizer and
+batch sizes (1 and 2), so compiled programs are shared through JAX's persistent cache, also with
+the subprocesses.
 """
 
 import json
@@ -34,11 +36,11 @@ STEPS = 20
 COMMON = {"steps": STEPS, "optim.learning_rate": 3e-2}
 
 
-def _config(name: str, tiny_dir: str, **overrides) -> ml_collections.ConfigDict:
+def _config(name: str, micro_dir: str, **overrides) -> ml_collections.ConfigDict:
   sys.path.insert(0, REPO)
   from configs import lidb, personalize as personalize_config  # pylint: disable=import-outside-toplevel
   config = {"lidb": lidb, "personalize": personalize_config}[name].get_config("tiny")
-  config.pretrained = tiny_dir
+  config.pretrained = micro_dir
   for key, value in {**COMMON, **overrides}.items():
     target = config
     *parents, leaf = key.split(".")
@@ -48,13 +50,13 @@ def _config(name: str, tiny_dir: str, **overrides) -> ml_collections.ConfigDict:
   return config
 
 
-def _overrides_as_flags(tiny_dir: str, **overrides) -> list[str]:
-  return [f"--config.pretrained={tiny_dir}"] + [f"--config.{k}={v}" for k, v in {**COMMON, **overrides}.items()]
+def _overrides_as_flags(micro_dir: str, **overrides) -> list[str]:
+  return [f"--config.pretrained={micro_dir}"] + [f"--config.{k}={v}" for k, v in {**COMMON, **overrides}.items()]
 
 
 @pytest.fixture(scope="module")
-def phase0_config(tiny_dir):
-  return _config("lidb", tiny_dir, num_identities=4, identities_per_step=2)
+def phase0_config(micro_dir):
+  return _config("lidb", micro_dir, num_identities=4, identities_per_step=2)
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +119,11 @@ def test_phase0_nan_loss_stops_and_keeps_last_good_state(base, phase0_config, fa
   assert int(state.diverged_at[0]) == 0
 
 
-def test_phase0_kill_and_resume_equals_uninterrupted(tiny_dir, phase0_config, tmp_path):
+def test_phase0_kill_and_resume_equals_uninterrupted(micro_dir, phase0_config, tmp_path):
   reference = preoptimize(phase0_config, str(tmp_path / "reference"))
   workdir = tmp_path / "killed"
   cmd = [sys.executable, "-m", "hdb_jax.preoptimize", "--config=configs/lidb.py:tiny", f"--workdir={workdir}"] + \
-      _overrides_as_flags(tiny_dir, num_identities=4, identities_per_step=2)
+      _overrides_as_flags(micro_dir, num_identities=4, identities_per_step=2)
   proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   index = workdir / "weights" / "index.json"
   deadline = time.time() + 600
@@ -152,8 +154,8 @@ def _fake_predictor(base, scale=0.3):
   return predict
 
 
-def test_personalize_with_prediction_composes_and_batches(tiny_dir, faces):
-  config = _config("personalize", tiny_dir)
+def test_personalize_with_prediction_composes_and_batches(micro_dir, faces):
+  config = _config("personalize", micro_dir)
   base = setup_base_model(config)
   predictor = _fake_predictor(base)
   together = personalize_images(base, config, faces[:2], predictor)
@@ -179,16 +181,16 @@ def test_personalize_with_prediction_composes_and_batches(tiny_dir, faces):
   assert np.isfinite(together.losses).all()
 
 
-def test_personalize_cli_end_to_end(tiny_dir, tmp_path):
+def test_personalize_cli_end_to_end(micro_dir, tmp_path):
   photo = tmp_path / "astronaut.png"
   import skimage.data  # pylint: disable=import-outside-toplevel
   Image.fromarray(skimage.data.astronaut()).save(photo)
   workdir = tmp_path / "me"
   cmd = [sys.executable, "-m", "hdb_jax.personalize", "--config=configs/personalize.py:tiny",
-         f"--config.image={photo}", f"--workdir={workdir}"] + _overrides_as_flags(tiny_dir)
+         f"--config.image={photo}", f"--workdir={workdir}"] + _overrides_as_flags(micro_dir)
   out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
-  sd = models.load_stable_diffusion(tiny_dir)
+  sd = models.load_stable_diffusion(micro_dir)
   ident = identity.load(str(workdir / "identity.safetensors"), base=sd)
   assert ident.lidb is not None and ident.meta.extra["method"] == "lidb-from-scratch"
   record = json.loads((workdir / "record.json").read_text())
@@ -208,7 +210,7 @@ def test_personalize_cli_end_to_end(tiny_dir, tmp_path):
     ("token", "single token|single non-empty word"),
     ("prompt", "must contain"),
 ])
-def test_personalize_bad_input_fails_cleanly(tiny_dir, tmp_path, case, message):
+def test_personalize_bad_input_fails_cleanly(micro_dir, tmp_path, case, message):
   good = tmp_path / "face.png"
   Image.fromarray(synthetic.render_face(synthetic.identity_params(0, 0), 0, 128)).save(good)
   photo, overrides = good, {}
@@ -227,18 +229,18 @@ def test_personalize_bad_input_fails_cleanly(tiny_dir, tmp_path, case, message):
     overrides = {"token": "zqxj"}
   elif case == "prompt":
     overrides = {"prompt": "a face"}
-  config = _config("personalize", tiny_dir, image=str(photo), **overrides)
+  config = _config("personalize", micro_dir, image=str(photo), **overrides)
   workdir = tmp_path / "out"
   with pytest.raises(ValueError, match=message):
     personalize(config, str(workdir))
   assert not workdir.exists() or not os.listdir(workdir)  # nothing half-written
 
 
-def test_generation_is_deterministic_and_batches_identities(tiny_dir):
-  sd = models.load_stable_diffusion(tiny_dir)
+def test_generation_is_deterministic_and_batches_identities(micro_dir):
+  sd = models.load_stable_diffusion(micro_dir)
   layers = adapters.select_layers(sd.params)
   config = adapters.LidbConfig(b_init_std=0.5)
-  idents = [identity.from_arrays(layers, tiny_dir, sd.fingerprint(), config,
+  idents = [identity.from_arrays(layers, micro_dir, sd.fingerprint(), config,
                                  lidb=adapters.init_lidb(layers, config, jax.random.PRNGKey(s)), token="sks")
             for s in range(2)]
   sampling = SamplingConfig(steps=4, guidance=7.5, seed=3)
