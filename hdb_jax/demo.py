@@ -29,6 +29,7 @@ flags.DEFINE_integer("identities", 6, "Procedural training faces for Phase 0 (on
 flags.DEFINE_integer("hyper_steps", 100, "Hypernetwork training steps.")
 flags.DEFINE_integer("finetune_steps", 20, "Rank-relaxed finetune steps per photo.")
 flags.DEFINE_bool("evaluate", True, "Run hdb_jax.evaluate on the personalized photos.")
+flags.DEFINE_string("methods", "full,only_hyper,no_hyper", "The evaluation's methods (see hdb_jax.evaluate).")
 flags.DEFINE_string("pretrained", "tiny", "Base model of every phase (tiny[:DIR], a diffusers directory or hub id).")
 FLAGS = flags.FLAGS
 
@@ -89,12 +90,12 @@ def run_phases(workdir: str, timings: dict[str, float]) -> dict:
   results = None
   if FLAGS.evaluate:
     from hdb_jax.evaluate import evaluate
-    with timed(timings, "evaluate: full, Only Hyper, No Hyper"):
+    with timed(timings, f"evaluate: {FLAGS.methods}"):
       econfig = load_repo_config("evaluate", "tiny")
       econfig.pretrained = FLAGS.pretrained
       econfig.images, econfig.hypernet, econfig.steps, econfig.overwrite = ",".join(photos), hyper_dir, \
           FLAGS.finetune_steps, True
-      econfig.methods, econfig.identities_per_batch = "full,only_hyper,no_hyper", 2
+      econfig.methods, econfig.identities_per_batch = FLAGS.methods, 2
       results = evaluate(econfig, os.path.join(workdir, "evaluation"))
   return {"dataset": dataset, "hyper_dir": hyper_dir, "outputs": outputs, "photos": photos,
           "held_out": held_out, "evaluation": results}

@@ -1,8 +1,9 @@
 """Export to PyTorch: diffusers/PEFT LoRA, kohya LoRA and merged pipeline, loaded back in PyTorch diffusers.
 
 The chain the issue asks for: a tiny PyTorch pipeline in diffusers format (tiny_torch_dir) -> loaded into
-Flax by the project's loader (tiny_torch_sd) -> an identity (random LiDB + LoRA values, scaled so ΔW is
-~25% of the kernels' norm; to be replaced by a personalized one) -> exported in each format -> loaded
+Flax by the project's loader (tiny_torch_sd) -> personalized a few steps (personalize_images: a LiDB
+"prediction" with ΔW ~25% of the kernels' norm, frozen, then 3 steps of rank-relaxed LoRA finetune on a
+procedural face) -> exported in each format -> loaded
 back with diffusers (load_lora_weights / from_pretrained) -> UNet and text-encoder outputs compared
 with the Flax model with the identity merged in.
 
@@ -23,6 +24,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -59,7 +61,22 @@ def _make_identity(sd: models.StableDiffusion, base_model: str, fingerprint: str
 
 @pytest.fixture(scope="module")
 def identity(tiny_torch_sd, tiny_torch_dir) -> identity_lib.Identity:
-  return _make_identity(tiny_torch_sd, tiny_torch_dir)
+  """A personalized identity: the rank-relaxed finetune (3 steps) on top of a strong LiDB prediction."""
+  from hdb_jax.base_model import setup_base_model  # pylint: disable=import-outside-toplevel
+  from hdb_jax.config_defaults import load_repo_config  # pylint: disable=import-outside-toplevel
+  from hdb_jax.data import synthetic  # pylint: disable=import-outside-toplevel
+  from hdb_jax.personalize import personalize_images  # pylint: disable=import-outside-toplevel
+  config = load_repo_config("personalize", "tiny")
+  config.pretrained, config.steps, config.optim.learning_rate = tiny_torch_dir, 3, 0.1
+  config.lidb.update(aux_seed=7)
+  base = setup_base_model(config)
+  predicted = _make_identity(tiny_torch_sd, tiny_torch_dir).lidb
+  predictor = lambda images: jax.tree.map(lambda x: jnp.asarray(x)[None], predicted)  # noqa: E731
+  face = synthetic.render_face(synthetic.identity_params(0, 0), 0, 64).astype(np.float32)[None] / 127.5 - 1
+  ident = personalize_images(base, config, face, predictor).identities[0]
+  assert ident.meta.extra["method"] == "hyper+finetune"
+  assert max(np.abs(f["b"]).max() for f in ident.lora.values()) > 1e-3  # the LoRA part was trained
+  return ident
 
 
 @pytest.fixture(scope="module")

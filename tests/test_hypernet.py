@@ -318,8 +318,9 @@ def test_exported_hypernet_predicts_like_its_checkpoint(world, overfit_run, tmp_
   from_checkpoint = checkpoint.load_predictor(workdir, base)(images)
   for path in from_checkpoint:
     np.testing.assert_array_equal(from_export[path]["b_train"], from_checkpoint[path]["b_train"])
-  again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert again.returncode != 0 and "--overwrite" in again.stderr.strip().splitlines()[-1]
+  from hdb_jax.export.hypernet import export_hypernet  # pylint: disable=import-outside-toplevel
+  with pytest.raises(FileExistsError, match="--overwrite"):
+    export_hypernet(workdir, str(out))  # existing output is kept unless asked
 
 
 def test_image_encoder_loads_pytorch_weights(tmp_path):
