@@ -116,12 +116,14 @@ def personalize_images(base: BaseModel, config: ml_collections.ConfigDict, image
   for i in range(len(images)):
     trained = unstack_example(trained_all, i)
     lidb = unstack_example(predicted, i) if predicted is not None else (trained if kind == "lidb" else None)
-    lora = trained if kind == "lora" else None
+    # The prediction alone (0 finetune steps) is stored as LiDB only: the ~100 KB identity.
+    lora = trained if kind == "lora" and not (predictor is not None and config.steps == 0) else None
     identities.append(identity_lib.from_arrays(
         base.layers, base.source, base.sd.fingerprint(), base.lidb_config if lidb is not None else None,
         lidb=lidb, lora=lora, token=base.token,
         extra={"final_loss": float(losses[-1, i]) if len(losses) else None, "steps": config.steps,  # 0 steps: none
-               "method": "hyper+finetune" if predictor else f"{kind}-from-scratch"}))
+               "method": ("hyper" if config.steps == 0 else "hyper+finetune") if predictor
+               else f"{kind}-from-scratch"}))
   return Personalized(identities=identities, losses=losses, timings=timings)
 
 
