@@ -4,8 +4,8 @@
     tiny SD + tiny ViT on 8 procedural faces; with weights='auto' Phase 0 runs first into
     WORKDIR/phase0 (resumable). A few minutes on 2 CPU cores, most of it compiling.
 
-  python -m hdb_jax.train --config=configs/hyper.py --workdir=gs://bucket/hyper \\
-      --config.weights=gs://bucket/phase0/weights --config.data.data_dir=gs://bucket/tfds
+  python -m hdb_jax.train --config=configs/hyper.py --workdir=/gcs/bucket/hyper \\
+      --config.weights=/gcs/bucket/phase0/weights --config.data.data_dir=gs://bucket/tfds
     SD1.5 + ViT-H/14 on CelebA-HQ 512 px, global batch 64 over every device, bf16 compute, remat.
 
 Variants: '' (SD1.5, TPU/GPU), 'tiny' (CPU minutes), 'sd15_16gb' (SD1.5 on 16 GB accelerators:

@@ -4,7 +4,7 @@
     tiny model, 8 procedural faces, 4 per step, 60 steps: about a minute on 2 CPU cores (most of it
     compiling); writes /tmp/phase0/weights/{index.json,chunk_*.safetensors}.
 
-  python -m hdb_jax.preoptimize --config=configs/lidb.py --workdir=gs://bucket/phase0 \\
+  python -m hdb_jax.preoptimize --config=configs/lidb.py --workdir=/gcs/bucket/phase0 \\
       --config.data.data_dir=gs://bucket/tfds
     SD1.5 on CelebA-HQ 512 px (see hdb_jax/data/sources.py for its manual download), 16 identities a
     step, 400 steps each, bf16 compute.

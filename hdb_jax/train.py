@@ -1,8 +1,9 @@
 """Phase 1: train the hypernetwork (image -> LiDB weights) on Phase 0's weights, sharded over every device.
 
   python -m hdb_jax.train --config=configs/hyper.py:tiny --workdir=/tmp/hyper
-  python -m hdb_jax.train --config=configs/hyper.py --workdir=gs://bucket/hyper --config.weights=gs://.../weights
+  python -m hdb_jax.train --config=configs/hyper.py --workdir=/gcs/bucket/hyper --config.weights=/gcs/bucket/phase0/weights
 
+WORKDIR is a local path; on Cloud TPU a GCS bucket mounted with gcsfuse (/gcs/<bucket>, see launch/).
 Writes WORKDIR/{hypernet.json,config.json,checkpoints/,metrics.jsonl,tensorboard/,samples/}. Run the same
 command again to resume after a kill or preemption. Use the result with
   python -m hdb_jax.personalize --config=configs/personalize.py:tiny --config.hypernet=WORKDIR ...
