@@ -72,7 +72,7 @@ def run_phases(workdir: str, timings: dict[str, float]) -> dict:
     hyper.weights, hyper.pretrained = dataset.directory, FLAGS.pretrained
     hyper.data.num_identities = FLAGS.identities
     hyper.steps = hyper.checkpoint_every = hyper.eval.every = FLAGS.hyper_steps
-    hyper.eval.num_identities = 1
+    hyper.eval.num_identities, hyper.eval.samples = 1, False  # the held-out face's samples come in Phase 2
     hyper_dir = os.path.join(workdir, "hyper")
     train(hyper, hyper_dir)
   _, (held_out,) = split_identities(sorted(dataset.identity_ids()), 1)
@@ -118,10 +118,7 @@ def write_report(workdir: str, done: dict, timings: dict[str, float]) -> str:
                          "Phase 1 training losses (logged every 10 steps)")
   held = "".join(f"<p>held-out face {done['held_out']}: weight loss {m['eval_weight_loss']:.4f}, diffusion loss "
                  f"{m['eval_diffusion_loss']:.4f} (step {m['step']})</p>" for m in evals)
-  grids = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(done["hyper_dir"], "samples")) for f in fs
-           if f == "grid.png"]
-  sections.append(("Phase 1: the hypernetwork", curves + held + "".join(
-      page.image(g, workdir, "held-out sample") for g in sorted(grids)[-1:])))
+  sections.append(("Phase 1: the hypernetwork", curves + held))
   rows, inner = [], ""
   for photo, out in zip(done["photos"], done["outputs"]):
     record = json.load(open(os.path.join(out, "record.json"), encoding="utf-8"))

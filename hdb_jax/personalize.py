@@ -93,6 +93,28 @@ def personalize_images(base: BaseModel, config: ml_collections.ConfigDict, image
   kind = "lora" if predictor is not None or config.baseline == "lora" else "lidb"
   if kind == "lidb" and config.baseline != "lidb":
     raise ValueError(f"baseline must be 'lidb' or 'lora', not {config.baseline!r}")
+  if predictor is not None and config.steps == 0:  # the prediction alone: nothing to compile or train
+    trained_all, losses = None, np.zeros((0, len(images)), np.float32)
+  else:
+    trained_all, losses = _finetune(base, config, kind, frozen, latents, ids, timings)
+  identities = []
+  for i in range(len(images)):
+    trained = None if trained_all is None else unstack_example(trained_all, i)
+    lidb = unstack_example(predicted, i) if predicted is not None else (trained if kind == "lidb" else None)
+    lora = trained if kind == "lora" else None  # None for the prediction alone: the ~100 KB LiDB identity
+    identities.append(identity_lib.from_arrays(
+        base.layers, base.source, base.sd.fingerprint(), base.lidb_config if lidb is not None else None,
+        lidb=lidb, lora=lora, token=base.token,
+        extra={"final_loss": float(losses[-1, i]) if len(losses) else None, "steps": config.steps,  # 0 steps: none
+               "method": ("hyper" if config.steps == 0 else "hyper+finetune") if predictor
+               else f"{kind}-from-scratch"}))
+  return Personalized(identities=identities, losses=losses, timings=timings)
+
+
+def _finetune(base: BaseModel, config: ml_collections.ConfigDict, kind: str, frozen: Any, latents: jax.Array,
+              ids: jax.Array, timings: dict[str, float]) -> tuple[Any, np.ndarray]:
+  """Trains `kind` ('lidb' or 'lora', on top of the frozen prediction if any) for config.steps in one
+  compiled run: (trained params with a photo axis, losses [steps, P])."""
   if kind == "lora":
     to_factors, packer = adapters.lora_factors, adapters.lora_packer(base.layers, config.lora_rank)
   else:
@@ -101,7 +123,7 @@ def personalize_images(base: BaseModel, config: ml_collections.ConfigDict, image
   trainer = AdapterTrainer(sd=base.sd, to_factors=to_factors, optimizer=make_optimizer(config.optim, config.steps),
                            packer=packer)
   state = trainer.init(_initial_trainable(base, config, kind, ids))
-  args = (base.sd.params, frozen, latents, base.prompt_batch(len(images)), example_keys(config.seed, ids), state,
+  args = (base.sd.params, frozen, latents, base.prompt_batch(len(ids)), example_keys(config.seed, ids), state,
           make_class_prior(base, config))
   start = time.perf_counter()
   run = trainer.make_run(config.steps).lower(*args).compile()
@@ -110,21 +132,8 @@ def personalize_images(base: BaseModel, config: ml_collections.ConfigDict, image
   state, losses = run(*args)
   losses = np.asarray(losses)
   timings["finetune_s"] = time.perf_counter() - start
-  check_finite(state, [f"photo {i}" for i in range(len(images))])
-  identities = []
-  trained_all = trainer.trainable_tree(state)
-  for i in range(len(images)):
-    trained = unstack_example(trained_all, i)
-    lidb = unstack_example(predicted, i) if predicted is not None else (trained if kind == "lidb" else None)
-    # The prediction alone (0 finetune steps) is stored as LiDB only: the ~100 KB identity.
-    lora = trained if kind == "lora" and not (predictor is not None and config.steps == 0) else None
-    identities.append(identity_lib.from_arrays(
-        base.layers, base.source, base.sd.fingerprint(), base.lidb_config if lidb is not None else None,
-        lidb=lidb, lora=lora, token=base.token,
-        extra={"final_loss": float(losses[-1, i]) if len(losses) else None, "steps": config.steps,  # 0 steps: none
-               "method": ("hyper" if config.steps == 0 else "hyper+finetune") if predictor
-               else f"{kind}-from-scratch"}))
-  return Personalized(identities=identities, losses=losses, timings=timings)
+  check_finite(state, [f"photo {i}" for i in range(len(ids))])
+  return trainer.trainable_tree(state), losses
 
 
 def _output_dirs(workdir: str, paths: list[str], overwrite: bool) -> list[str]:
