@@ -117,8 +117,15 @@ def _three_ways(params, factors_list, stacked, model, apply_fn):
   return np.concatenate(merged), np.asarray(batched), np.asarray(dense), np.asarray(apply_fn(params[model], None))
 
 
-def test_merge_batched_and_dense_agree_on_unet(tiny_sd, layers):
-  factors_list, stacked = _example_factors(layers, batch=2, seed=0)
+@pytest.fixture(scope="module")
+def micro_sd(micro_dir):
+  return models.load_stable_diffusion(micro_dir)
+
+
+def test_merge_batched_and_dense_agree_on_unet(micro_sd):
+  """On the micro UNet (4 transformer blocks, 32 adapted layers): the three modes run the same Dense
+  layers whatever the depth; every layer of the 16-block tiny UNet gets its gradient checked below."""
+  factors_list, stacked = _example_factors(adapters.select_layers(micro_sd.params), batch=2, seed=0)
   rng = np.random.default_rng(1)
   latents = jnp.asarray(rng.standard_normal((2, 8, 8, 4)), jnp.float32)
   text = jnp.asarray(rng.standard_normal((2, 77, 32)), jnp.float32)
@@ -126,11 +133,11 @@ def test_merge_batched_and_dense_agree_on_unet(tiny_sd, layers):
 
   def apply_fn(unet_params, index):
     if index is None:
-      return models.unet_apply(tiny_sd, unet_params, latents, timesteps, text)
-    return models.unet_apply(tiny_sd, unet_params, latents[index:index + 1], timesteps[index:index + 1],
+      return models.unet_apply(micro_sd, unet_params, latents, timesteps, text)
+    return models.unet_apply(micro_sd, unet_params, latents[index:index + 1], timesteps[index:index + 1],
                              text[index:index + 1])
 
-  merged, batched, dense, base = _three_ways(tiny_sd.params, factors_list, stacked, "unet", apply_fn)
+  merged, batched, dense, base = _three_ways(micro_sd.params, factors_list, stacked, "unet", apply_fn)
   # fp32 sums of a few hundred terms through ~40 layers: 1e-4 absolute on outputs of magnitude ~1.
   np.testing.assert_allclose(batched, merged, atol=1e-4)
   np.testing.assert_allclose(dense, merged, atol=1e-4)

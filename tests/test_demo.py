@@ -24,7 +24,7 @@ def test_demo_runs_every_phase_and_reports(micro_dir, tmp_path):
   micro = micro_dir
   workdir = tmp_path / "demo"
   cmd = [sys.executable, "-m", "hdb_jax.demo", f"--workdir={workdir}", f"--pretrained={micro}", "--identities=3",
-         "--hyper_steps=10", "--finetune_steps=5", "--methods=full,only_hyper"]
+         "--hyper_steps=10", "--finetune_steps=5", "--methods=only_hyper"]
   out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "images are noise" in out.stdout and "report:" in out.stdout
@@ -50,4 +50,5 @@ def test_demo_runs_every_phase_and_reports(micro_dir, tmp_path):
   card = json.loads((workdir / "hypernet_export" / "hypernet.json").read_text())
   assert card["step"] == 10 and load_file(str(workdir / "hypernet_export" / "hypernet.safetensors"))
   results = json.loads((workdir / "evaluation" / "results.json").read_text())
-  assert set(results["methods"]) == {"full", "only_hyper"}  # no_hyper: see test_evaluate (one compile less)
+  # The other methods train: test_evaluate runs them; here the evaluation's wiring is what is checked.
+  assert set(results["methods"]) == {"only_hyper"} and results["methods"]["only_hyper"]["means"]

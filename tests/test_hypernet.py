@@ -279,18 +279,19 @@ def test_kill_and_resume_equals_uninterrupted(world, reference_run, tmp_path):
 
 
 def test_personalize_uses_a_trained_checkpoint(world, overfit_run, tmp_path):
+  """personalize() as the CLI runs it, with --config.hypernet=WORKDIR: prediction + 20 finetune steps
+  (the step count and optimizer of test_personalization, so the compiled finetune is shared)."""
   workdir, _, config, _ = overfit_run
   photo = data.make_source(config.data).examples[0]
   from PIL import Image  # pylint: disable=import-outside-toplevel
   Image.fromarray(np.uint8((photo.load(64) + 1) * 127.5)).save(tmp_path / "face.png")
-  out = tmp_path / "me"
-  cmd = [sys.executable, "-m", "hdb_jax.personalize", "--config=configs/personalize.py:tiny",
-         f"--config.image={tmp_path / 'face.png'}", f"--config.hypernet={workdir}", f"--config.pretrained={world[0]}",
-         "--config.steps=5", "--config.num_samples=0", "--config.export=", f"--workdir={out}"]
-  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
+  from hdb_jax.personalize import personalize  # pylint: disable=import-outside-toplevel
+  pconfig = load_repo_config("personalize", "tiny")
+  pconfig.image, pconfig.hypernet, pconfig.pretrained = str(tmp_path / "face.png"), workdir, world[0]
+  pconfig.steps, pconfig.optim.learning_rate, pconfig.num_samples, pconfig.export = 20, 3e-2, 0, ""
+  (out,) = personalize(pconfig, str(tmp_path / "me"))
   from hdb_jax import identity  # pylint: disable=import-outside-toplevel
-  ident = identity.load(str(out / "identity.safetensors"))
+  ident = identity.load(os.path.join(out, "identity.safetensors"))
   assert ident.meta.extra["method"] == "hyper+finetune" and ident.meta.lora_rank == 4
   base = setup_base_model(hyper_config(world, {}))
   image = data.load_image(str(tmp_path / "face.png"), 64)  # as personalize read it
