@@ -125,8 +125,7 @@ class CheckpointPredictor:
   refine_steps: int | None = None
 
   def __call__(self, images: jax.Array) -> LidbParams:
-    predict = jax.jit(self.net.predict, static_argnums=(3,))
-    return self.net.unpack(predict(self.params, self.net.encoder.params, images, self.refine_steps))
+    return self.net.unpack(self.net.jitted_predict(self.params, self.net.encoder.params, images, self.refine_steps))
 
 
 def load_predictor(workdir: str, base: BaseModel, refine_steps: int | None = None) -> CheckpointPredictor:

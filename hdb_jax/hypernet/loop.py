@@ -109,7 +109,7 @@ class Evaluator:
 
   def _samples(self, params: Any, step: int, workdir: str) -> None:
     base, net = self.trainer.base, self.trainer.net
-    packed = jax.jit(net.predict)(params, net.encoder.params, self.batch["image"])
+    packed = net.jitted_predict(params, net.encoder.params, self.batch["image"], None)
     identities = [identity_lib.from_arrays(base.layers, base.source, base.sd.fingerprint(), base.lidb_config,
                                            lidb=net.unpack(packed[i]), token=base.token)
                   for i in range(len(self.ids))]

@@ -6,7 +6,8 @@
 """
 
 import dataclasses
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +51,11 @@ class Hypernet:
     tokens = encode_images(self.encoder, self.encoder_params(params, frozen_encoder), images)
     slots = self.decoder.apply({"params": params["decoder"]}, tokens.astype(jnp.float32), refine_steps)
     return self.layout.to_packed(slots)
+
+  @functools.cached_property
+  def jitted_predict(self) -> Callable[..., jax.Array]:
+    """`predict` under one jax.jit kept with the network (refine_steps static): traced once per shape."""
+    return jax.jit(self.predict, static_argnums=(3,))
 
   def unpack(self, packed: jax.Array) -> LidbParams:
     return self.packer.unpack(packed)
