@@ -1,7 +1,9 @@
 """What every phase sets up from its config: the frozen base model and the adapter layout on it."""
 
 import dataclasses
+import functools
 import logging
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +31,11 @@ class BaseModel:
   @property
   def source(self) -> str:
     return self.sd.source
+
+  @functools.cached_property
+  def vae_encoder(self) -> Callable[[Any, jax.Array], jax.Array]:
+    """The VAE's posterior mean under one jax.jit kept with the model (traced once per image shape)."""
+    return jax.jit(lambda vae_params, images: models.vae_encode(self.sd, vae_params, images))
 
   def prompt_batch(self, batch: int) -> jax.Array:
     return jnp.asarray(np.repeat(self.prompt_ids, batch, axis=0))
@@ -65,5 +72,4 @@ def encode_images(base: BaseModel, images: np.ndarray) -> jax.Array:
   resolution = base.sd.resolution
   if images.shape[1:3] != (resolution, resolution):
     raise ValueError(f"images are {images.shape[1:3]}, the model wants {resolution}x{resolution}")
-  encode = jax.jit(lambda p, x: models.vae_encode(base.sd, p, x))
-  return encode(base.sd.params["vae"], jnp.asarray(images, jnp.float32))
+  return base.vae_encoder(base.sd.params["vae"], jnp.asarray(images, jnp.float32))
