@@ -11,6 +11,7 @@ own subprocess so that its peak RSS is its own.
   python benchmarks/finetune.py --model=sd15-32        # SD1.5 UNet widths, 32x32 latents (slow)
   python benchmarks/finetune.py --side=jax --model=tiny   # one side (what the parent runs)
   python benchmarks/finetune.py --phase0               # Phase 0 identity-steps/s, N = 1, 4, 16
+  python benchmarks/finetune.py --profile=/tmp/prof --model=sd15-32 --steps=2   # where our step's time goes
 
 Ours: the jitted multi-step `run` of AdapterTrainer (one lax.scan over --steps steps); step time =
 median over --repeats calls / --steps; compile = lower + compile of `run`. PyTorch: median time of
@@ -19,8 +20,12 @@ with OMP_WAIT_POLICY=PASSIVE unless the environment sets it (see below).
 """
 
 import argparse
+import collections
+import glob
+import gzip
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -58,7 +63,8 @@ def peak_rss_gib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def bench_jax(model: str, steps: int, repeats: int) -> dict[str, float]:
+def build_jax(model: str, steps: int) -> tuple[Any, tuple, Any, Any]:
+  """The finetune step as personalize runs it: (trainer, run args, LoRA init, jitted run, not compiled)."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from diffusers import FlaxDDPMScheduler, FlaxUNet2DConditionModel  # pylint: disable=import-outside-toplevel
@@ -70,7 +76,8 @@ def bench_jax(model: str, steps: int, repeats: int) -> dict[str, float]:
 
   config = unet_config(model)
   unet = FlaxUNet2DConditionModel.from_config(config)
-  unet_params = random_params(jax.eval_shape(unet.init_weights, jax.random.PRNGKey(0)), seed=0)
+  # On the device once, as loaded models are: numpy leaves would be copied in on every call.
+  unet_params = jax.device_put(random_params(jax.eval_shape(unet.init_weights, jax.random.PRNGKey(0)), seed=0))
   scheduler = FlaxDDPMScheduler(**{k: v for k, v in models.configs.SD15_SCHEDULER.items()
                                    if k in FlaxDDPMScheduler.__init__.__code__.co_varnames})
   def fixed_text_apply(variables, ids, *_, **__):
@@ -96,12 +103,16 @@ def bench_jax(model: str, steps: int, repeats: int) -> dict[str, float]:
   lora = stack_examples([adapters.init_lora(layers, LORA_RANK, jax.random.PRNGKey(2))])
   size = config["sample_size"]
   latents = jnp.asarray(rng.standard_normal((1, size, size, 4)), jnp.float32)
-  ids = jnp.zeros((1, TOKENS), jnp.int32)
-  keys = example_keys(0, jnp.arange(1))
+  args = (sd.params, frozen, latents, jnp.zeros((1, TOKENS), jnp.int32), example_keys(0, jnp.arange(1)))
+  return trainer, args, lora, trainer.make_run(steps)
 
-  args = (sd.params, frozen, latents, ids, keys)
+
+def bench_jax(model: str, steps: int, repeats: int) -> dict[str, float]:
+  import jax  # pylint: disable=import-outside-toplevel
+
+  trainer, args, lora, run = build_jax(model, steps)
   start = time.perf_counter()
-  run = trainer.make_run(steps).lower(*args, trainer.init(lora)).compile()
+  run = run.lower(*args, trainer.init(lora)).compile()
   compile_s = time.perf_counter() - start
   state, losses = run(*args, trainer.init(lora))  # warm-up
   jax.block_until_ready(losses)
@@ -115,8 +126,46 @@ def bench_jax(model: str, steps: int, repeats: int) -> dict[str, float]:
     times.append(time.perf_counter() - start)
   if not np.all(np.isfinite(np.asarray(losses))):
     raise RuntimeError("non-finite loss")
-  return {"compile_s": compile_s, "step_s": statistics.median(times) / steps, "layers": len(layers),
-          "trainable": trainer.packer.size}
+  return {"compile_s": compile_s, "step_s": statistics.median(times) / steps, "trainable": trainer.packer.size}
+
+
+def profile_jax(model: str, steps: int, out_dir: str, top: int) -> None:
+  """Profiles one jitted run; prints the time per step of each kind of XLA op and the slowest ops.
+
+  XLA:CPU reports one trace event per executed op (thunk) when compiled with
+  --xla_cpu_enable_xprof_traceme, which main() sets before jax is imported.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+
+  trainer, args, lora, run = build_jax(model, steps)
+  run = run.lower(*args, trainer.init(lora)).compile()
+  state, losses = run(*args, trainer.init(lora))  # warm-up
+  jax.block_until_ready(losses)
+  state = trainer.init(lora)
+  jax.block_until_ready(state)
+  with jax.profiler.trace(out_dir, create_perfetto_trace=True):
+    start = time.perf_counter()
+    state, losses = run(*args, state)
+    jax.block_until_ready(losses)
+    seconds = time.perf_counter() - start
+  traces = sorted(glob.glob(os.path.join(out_dir, "**", "*.trace.json.gz"), recursive=True), key=os.path.getmtime)
+  with gzip.open(traces[-1]) as f:
+    events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X" and "dur" in e]
+  op_names = set(re.findall(r"^\s*(?:ROOT )?%([\w.-]+) = ", run.as_text(), re.M))
+  by_op, by_kind = collections.Counter(), collections.Counter()
+  for event in events:
+    if event["name"] in op_names and not event["name"].startswith("while"):
+      by_op[event["name"]] += event["dur"] / 1e3 / steps
+      by_kind[re.sub(r"\.\d+$", "", event["name"])] += event["dur"] / 1e3 / steps
+  print(f"{model}: {seconds / steps:.3f} s/step in the profiled run; ops sum to {sum(by_op.values()):.0f} ms/step "
+        f"(ops on different threads overlap). Trace: {traces[-1]}")
+  print(f"\n{'ms/step':>9s}  kind of op")
+  for kind, ms in by_kind.most_common(top):
+    print(f"{ms:9.1f}  {kind}")
+  where = {m.group(1): m.group(2) for m in re.finditer(r'%([\w.-]+) = .*?op_name="([^"]*)"', run.as_text())}
+  print(f"\n{'ms/step':>9s}  op  (source)")
+  for name, ms in by_op.most_common(top):
+    print(f"{ms:9.1f}  {name}  ({where.get(name, '')[-100:]})")
 
 
 def bench_torch(model: str, steps: int, warmup: int) -> dict[str, float]:
@@ -212,8 +261,15 @@ def main() -> None:
   parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (PyTorch)")
   parser.add_argument("--timeout", type=int, default=1800, help="seconds per subprocess")
   parser.add_argument("--phase0", action="store_true", help="Phase 0 throughput instead")
+  parser.add_argument("--profile", metavar="DIR", help="profile our step (one --model, --steps steps) into DIR "
+                      "and print the time per kind of XLA op instead")
+  parser.add_argument("--top", type=int, default=25, help="rows of the --profile tables")
   args = parser.parse_args()
 
+  if args.profile:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
+    profile_jax(MODELS[0] if args.model == "all" else args.model, args.steps, args.profile, args.top)
+    return
   if args.phase0:
     phase0(args.steps)
     return

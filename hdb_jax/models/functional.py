@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hdb_jax.models.loading import FlaxGEGLU, FlaxTransformer2DModel, Params, StableDiffusion
+from hdb_jax.models.matmul_conv import matmul_conv_backward, matmul_conv_wanted
 
 
 TRANSFORMER_NORM_EPSILON = 1e-6  # PyTorch Transformer2DModel's GroupNorm eps (Flax hard-codes 1e-5)
@@ -92,7 +93,10 @@ def unet_apply(sd: StableDiffusion, unet_params: Params, latents: jax.Array, tim
   """latents: [batch, h, w, 4], timesteps: [batch], text_embeddings: [batch, tokens, width]
   -> the UNet's prediction [batch, h, w, 4] (noise or v, per the scheduler)."""
   sample = jnp.transpose(latents, (0, 3, 1, 2))
-  with pytorch_parity():
+  # XLA:CPU's convolution input-gradient is several times slower than matrix products (see
+  # matmul_conv); GPU/TPU convolutions are fast as they are.
+  conv_backward = matmul_conv_backward() if matmul_conv_wanted() else contextlib.nullcontext()
+  with pytorch_parity(), conv_backward:
     out = sd.unet.apply({"params": unet_params}, sample, jnp.asarray(timesteps), text_embeddings).sample
   return jnp.transpose(out, (0, 2, 3, 1))
 
