@@ -3,9 +3,11 @@
 XLA:CPU computes a convolution's input gradient as a convolution with a reversed, transposed
 kernel. In the SD1.5 UNet's finetune step that path ran at 10-25 GFLOP/s, against 70-150 for
 the forward convolution and for plain matrix products, and it took about 60% of the step
-(benchmarks/finetune.py --profile). Here the forward stays XLA's convolution, and the backward
-is written as im2col matrix products: dcols = dy W^T, then col2im (a sum of shifted slices); dW
-= cols^T dy, computed only when something asks for the kernel's gradient.
+(benchmarks/finetune.py --profile). Here the backward is written as im2col matrix products:
+dcols = dy W^T, then col2im (a sum of shifted slices); dW = cols^T dy, computed only when
+something asks for the kernel's gradient. The forward stays XLA's convolution on large feature
+maps and is an im2col product on small ones (MATMUL_FORWARD_MAX_POSITIONS); 1x1 convs are plain
+products.
 
 `matmul_conv_backward()` is a Flax interceptor context that routes every plain `nn.Conv` (no
 groups, no dilation) through this. Same math as `nn.Conv`; float rounding differs (~1e-6 rel).
