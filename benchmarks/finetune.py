@@ -151,7 +151,8 @@ def profile_jax(model: str, steps: int, out_dir: str, top: int) -> None:
   traces = sorted(glob.glob(os.path.join(out_dir, "**", "*.trace.json.gz"), recursive=True), key=os.path.getmtime)
   with gzip.open(traces[-1]) as f:
     events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X" and "dur" in e]
-  op_names = set(re.findall(r"^\s*(?:ROOT )?%([\w.-]+) = ", run.as_text(), re.M))
+  hlo = run.as_text()
+  op_names = set(re.findall(r"^\s*(?:ROOT )?%([\w.-]+) = ", hlo, re.M))
   by_op, by_kind = collections.Counter(), collections.Counter()
   for event in events:
     if event["name"] in op_names and not event["name"].startswith("while"):
@@ -162,7 +163,7 @@ def profile_jax(model: str, steps: int, out_dir: str, top: int) -> None:
   print(f"\n{'ms/step':>9s}  kind of op")
   for kind, ms in by_kind.most_common(top):
     print(f"{ms:9.1f}  {kind}")
-  where = {m.group(1): m.group(2) for m in re.finditer(r'%([\w.-]+) = .*?op_name="([^"]*)"', run.as_text())}
+  where = {m.group(1): m.group(2) for m in re.finditer(r'%([\w.-]+) = .*?op_name="([^"]*)"', hlo)}
   print(f"\n{'ms/step':>9s}  op  (source)")
   for name, ms in by_op.most_common(top):
     print(f"{ms:9.1f}  {name}  ({where.get(name, '')[-100:]})")
