@@ -43,7 +43,7 @@ def main() -> None:
   unet = FlaxUNet2DConditionModel.from_config(unet_config)
   params = random_params(jax.eval_shape(unet.init_weights, jax.random.PRNGKey(0)), seed=0)
   unet_params = {"unet": params}
-  layers = [l for l in adapters.select_layers(unet_params, adapters.DEFAULT_TARGETS[:1])]
+  layers = adapters.select_layers(unet_params, [t for t in adapters.DEFAULT_TARGETS if t.startswith("^unet/")])
   config = adapters.LidbConfig()
   aux = adapters.aux_bases(layers, config)
   lidb = jax.tree.map(lambda *x: jnp.stack(x), *[adapters.init_lidb(layers, config, jax.random.PRNGKey(i))
@@ -74,7 +74,7 @@ def main() -> None:
   rows = [("plain forward", base),
           (f"batched LiDB forward ({args.batch} identities)", timed(batched, params, lidb, repeats=args.repeats)),
           ("merge 1 identity + forward", timed(merged_forward, params, lidb, repeats=args.repeats)),
-          ("merge alone (128 layers)", timed(merge_only, params, lidb, repeats=args.repeats))]
+          (f"merge alone ({len(layers)} layers)", timed(merge_only, params, lidb, repeats=args.repeats))]
   print(f"\nUNet widths {widths}, latent {args.latent}x{args.latent}, batch {args.batch}, "
         f"{len(layers)} adapted layers, {jax.devices()[0].platform}")
   print(f"{'what':45s} {'median s':>10s} {'vs plain':>9s}")

@@ -1,8 +1,9 @@
 """The rank-relaxed finetune step, ours (JAX) next to PyTorch (diffusers + peft), on this machine.
 
 Not a test: prints a table. The step: frozen UNet with random weights, frozen per-example LiDB
-factors (ours only; PyTorch has plain LoRA), trainable LoRA rank 4 on the UNet attention layers
-(attn1/attn2 to_q, to_k, to_v, to_out), AdamW, float32, batch 1, epsilon-MSE at a random timestep,
+factors (ours only; PyTorch has plain LoRA), trainable LoRA rank 4 on the default UNet layers (attn1/attn2
+to_q, to_k, to_v, to_out and the GEGLU input projection ff.net.0.proj), AdamW, float32, batch 1,
+epsilon-MSE at a random timestep on SD1.5's noise schedule,
 77 random text-embedding tokens (UNet only: no text encoder on either side). Each side runs in its
 own subprocess so that its peak RSS is its own.
 
@@ -43,11 +44,17 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 MODELS = ("tiny", "sd15-32")
-TARGETS = (r"^unet/.*/attn[12]/to_(q|k|v|out_0)/kernel$",)
+PEFT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj"]  # the same layers, as peft names them
 LORA_RANK = 4
 LEARNING_RATE = 1e-4
 WEIGHT_DECAY = 1e-2
 TOKENS = 77
+
+
+def unet_targets() -> list[str]:
+  """The default adapter targets' UNet patterns (the benchmark has no text encoder)."""
+  from hdb_jax.adapters import DEFAULT_TARGETS  # pylint: disable=import-outside-toplevel
+  return [t for t in DEFAULT_TARGETS if t.startswith("^unet/")]
 
 
 def unet_config(model: str) -> dict[str, Any]:
@@ -67,8 +74,9 @@ def build_jax(model: str, steps: int) -> tuple[Any, tuple, Any, Any]:
   """The finetune step as personalize runs it: (trainer, run args, LoRA init, jitted run, not compiled)."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from diffusers import FlaxDDPMScheduler, FlaxUNet2DConditionModel  # pylint: disable=import-outside-toplevel
+  from diffusers import FlaxUNet2DConditionModel  # pylint: disable=import-outside-toplevel
   from hdb_jax import adapters, models  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models.schedulers import training_scheduler  # pylint: disable=import-outside-toplevel
   from hdb_jax.config_defaults import optimizer_config  # pylint: disable=import-outside-toplevel
   from hdb_jax.models.tiny import random_params  # pylint: disable=import-outside-toplevel
   from hdb_jax.training.engine import AdapterTrainer, example_keys, stack_examples  # pylint: disable=import-outside-toplevel
@@ -78,8 +86,7 @@ def build_jax(model: str, steps: int) -> tuple[Any, tuple, Any, Any]:
   unet = FlaxUNet2DConditionModel.from_config(config)
   # On the device once, as loaded models are: numpy leaves would be copied in on every call.
   unet_params = jax.device_put(random_params(jax.eval_shape(unet.init_weights, jax.random.PRNGKey(0)), seed=0))
-  scheduler = FlaxDDPMScheduler(**{k: v for k, v in models.configs.SD15_SCHEDULER.items()
-                                   if k in FlaxDDPMScheduler.__init__.__code__.co_varnames})
+  scheduler, scheduler_state = training_scheduler(models.configs.SD15_SCHEDULER)
   def fixed_text_apply(variables, ids, *_, **__):
     """Stands in for the text encoder: the fixed random embeddings held in its "params"."""
     embeddings = variables["params"]["embeddings"]
@@ -89,10 +96,10 @@ def build_jax(model: str, steps: int) -> tuple[Any, tuple, Any, Any]:
   rng = np.random.default_rng(0)
   text = jnp.asarray(rng.standard_normal((1, TOKENS, config["cross_attention_dim"])), jnp.float32)
   sd = models.StableDiffusion(unet=unet, vae=None, text_encoder=fixed_text, tokenizer=None, scheduler=scheduler,
-                              scheduler_state=scheduler.create_state(),
+                              scheduler_state=scheduler_state,
                               params={"unet": unet_params, "text_encoder": {"embeddings": text}}, source="random")
 
-  layers = adapters.select_layers({"unet": unet_params}, TARGETS)
+  layers = adapters.select_layers({"unet": unet_params}, unet_targets())
   lidb_config = adapters.LidbConfig()
   frozen = adapters.lidb_factors(stack_examples([adapters.init_lidb(layers, lidb_config, jax.random.PRNGKey(1))]),
                                  adapters.aux_bases(layers, lidb_config))
@@ -180,7 +187,7 @@ def bench_torch(model: str, steps: int, warmup: int) -> dict[str, float]:
   unet = UNet2DConditionModel(**config)
   unet.requires_grad_(False)
   unet.add_adapter(LoraConfig(r=LORA_RANK, lora_alpha=LORA_RANK, init_lora_weights="gaussian",
-                              target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+                              target_modules=PEFT_TARGETS))
   trainable = [p for p in unet.parameters() if p.requires_grad]
   optimizer = torch.optim.AdamW(trainable, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
   scheduler = DDPMScheduler(**{k: v for k, v in configs.SD15_SCHEDULER.items() if k != "set_alpha_to_one"})

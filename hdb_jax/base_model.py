@@ -13,6 +13,7 @@ import numpy as np
 from hdb_jax import adapters, models
 from hdb_jax.adapters import AuxBases, LayerSpec, LidbConfig
 from hdb_jax.compilation_cache import enable_compilation_cache
+from hdb_jax.errors import ConfigError
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -52,7 +53,7 @@ def setup_base_model(config: ml_collections.ConfigDict) -> BaseModel:
     enable_compilation_cache(config.get("compilation_cache_dir") or None)
   dtype = config.get("compute_dtype", "float32")
   if dtype not in DTYPES:
-    raise ValueError(f"compute_dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+    raise ConfigError(f"compute_dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
   logging.info("loading base model %s", config.pretrained)
   sd = models.load_model(config.pretrained, revision=config.get("revision") or None, dtype=DTYPES[dtype])
   if config.get("memory_efficient_attention", False):
@@ -61,7 +62,7 @@ def setup_base_model(config: ml_collections.ConfigDict) -> BaseModel:
   lidb_config = lidb_config_from(config.lidb)
   models.check_token(sd, config.token)
   if "{token}" not in config.prompt:
-    raise ValueError(f"prompt {config.prompt!r} must contain '{{token}}', e.g. 'a {{token}} face'")
+    raise ConfigError(f"prompt {config.prompt!r} must contain '{{token}}', e.g. 'a {{token}} face'")
   prompt = config.prompt.format(token=config.token)
   return BaseModel(sd=sd, layers=layers, lidb_config=lidb_config, aux=adapters.aux_bases(layers, lidb_config),
                    token=config.token, prompt=prompt, prompt_ids=models.tokenize(sd, [prompt]))

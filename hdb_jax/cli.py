@@ -1,4 +1,4 @@
-"""What every command-line entry point shares: flags, logging, and one-line failures."""
+"""What every command-line entry point shares: flags, logging, and one-line failures for user errors."""
 
 import logging
 import sys
@@ -7,9 +7,8 @@ from typing import Callable
 from absl import app, flags
 from ml_collections import config_flags
 
+from hdb_jax.errors import UserError
 from hdb_jax.models.quiet import silence_flax_deprecations
-
-USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError, OSError)
 
 
 def define_config_flags(default_config: str) -> None:
@@ -32,7 +31,10 @@ def quiet_orbax() -> None:
 
 
 def run_main(main: Callable[[list[str]], None]) -> None:
-  """absl app.run with our logging, where a user error prints one line and exits 1 (no traceback)."""
+  """absl app.run with our logging: a UserError prints one line and exits 1 (its traceback with --verbosity=1).
+
+  Any other exception (a bug, an XLA out-of-memory error) propagates with its traceback and a non-zero exit.
+  """
   silence_flax_deprecations()
 
   def guarded(argv):
@@ -41,7 +43,7 @@ def run_main(main: Callable[[list[str]], None]) -> None:
     quiet_orbax()
     try:
       main(argv)
-    except USER_ERRORS as e:
+    except UserError as e:
       if flags.FLAGS.get_flag_value("verbosity", 0) > 0:
         raise
       print(f"error: {e}", file=sys.stderr)

@@ -7,8 +7,9 @@ import ml_collections
 
 from hdb_jax.adapters.targets import DEFAULT_TARGETS
 from hdb_jax.data import default_data_config
+from hdb_jax.errors import MissingFileError
 
-SD15 = "runwayml/stable-diffusion-v1-5"
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
 def base_config(variant: str) -> ml_collections.ConfigDict:
@@ -69,7 +70,7 @@ def load_repo_config(name: str, variant: str = "") -> ml_collections.ConfigDict:
   """configs/<name>.py's get_config(variant), from the configs/ folder shipped beside the package."""
   path = os.path.join(REPO_CONFIGS, f"{name}.py")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"config file {path} not found (install hdb_jax from its repository with pip -e)")
+    raise MissingFileError(f"config file {path} not found (install hdb_jax from its repository with pip -e)")
   spec = importlib.util.spec_from_file_location(f"hdb_jax_config_{name}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

@@ -33,6 +33,7 @@ from absl import flags
 from hdb_jax import data
 from hdb_jax.base_model import BaseModel, setup_base_model
 from hdb_jax.cli import define_config_flags, run_main
+from hdb_jax.errors import ConfigError, OutputExistsError
 from hdb_jax.evaluation import metrics, report
 from hdb_jax.evaluation.faces import FaceEmbedder
 from hdb_jax.evaluation.prompts import resolve_prompts
@@ -59,12 +60,12 @@ class Method:
 
 
 def parse_methods(spec: str, steps: int, lora_rank: int) -> list[Method]:
-  """'full,only_hyper,no_hyper,k1,lora@N,...' -> methods (ValueError on an unknown or repeated one)."""
+  """'full,only_hyper,no_hyper,k1,lora@N,...' -> methods (ConfigError on an unknown or repeated one)."""
   names = [n.strip() for n in spec.split(",") if n.strip()]
   if not names:
-    raise ValueError("--config.methods is empty; e.g. full,only_hyper,no_hyper,k1,lora@400")
+    raise ConfigError("--config.methods is empty; e.g. full,only_hyper,no_hyper,k1,lora@400")
   if len(set(names)) != len(names):
-    raise ValueError(f"--config.methods repeats a method: {spec!r}")
+    raise ConfigError(f"--config.methods repeats a method: {spec!r}")
   methods = []
   for name in names:
     if name == "full":
@@ -80,7 +81,7 @@ def parse_methods(spec: str, steps: int, lora_rank: int) -> list[Method]:
       n = int(name[5:])
       methods.append(Method(name, n, False, None, f"DreamBooth-style rank-{lora_rank} LoRA from scratch, {n} steps"))
     else:
-      raise ValueError(f"unknown method {name!r}: use full, only_hyper, no_hyper, k1 or lora@N (N >= 1 steps)")
+      raise ConfigError(f"unknown method {name!r}: use full, only_hyper, no_hyper, k1 or lora@N (N >= 1 steps)")
   return methods
 
 
@@ -215,13 +216,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
   """Runs every method on every photo and prompt; writes results.json and report.html; returns the results."""
   results_path = os.path.join(workdir, "results.json")
   if os.path.exists(results_path) and not config.overwrite:
-    raise FileExistsError(f"{results_path} exists; use --config.overwrite=True or another --workdir")
+    raise OutputExistsError(f"{results_path} exists; use --config.overwrite=True or another --workdir")
   methods = parse_methods(config.methods, config.steps, config.lora_rank)
   needs_hyper = [m.name for m in methods if m.hyper]
   if needs_hyper and predictor_factory is None:
     if config.hypernet in ("", "none"):
-      raise ValueError(f"method(s) {', '.join(needs_hyper)} need a hypernetwork: give --config.hypernet=CHECKPOINT "
-                       "or leave them out of --config.methods (e.g. --config.methods=no_hyper,lora@400)")
+      raise ConfigError(f"method(s) {', '.join(needs_hyper)} need a hypernetwork: give --config.hypernet=CHECKPOINT "
+                        "or leave them out of --config.methods (e.g. --config.methods=no_hyper,lora@400)")
     predictor_factory = checkpoint_predictors(config.hypernet)
   prompts = resolve_prompts(config.prompts)
   paths = photo_paths(config)
@@ -270,7 +271,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
 def main(argv: list[str]) -> None:
   del argv
   if not flags.FLAGS.workdir:
-    raise ValueError("--workdir is required")
+    raise ConfigError("--workdir is required")
   results = evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
   print(report.summary_table(results))
   print(f"results: {os.path.join(flags.FLAGS.workdir, 'results.json')}, "

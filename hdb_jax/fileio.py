@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from typing import Iterator
 
+from hdb_jax.errors import MissingFileError, UserError
+
 
 def _umask() -> int:
   mask = os.umask(0o022)
@@ -63,7 +65,7 @@ def atomic_directory(path: str) -> Iterator[str]:
 
 
 def read_format_json(path: str, format_name: str, what: str) -> dict:
-  """A JSON file that names its format: FileNotFoundError if missing, ValueError if corrupt or foreign.
+  """A JSON file that names its format: MissingFileError if missing, UserError if corrupt or foreign.
 
   what: how to call the file in messages, e.g. 'a weights dataset index'.
   """
@@ -71,9 +73,9 @@ def read_format_json(path: str, format_name: str, what: str) -> dict:
     with open(path, encoding="utf-8") as f:
       info = json.load(f)
   except FileNotFoundError as e:
-    raise FileNotFoundError(f"{path} not found: not {what}") from e
+    raise MissingFileError(f"{path} not found: not {what}") from e
   except json.JSONDecodeError as e:
-    raise ValueError(f"{path} is corrupt: {e}") from e
+    raise UserError(f"{path} is corrupt: {e}") from e
   if not isinstance(info, dict) or info.get("format") != format_name:
-    raise ValueError(f"{path} is not {what}")
+    raise UserError(f"{path} is not {what}")
   return info

@@ -1,7 +1,7 @@
 """Generate images with one or more identities, all in one batch (batched adapters).
 
   python -m hdb_jax.generate --identity=out/identity.safetensors --prompt="a {token} face as a rock star" \\
-      --num_images=4 --seed=0 --steps=25 --guidance=7.5 --out=images/
+      --num_images=4 --seed=0 --steps=25 --guidance=7.5 --out=images/ [--latents=latents.npy]
 
 `{token}` in a prompt becomes each identity's token ([V]). Writes OUT/<identity>/<prompt>_<k>.png and
 OUT/grid.png (rows: identity x prompt, columns: images).
@@ -19,8 +19,10 @@ from PIL import Image
 from hdb_jax import identity as identity_lib
 from hdb_jax import models
 from hdb_jax.base_model import DTYPES
+from hdb_jax.errors import ConfigError, MissingFileError, UserError
 from hdb_jax.fileio import atomic_path
-from hdb_jax.sampling import SamplingConfig, image_grid, make_sampler, stack_identity_factors, to_uint8
+from hdb_jax.sampling import (SamplingConfig, check_latents, image_grid, make_sampler, stack_identity_factors,
+                              to_uint8)
 
 
 def slug(text: str, limit: int = 48) -> str:
@@ -33,12 +35,16 @@ def save_png(path: str, image: np.ndarray) -> None:
 
 
 def generate(sd: models.StableDiffusion, identities: Sequence[identity_lib.Identity], prompts: Sequence[str],
-             num_images: int, sampling: SamplingConfig, negative_prompt: str = "", sampler=None) -> np.ndarray:
+             num_images: int, sampling: SamplingConfig, negative_prompt: str = "", sampler=None,
+             latents: np.ndarray | None = None) -> np.ndarray:
   """Images [len(identities), len(prompts), num_images, H, W, 3] uint8, sampled in one batch.
 
-  Image k of every (identity, prompt) starts from the noise of (seed, k). Many calls can share one
-  `sampler = make_sampler(sd, sampling)` (traced once per batch shape instead of once per call).
+  Image k of every (identity, prompt) starts from the noise of (seed, k), or from latents[k] when
+  `latents` (float32 [num_images, C, h, w], diffusers' layout, as a diffusers pipeline's `latents=`) is
+  given. Many calls can share one `sampler = make_sampler(sd, sampling)` (traced once per batch shape).
   """
+  if latents is not None:
+    latents = check_latents(sd, latents, num_images)
   rows = [(i, p) for i in range(len(identities)) for p in prompts]
   cond, factor_list, noise_ids = [], [], []
   per_identity = [ident.factors() for ident in identities]
@@ -53,7 +59,7 @@ def generate(sd: models.StableDiffusion, identities: Sequence[identity_lib.Ident
   factors = stack_identity_factors(factor_list) if factor_list[0] else None
   sample = sampler or make_sampler(sd, sampling)
   images = sample(sd.params, factors, jnp.asarray(np.stack(cond)), jnp.asarray(uncond),
-                  jnp.asarray(noise_ids, jnp.int32))
+                  jnp.asarray(noise_ids, jnp.int32), None if latents is None else jnp.asarray(latents[noise_ids]))
   images = to_uint8(images)
   return images.reshape((len(identities), len(prompts), num_images) + images.shape[1:])
 
@@ -72,16 +78,26 @@ def write_images(images: np.ndarray, identity_names: Sequence[str], prompts: Seq
   return paths + [os.path.join(out, "grid.png")]
 
 
+def read_latents(path: str) -> np.ndarray:
+  """A .npy file of initial latents (float32 [num_images, C, h, w]); never unpickled."""
+  try:
+    return np.load(path, allow_pickle=False)
+  except FileNotFoundError as e:
+    raise MissingFileError(f"--latents file {path} does not exist") from e
+  except (ValueError, OSError) as e:
+    raise UserError(f"--latents file {path} is not a numpy .npy array ({e})") from e
+
+
 def main(argv: list[str]) -> None:
   del argv
   f = flags.FLAGS
   if not f.identity:
-    raise ValueError("give at least one --identity=FILE")
+    raise ConfigError("give at least one --identity=FILE")
   if not f.out:
-    raise ValueError("--out is required")
+    raise ConfigError("--out is required")
   for prompt in f.prompt:
     if not prompt.strip():
-      raise ValueError("empty --prompt")
+      raise ConfigError("empty --prompt")
   first = identity_lib.load(f.identity[0])
   sd = models.load_model(f.pretrained or first.meta.base_model, dtype=DTYPES[f.compute_dtype])
   identities = [identity_lib.load(path, base=sd) for path in f.identity]
@@ -90,7 +106,8 @@ def main(argv: list[str]) -> None:
   if len(set(names)) != len(names):
     names = [f"{i}_{n}" for i, n in enumerate(names)]
   sampling = SamplingConfig(steps=f.steps, guidance=f.guidance, sampler=f.sampler, seed=f.seed)
-  images = generate(sd, identities, f.prompt, f.num_images, sampling, f.negative_prompt)
+  latents = read_latents(f.latents) if f.latents else None
+  images = generate(sd, identities, f.prompt, f.num_images, sampling, f.negative_prompt, latents=latents)
   paths = write_images(images, names, f.prompt, f.out)
   print(f"wrote {len(paths) - 1} images and a grid to {f.out}")
 
@@ -106,6 +123,8 @@ def define_flags() -> None:
   flags.DEFINE_enum("sampler", "ddim", ["ddim", "dpm"], "DDIM or DPM-Solver++.")
   flags.DEFINE_string("pretrained", None, "Base model (default: the one named in the identity file).")
   flags.DEFINE_enum("compute_dtype", "float32", sorted(DTYPES), "Compute dtype of the base model.")
+  flags.DEFINE_string("latents", None, "Initial latents, a .npy file of float32 [num_images, C, h, w] (diffusers' "
+                      "layout, as a pipeline's latents=): used instead of noise from --seed.")
   flags.DEFINE_string("out", None, "Output directory.")
 
 

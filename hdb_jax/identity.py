@@ -4,8 +4,10 @@ Tensors: `lidb`, the LiDB factors packed into one flat vector (adapters.lidb_pac
 a_train [a, r] then b_train [r, b] each) and, after the rank-relaxed finetune, `lora`
 (adapters.lora_packer: a [n, r'] then b [r', m] per layer). Two tensors keep the header small. The safetensors
 header's metadata holds `hdb_jax.identity` (JSON): format version, base model id and config
-fingerprint, aux_seed/aux_scale, a, b, ranks, the layer list with kernel shapes, and the token.
-Aux bases are regenerated from the seed, never stored. Files are never pickled; writes are atomic.
+fingerprint, aux_seed/aux_scale, a, b, ranks, the layer list with kernel shapes, the token, and a short
+hash of the aux bases (with the numpy version that made them). Aux bases are regenerated from the seed,
+never stored; a file whose bases regenerate differently here is refused. Files are never pickled; writes
+are atomic.
 
     ident = hdb_jax.identity.load("me.safetensors")
     deltas = ident.delta_weights()   # {'unet/.../to_q/kernel': np.ndarray [n, m], ...}
@@ -20,9 +22,10 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from hdb_jax.adapters.lidb import LidbConfig, aux_bases, lidb_factors, lidb_packer
+from hdb_jax.adapters.lidb import LidbConfig, aux_basis_hash, aux_bases, check_aux_basis_hash, lidb_factors, lidb_packer
 from hdb_jax.adapters.lora import lora_packer
 from hdb_jax.adapters.targets import LayerSpec, flatten_paths
+from hdb_jax.errors import UserError
 from hdb_jax.fileio import atomic_path
 
 FORMAT_NAME = "hdb_jax.identity"
@@ -30,7 +33,7 @@ FORMAT_VERSION = 1
 METADATA_KEY = "hdb_jax.identity"
 
 
-class IdentityFileError(ValueError):
+class IdentityFileError(UserError):
   """An identity file is unreadable, not an identity file, or does not fit the base model."""
 
 
@@ -45,6 +48,8 @@ class IdentityMeta:
   token: str = "sks"
   format_version: int = FORMAT_VERSION
   extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+  aux_hash: str = ""   # adapters.aux_basis_hash of the frozen bases the LiDB weights were trained through
+  aux_numpy: str = ""  # the numpy version that regenerated them
 
   def layer_specs(self) -> tuple[LayerSpec, ...]:
     return tuple(LayerSpec(path, n, m) for path, (n, m) in sorted(self.layers.items()))
@@ -178,6 +183,8 @@ def load(path: str, base: Any = None) -> Identity:
     raise IdentityFileError(f"{path}: {e}") from e
   identity = Identity(meta=meta, lidb=parts.get("lidb"), lora=parts.get("lora"))
   _validate(identity)
+  if meta.lidb is not None:
+    check_aux_basis_hash(meta.aux_hash, meta.layer_specs(), meta.lidb, path, meta.aux_numpy)
   if base is not None:
     params = base.params if hasattr(base, "params") else base
     fingerprint = base.fingerprint() if hasattr(base, "fingerprint") else None
@@ -194,9 +201,12 @@ def from_arrays(layers: Sequence[LayerSpec], base_model: str, base_fingerprint: 
     return None if part is None else {p: {k: np.asarray(v, np.float32) for k, v in d.items()} for p, d in part.items()}
   lora_np = to_numpy(lora)
   lora_rank = int(next(iter(lora_np.values()))["a"].shape[1]) if lora_np else 0
+  lidb_config = lidb_config if lidb is not None else None
   meta = IdentityMeta(base_model=base_model, base_fingerprint=base_fingerprint,
-                      layers={l.path: (l.n, l.m) for l in layers}, lidb=lidb_config if lidb is not None else None,
-                      lora_rank=lora_rank, token=token, extra=dict(extra or {}))
+                      layers={l.path: (l.n, l.m) for l in layers}, lidb=lidb_config,
+                      lora_rank=lora_rank, token=token, extra=dict(extra or {}),
+                      aux_hash=aux_basis_hash(layers, lidb_config) if lidb_config else "",
+                      aux_numpy=np.__version__ if lidb_config else "")
   identity = Identity(meta=meta, lidb=to_numpy(lidb), lora=lora_np)
   _validate(identity)
   return identity

@@ -16,6 +16,8 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from hdb_jax.errors import ConfigError
+
 AXES = ("data", "fsdp")
 BATCH_AXES = AXES  # the batch dimension is split over every mesh axis
 
@@ -33,7 +35,7 @@ def initialize_distributed(config: ml_collections.ConfigDict) -> None:
   process_id = int(os.environ.get("JAX_PROCESS_ID", -1)) if process_id is None or process_id < 0 else process_id
   if address and num_processes > 1:
     if process_id < 0:
-      raise ValueError("a multi-process run needs a process id (config.distributed.process_id or JAX_PROCESS_ID)")
+      raise ConfigError("a multi-process run needs a process id (config.distributed.process_id or JAX_PROCESS_ID)")
     logging.info("joining %s as process %d of %d", address, process_id, num_processes)
     jax.distributed.initialize(coordinator_address=address, num_processes=num_processes, process_id=process_id)
   elif dist.get("auto", False) and _cluster_detected():
@@ -52,14 +54,14 @@ def make_mesh(shape: Sequence[int], devices: Sequence[Any] | None = None) -> Mes
   devices = list(devices if devices is not None else jax.devices())
   shape = [int(s) for s in shape]
   if len(shape) != len(AXES) or shape.count(-1) > 1:
-    raise ValueError(f"mesh shape must give {len(AXES)} sizes for {AXES} with at most one -1, got {shape}")
+    raise ConfigError(f"mesh shape must give {len(AXES)} sizes for {AXES} with at most one -1, got {shape}")
   known = int(np.prod([s for s in shape if s != -1]))
   if -1 in shape:
     if len(devices) % known:
-      raise ValueError(f"mesh {shape}: {len(devices)} devices do not divide by {known}")
+      raise ConfigError(f"mesh {shape}: {len(devices)} devices do not divide by {known}")
     shape[shape.index(-1)] = len(devices) // known
   if int(np.prod(shape)) != len(devices):
-    raise ValueError(f"mesh {shape} needs {int(np.prod(shape))} devices, there are {len(devices)}")
+    raise ConfigError(f"mesh {shape} needs {int(np.prod(shape))} devices, there are {len(devices)}")
   return Mesh(np.asarray(devices).reshape(shape), AXES)
 
 
@@ -100,5 +102,5 @@ def per_process_batch(global_size: int) -> int:
   """Examples each process feeds per step (the global batch must divide over processes and devices)."""
   processes, devices = jax.process_count(), jax.device_count()
   if global_size % devices:
-    raise ValueError(f"batch_size {global_size} must be a multiple of the {devices} devices")
+    raise ConfigError(f"batch_size {global_size} must be a multiple of the {devices} devices")
   return global_size // processes

@@ -31,6 +31,7 @@ from hdb_jax import adapters, data
 from hdb_jax import identity as identity_lib
 from hdb_jax.base_model import BaseModel, encode_images, setup_base_model
 from hdb_jax.cli import define_config_flags, run_main
+from hdb_jax.errors import ConfigError, OutputExistsError, UserError
 from hdb_jax.fileio import write_text_atomic
 from hdb_jax.generate import generate, write_images
 from hdb_jax.predictor import LidbPredictor, load_predictor
@@ -53,14 +54,14 @@ class Personalized:
 def photo_paths(config: ml_collections.ConfigDict) -> list[str]:
   """config.image, or config.images (comma-separated files or a folder) -> photo paths."""
   if bool(config.image) == bool(config.images):
-    raise ValueError("give exactly one of --config.image=FILE or --config.images=A,B,... (or a folder)")
+    raise ConfigError("give exactly one of --config.image=FILE or --config.images=A,B,... (or a folder)")
   if config.image:
     return [config.image]
   if os.path.isdir(config.images):
     paths = sorted(os.path.join(config.images, n) for n in os.listdir(config.images)
                    if n.lower().endswith(IMAGE_SUFFIXES))
     if not paths:
-      raise ValueError(f"no .jpg/.png/.webp photos in {config.images}")
+      raise UserError(f"no .jpg/.png/.webp photos in {config.images}")
     return paths
   return [p.strip() for p in config.images.split(",") if p.strip()]
 
@@ -92,7 +93,7 @@ def personalize_images(base: BaseModel, config: ml_collections.ConfigDict, image
     timings["predict_s"] = time.perf_counter() - start
   kind = "lora" if predictor is not None or config.baseline == "lora" else "lidb"
   if kind == "lidb" and config.baseline != "lidb":
-    raise ValueError(f"baseline must be 'lidb' or 'lora', not {config.baseline!r}")
+    raise ConfigError(f"baseline must be 'lidb' or 'lora', not {config.baseline!r}")
   if predictor is not None and config.steps == 0:  # the prediction alone: nothing to compile or train
     trained_all, losses = None, np.zeros((0, len(images)), np.float32)
   else:
@@ -146,7 +147,7 @@ def _output_dirs(workdir: str, paths: list[str], overwrite: bool) -> list[str]:
     dirs = [os.path.join(workdir, s) for s in stems]
   for d in dirs:
     if os.path.exists(os.path.join(d, "identity.safetensors")) and not overwrite:
-      raise FileExistsError(f"{d} already holds an identity; use --config.overwrite=True or another --workdir")
+      raise OutputExistsError(f"{d} already holds an identity; use --config.overwrite=True or another --workdir")
   return dirs
 
 
@@ -201,7 +202,7 @@ def personalize(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
 def main(argv: list[str]) -> None:
   del argv
   if not flags.FLAGS.workdir:
-    raise ValueError("--workdir is required")
+    raise ConfigError("--workdir is required")
   dirs = personalize(flags.FLAGS.config, flags.FLAGS.workdir)
   for d in dirs:
     print(f"identity written to {os.path.join(d, 'identity.safetensors')}")

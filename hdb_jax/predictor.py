@@ -11,6 +11,7 @@ import jax
 
 from hdb_jax.adapters import LidbParams
 from hdb_jax.base_model import BaseModel
+from hdb_jax.errors import MissingFileError
 
 
 class LidbPredictor(Protocol):
@@ -26,6 +27,6 @@ def load_predictor(path: str, base: BaseModel, refine_steps: int | None = None) 
   refine_steps overrides the trained number of refinement iterations (1: the k=1 ablation).
   """
   if not os.path.isdir(path):
-    raise FileNotFoundError(f"hypernetwork checkpoint not found: {path}")
+    raise MissingFileError(f"hypernetwork checkpoint not found: {path}")
   from hdb_jax.hypernet import checkpoint  # pylint: disable=import-outside-toplevel
   return checkpoint.load_predictor(path, base, refine_steps)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from hdb_jax import adapters, data
 from hdb_jax.base_model import BaseModel, encode_images, setup_base_model
 from hdb_jax.cli import define_config_flags, run_main
+from hdb_jax.errors import ConfigError
 from hdb_jax.training.engine import AdapterTrainer, check_finite, example_keys, stack_examples
 from hdb_jax.training.optim import make_optimizer
 from hdb_jax.training.prior import ClassPrior, make_class_prior
@@ -51,7 +52,7 @@ def collect_faces(config: ml_collections.ConfigDict, resolution: int) -> list[tu
   if skipped:
     logging.warning("%d bad image(s) skipped", skipped)
   if not faces:
-    raise ValueError(f"no usable face images in data source {config.data.source!r}")
+    raise data.SourceError(f"no usable face images in data source {config.data.source!r}")
   return faces
 
 
@@ -132,7 +133,7 @@ def main(argv: list[str]) -> None:
   del argv
   config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
   if not workdir:
-    raise ValueError("--workdir is required")
+    raise ConfigError("--workdir is required")
   dataset = preoptimize(config, workdir)
   losses = dataset.final_losses()
   print(f"wrote {len(losses)} identities to {dataset.directory} "

@@ -12,13 +12,14 @@ command again to resume after a kill or preemption. Use the result with
 from absl import flags
 
 from hdb_jax.cli import define_config_flags, run_main
+from hdb_jax.errors import ConfigError
 
 
 def main(argv: list[str]) -> None:
   del argv
   from hdb_jax.hypernet.loop import train  # pylint: disable=import-outside-toplevel
   if not flags.FLAGS.workdir:
-    raise ValueError("--workdir is required")
+    raise ConfigError("--workdir is required")
   result = train(flags.FLAGS.config, flags.FLAGS.workdir)
   shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
   print(f"trained hypernetwork in {flags.FLAGS.workdir} ({shown})")

@@ -1,6 +1,7 @@
 """Phase 0's output: one LiDB weight set per training identity, in chunks, with an index.
 
-DIR/index.json        format, base model + fingerprint, LiDB config, layer list, and per chunk:
+DIR/index.json        format, base model + fingerprint, LiDB config, layer list, the aux-basis hash
+                      (adapters.aux_basis_hash; refused if the bases regenerate differently), and per chunk:
                       file name, identity ids, source ids, final losses
 DIR/chunk_00000.safetensors   `lidb` [identities, D] float32 (lidb_packer vectors, layer order of the index)
 
@@ -16,8 +17,9 @@ from typing import Any, Iterator
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from hdb_jax.adapters.lidb import LidbConfig, LidbParams, lidb_packer
+from hdb_jax.adapters.lidb import LidbConfig, LidbParams, aux_basis_hash, check_aux_basis_hash, lidb_packer
 from hdb_jax.adapters.targets import LayerSpec
+from hdb_jax.errors import UserError
 from hdb_jax.fileio import atomic_path, read_format_json, write_text_atomic
 
 FORMAT_NAME = "hdb_jax.weights_dataset"
@@ -90,24 +92,30 @@ def create_or_open(directory: str, *, base_model: str, base_fingerprint: str, la
   os.makedirs(directory, exist_ok=True)
   header = {"format": FORMAT_NAME, "format_version": 1, "base_model": base_model,
             "base_fingerprint": base_fingerprint, "lidb": dataclasses.asdict(lidb_config),
-            "layers": [[l.path, l.n, l.m] for l in layers], "settings": settings}
+            "layers": [[l.path, l.n, l.m] for l in layers], "settings": settings,
+            "aux_hash": aux_basis_hash(layers, lidb_config)}
   path = os.path.join(directory, INDEX)
   if not os.path.exists(path):
-    dataset = WeightsDataset(directory, {**header, "chunks": []})
+    dataset = WeightsDataset(directory, {**header, "aux_numpy": np.__version__, "chunks": []})
     write_text_atomic(path, json.dumps(dataset.index, indent=1))
     return dataset
-  existing = open_dataset(directory)
+  existing = open_dataset(directory)  # refuses bases that regenerate differently (aux_hash)
   for key, value in header.items():
+    if key == "aux_hash":
+      continue
     if json.loads(json.dumps(existing.index.get(key))) != json.loads(json.dumps(value)):
-      raise ValueError(f"{directory} holds a weights dataset made with a different {key!r}; "
-                       "use a new --workdir or the original settings")
+      raise UserError(f"{directory} holds a weights dataset made with a different {key!r}; "
+                      "use a new --workdir or the original settings")
   return existing
 
 
 def open_dataset(directory: str) -> WeightsDataset:
-  """Reads DIR/index.json; a missing or foreign index is a clear ValueError."""
+  """Reads DIR/index.json; a missing or foreign index is a UserError."""
   try:
     index = read_format_json(os.path.join(directory, INDEX), FORMAT_NAME, "an hdb_jax weights dataset index")
   except FileNotFoundError as e:
-    raise ValueError(f"{directory} is not a weights dataset (no {INDEX})") from e
-  return WeightsDataset(directory, index)
+    raise UserError(f"{directory} is not a weights dataset (no {INDEX})") from e
+  dataset = WeightsDataset(directory, index)
+  check_aux_basis_hash(index.get("aux_hash"), dataset.layers, dataset.lidb_config, f"weights dataset {directory}",
+                       index.get("aux_numpy"))
+  return dataset

@@ -22,12 +22,19 @@ def layers(tiny_sd):
   return adapters.select_layers(tiny_sd.params)
 
 
-def test_default_targets_select_attention_projections(layers):
-  per_model = {}
+def test_default_targets_select_the_papers_layers(tiny_sd, layers):
+  per_model, leaf_names = {}, {}
   for layer in layers:
     per_model[layer.model] = per_model.get(layer.model, 0) + 1
-    assert layer.path.split("/")[-1] in {"to_q", "to_k", "to_v", "to_out_0", "q_proj", "k_proj", "v_proj", "out_proj"}
-  assert per_model == {"unet": 128, "text_encoder": 8}  # 16 blocks x 2 attns x 4; 2 layers x 4
+    leaf = "/".join(layer.path.split("/")[-3:]) if layer.path.endswith("/proj") else layer.path.split("/")[-1]
+    leaf_names[leaf] = leaf_names.get(leaf, 0) + 1
+  assert per_model == {"unet": 144, "text_encoder": 8}  # 16 blocks x (2 attentions x 4 + GEGLU proj); 2 x 4
+  assert leaf_names == {"to_q": 32, "to_k": 32, "to_v": 32, "to_out_0": 32, "ff/net_0/proj": 16,
+                        "q_proj": 2, "k_proj": 2, "v_proj": 2, "out_proj": 2}
+  geglu = next(l for l in layers if l.path.endswith("ff/net_0/proj"))
+  assert geglu.m == 8 * geglu.n  # GEGLU's input projection: dim -> 2 x 4 dim (not net_2, 4 dim -> dim)
+  attention_only = adapters.select_layers(tiny_sd.params, adapters.ATTENTION_TARGETS)
+  assert len(attention_only) == 136 and not any("/ff/" in l.path for l in attention_only)
 
 
 def test_pattern_matching_nothing_is_an_error(tiny_sd):
@@ -35,17 +42,32 @@ def test_pattern_matching_nothing_is_an_error(tiny_sd):
     adapters.select_layers(tiny_sd.params, [r"^unet/.*/attn3/to_q/kernel$"])
 
 
-def test_feed_forward_layers_can_be_added_by_config(tiny_sd):
+def test_more_layers_can_be_added_by_config(tiny_sd):
   patterns = adapters.DEFAULT_TARGETS + (r"^unet/.*/ff/net_2/kernel$",)
-  assert len(adapters.select_layers(tiny_sd.params, patterns)) == 136 + 16
+  assert len(adapters.select_layers(tiny_sd.params, patterns)) == 152 + 16
 
 
 def test_sd15_counts_from_config_without_weights():
-  count = adapters.count_from_configs(models.configs.SD15_UNET, models.configs.SD15_TEXT_ENCODER)
-  assert count.layers == 176 and count.layers_per_model == {"unet": 128, "text_encoder": 48}
-  assert count.lidb_numbers == 26_400
-  assert count.lora_numbers == 273_024
-  assert count.lidb_bytes_fp32 == 105_600
+  # The paper's figures (Sec. 4.1/5): rank-1 LoRA ~386K numbers, LiDB ~28K; computed here from the config.
+  unet, text = models.configs.SD15_UNET, models.configs.SD15_TEXT_ENCODER
+  count = adapters.count_from_configs(unet, text)
+  assert count.layers == 192 and count.layers_per_model == {"unet": 144, "text_encoder": 48}
+  # SD1.5's 16 transformer blocks by width: 2 in each cross-attention down level, 3 in each up level, 1 mid.
+  widths = [320] * (2 + 3) + [640] * (2 + 3) + [1280] * (2 + 3 + 1)
+  ctx, hidden = unet["cross_attention_dim"], text["hidden_size"]
+  a, b = 100, 50
+  lidb_unet = sum(8 * (min(a, d) + min(b, d)) for d in widths)  # q, k, v, out in 2 attentions (d >= a, b)
+  lidb_unet += sum(min(a, d) + min(b, 8 * d) for d in widths)  # GEGLU proj d -> 8d
+  lidb_text = 48 * (min(a, hidden) + min(b, hidden))
+  assert count.lidb_numbers == lidb_unet + lidb_text == 28_800
+  lora_attn1 = sum(4 * (d + d) for d in widths)
+  lora_attn2 = sum((d + d) + 2 * (ctx + d) + (d + d) for d in widths)  # to_k, to_v read the text (768 wide)
+  lora_ff = sum(d + 8 * d for d in widths)
+  lora_text = 48 * 2 * hidden
+  assert count.lora_numbers == lora_attn1 + lora_attn2 + lora_ff + lora_text == 385_344
+  assert count.lidb_bytes_fp32 == 115_200
+  attention_only = adapters.count_from_configs(unet, text, adapters.ATTENTION_TARGETS)
+  assert (attention_only.layers, attention_only.lidb_numbers, attention_only.lora_numbers) == (176, 26_400, 273_024)
 
 
 def test_aux_bases_are_orthonormal_and_distinct(layers):

@@ -283,7 +283,7 @@ def test_augmentation_flips_and_jitters_a_little():
   image = _rgb(np.asarray(_corner_image(32)))
   flips, changes = 0, []
   for i in range(200):
-    out = augment.augment_image(image, augment.example_rng(0, 0, i), color_jitter=0.05)
+    out = augment.augment_image(image, augment.example_rng(0, 0, i), flip=True, color_jitter=0.05)
     flipped = out[:4, -4:, 0].mean() > out[:4, :4, 0].mean()  # the red corner moved to the right
     flips += flipped
     changes.append(np.abs((out[:, ::-1] if flipped else out) - image).mean())
@@ -381,6 +381,24 @@ def test_paired_with_weights_by_identity_id():
   np.testing.assert_array_equal(batch["weights"]["layer"]["a_train"][:, 0, 0], expected)
   with pytest.raises(data.SourceError, match="no image has an identity id of the weights index"):
     data.paired_examples({"someone/else": {}}, source)
+
+
+def test_phase1_never_mirrors_a_face_beside_its_phase0_weights():
+  source = sources.synthetic_source(4, 2)
+  weights = {synthetic.identity_name(i): {"w": np.zeros(1, np.float32)} for i in range(4)}
+  photos = {e.index: e.load(32) for e in source.examples}
+
+  def mirrored(config, **kwargs):
+    (batch,), _, _ = _iterate(config, 1, batch_size=32, source=source, **kwargs)  # 4 epochs of random draws
+    return [not np.array_equal(image, photos[int(i)]) for image, i in zip(batch["image"], batch["index"])]
+
+  # With colour jitter off, an augmented image differs from its photo only if it was mirrored.
+  config = _config(augment=True, color_jitter=0.0, num_workers=0)
+  assert not any(mirrored(config, weights=weights))  # the targets were fitted to the unmirrored photos
+  config.flip = True
+  assert 8 <= sum(mirrored(config)) <= 24  # without weights flipping is allowed: Binomial(32, 1/2) +- 2 sd
+  with pytest.raises(ValueError, match="mirrored face would be paired with LiDB weights"):
+    mirrored(config, weights=weights)
 
 
 # ----- tfds: -----

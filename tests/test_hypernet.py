@@ -6,6 +6,7 @@ otherwise dominate the suite. Targets are random LiDB vectors near the shared Ph
 as a real weights dataset; Phase 0 itself is tested in test_personalization.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -158,8 +159,9 @@ def overfit_run(world, tmp_path_factory):
 def test_overfits_a_handful_of_identities(overfit_run, world):
   workdir, metrics, config, _ = overfit_run
   first, last = metrics[0]["weight_loss"], metrics[-1]["weight_loss"]
-  # Targets differ from their mean by 0.05 per entry (weight loss ~2.5e-3 at init). Fitting 4 images
-  # must remove almost all of it; 10% of the start leaves room for the last steps' Adam noise.
+  # Targets differ from their mean by 0.05 per entry: weight loss ||θ̂ - θ*||² ~2.5e-3 x D at init (D = the
+  # LiDB numbers). Fitting 4 images must remove almost all of it; 10% of the start leaves room for the last
+  # steps' Adam noise.
   assert last < 0.1 * first, (first, last)
   assert [m["step"] for m in metrics] == list(range(10, 151, 10))
   assert any(n.startswith("events.out.tfevents") for n in os.listdir(os.path.join(workdir, "tensorboard")))
@@ -184,6 +186,23 @@ def test_checkpoint_for_other_layers_is_refused(overfit_run):
     checkpoint.load_predictor(workdir, base)
   with pytest.raises(checkpoint.CheckpointMismatchError, match="adapted layers"):
     checkpoint.write_card(workdir, config, base)  # training into it with other layers is refused too
+
+
+def test_checkpoint_whose_aux_bases_regenerate_differently_is_refused(overfit_run, tmp_path):
+  import shutil  # pylint: disable=import-outside-toplevel
+  from hdb_jax.adapters import AuxBasisMismatchError, aux_basis_hash  # pylint: disable=import-outside-toplevel
+  workdir, _, config, _ = overfit_run
+  base = setup_base_model(config)
+  card = checkpoint.read_card(workdir)
+  assert card["aux_hash"] == aux_basis_hash(base.layers, base.lidb_config)
+  copy = tmp_path / "copy"
+  shutil.copytree(workdir, copy)
+  card["aux_hash"] = "0" * 16  # as if made where numpy regenerated other bases from the same seed
+  (copy / checkpoint.CARD).write_text(json.dumps(card))
+  with pytest.raises(AuxBasisMismatchError, match="hash 0000000000000000"):
+    checkpoint.load_predictor(str(copy), base)
+  with pytest.raises(AuxBasisMismatchError):
+    checkpoint.write_card(str(copy), config, base)  # nor can training resume into it
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +251,26 @@ def test_eight_devices_follow_the_single_device_trajectory(eight_device_proc, re
   # learning rate (1e-3 at most here), so parameters are compared at that scale.
   for name, value in reference_params.items():
     np.testing.assert_allclose(dumped[name], value, atol=1e-3, err_msg=name)
+
+
+def test_tiny_config_with_evaluation_runs_on_eight_devices(world, tmp_path):
+  """`python -m hdb_jax.train --config=configs/hyper.py:tiny` on 8 devices as it is (batch 8, held-out
+  evaluation with samples on): the evaluation used to crash ("incompatible devices": parameters on 8
+  devices, the frozen encoder on one). Short: 4 steps, evaluated at steps 2 and 4."""
+  workdir = tmp_path / "run"
+  overrides = {"steps": 4, "eval.every": 2, "log_every": 1, "checkpoint_every": 4, "tensorboard": False}
+  cmd = [sys.executable, "-m", "hdb_jax.train", f"--workdir={workdir}"] + cli_flags(world, overrides)
+  env = {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"}
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert load_repo_config("hyper", "tiny").batch_size % 8 == 0
+  metrics = read_metrics(str(workdir))
+  evals = [m for m in metrics if "eval_weight_loss" in m]
+  assert [m["step"] for m in evals] == [2, 4]
+  assert all(np.isfinite(m["eval_diffusion_loss"]) and m["eval_weight_loss"] > 0 for m in evals)
+  for step in (2, 4):
+    grid = workdir / "samples" / f"step_{step:07d}" / "grid.png"
+    assert grid.is_file() and grid.stat().st_size > 0
 
 
 def test_two_processes_agree_on_parameters(world, tmp_path):

@@ -104,3 +104,53 @@ def test_newer_format_version_is_refused(ident):
   data["format_version"] = 99
   with pytest.raises(ValueError, match="newer than this hdb_jax reads"):
     identity.IdentityMeta.from_json(json.dumps(data))
+
+
+@pytest.fixture
+def drifted_numpy_stream(monkeypatch):
+  """Stands in for a numpy whose Generator streams changed: every layer's bases regenerate differently."""
+  from hdb_jax.adapters import lidb  # pylint: disable=import-outside-toplevel
+  original = lidb._layer_rng  # pylint: disable=protected-access
+  monkeypatch.setattr(lidb, "_layer_rng", lambda seed, path: original(seed + 1000, path))
+  lidb._layer_bases.cache_clear()  # pylint: disable=protected-access
+  yield
+  lidb._layer_bases.cache_clear()  # pylint: disable=protected-access
+
+
+def test_aux_basis_hash_round_trips_and_drift_is_refused(ident, layers, tmp_path, request):
+  path = str(tmp_path / "me.safetensors")
+  identity.save(path, ident)
+  stored = identity.load(path).meta
+  assert stored.aux_hash == adapters.aux_basis_hash(layers, ident.meta.lidb) and len(stored.aux_hash) == 16
+  assert stored.aux_numpy == np.__version__
+  assert adapters.aux_basis_hash(layers, LidbConfig(aux_seed=8)) != stored.aux_hash  # the seed is hashed too
+  request.getfixturevalue("drifted_numpy_stream")
+  assert adapters.aux_basis_hash(layers, ident.meta.lidb) != stored.aux_hash
+  with pytest.raises(adapters.AuxBasisMismatchError, match=f"hash {stored.aux_hash}.*numpy"):
+    identity.load(path)
+
+
+def test_files_from_before_the_hash_load_unchecked(ident, tmp_path):
+  data = json.loads(ident.meta.to_json())
+  del data["aux_hash"], data["aux_numpy"]
+  old = identity.IdentityMeta.from_json(json.dumps(data))
+  assert old.aux_hash == ""
+  path = str(tmp_path / "old.safetensors")
+  identity.save(path, identity.Identity(meta=old, lidb=ident.lidb, lora=ident.lora))
+  assert identity.load(path).meta.aux_hash == ""
+
+
+def test_weights_dataset_refuses_drifted_bases(layers, tmp_path, request):
+  from hdb_jax import weights_dataset  # pylint: disable=import-outside-toplevel
+  config = LidbConfig(aux_seed=7)
+  dataset = weights_dataset.create_or_open(str(tmp_path), base_model="tiny", base_fingerprint="f" * 16,
+                                           layers=layers, lidb_config=config, settings={})
+  vector = np.zeros((1, adapters.lidb_size(layers, config)), np.float32)
+  dataset.append_chunk(0, ["id0"], ["src0"], vector, [0.5])
+  assert weights_dataset.open_dataset(str(tmp_path)).index["aux_hash"] == adapters.aux_basis_hash(layers, config)
+  request.getfixturevalue("drifted_numpy_stream")
+  with pytest.raises(adapters.AuxBasisMismatchError, match="weights dataset"):
+    weights_dataset.open_dataset(str(tmp_path))
+  with pytest.raises(adapters.AuxBasisMismatchError):
+    weights_dataset.create_or_open(str(tmp_path), base_model="tiny", base_fingerprint="f" * 16, layers=layers,
+                                   lidb_config=config, settings={})

@@ -2,9 +2,11 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +15,8 @@ import pytest
 import torch
 
 from hdb_jax import models
+from hdb_jax.errors import UserError
+from hdb_jax.models.tokenizer import TINY_WORDS, write_tiny_tokenizer
 from hdb_jax.models.torch_models import load_pytorch_text_encoder, load_pytorch_unet
 
 
@@ -76,6 +80,24 @@ def test_tokenizer_is_saved_in_clip_format(tiny_dir, tiny_sd):
   assert tokens == ["<|startoftext|>", "a</w>", "photo</w>", "of</w>", "sks</w>", "face</w>", "<|endoftext|>"]
   with pytest.raises(ValueError, match="empty prompt"):
     models.tokenize(tiny_sd, ["  "])
+
+
+@pytest.mark.parametrize("vocabulary, refused", [
+    ("tiny", "zqxj"), ("tiny", ""), ("tiny", "two words"),
+    ("without sks", "sks"), ("without sks", "zqxj"), ("without sks", "two words"),
+])
+def test_refused_token_suggests_single_tokens_of_this_tokenizer(tmp_path, vocabulary, refused):
+  """The refusal names up to 3 words that this tokenizer keeps as one token, never the refused one; a
+  tokenizer without 'sks' (none of the classic rare identifiers) gets words from its own vocabulary."""
+  words = TINY_WORDS if vocabulary == "tiny" else tuple(w for w in TINY_WORDS if w != "sks")
+  sd = types.SimpleNamespace(tokenizer=write_tiny_tokenizer(str(tmp_path), words))  # check_token needs only this
+  with pytest.raises(UserError, match="single token") as error:
+    models.check_token(sd, refused)
+  suggested = re.findall(r"'([^']*)'", str(error.value).partition("e.g. ")[2])
+  assert 1 <= len(suggested) <= 3 and refused not in suggested
+  assert ("sks" in suggested) == (vocabulary == "tiny")
+  for word in suggested:
+    models.check_token(sd, word)
 
 
 def test_missing_directory_is_a_clear_error(tmp_path):

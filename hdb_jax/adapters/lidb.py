@@ -8,6 +8,7 @@ bits; they are never stored.
 """
 
 import dataclasses
+import functools
 import hashlib
 from typing import Sequence
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from hdb_jax.adapters.packing import Packer
 from hdb_jax.adapters.targets import LayerSpec
+from hdb_jax.errors import UserError
 
 LidbParams = dict[str, dict[str, jax.Array]]  # path -> {'a_train': [a, r], 'b_train': [r, b]}
 AuxBases = dict[str, dict[str, jax.Array]]    # path -> {'a_aux': [n, a], 'b_aux': [b, m]}
@@ -51,16 +53,69 @@ def _orthonormal_columns(rng: np.random.Generator, rows: int, cols: int) -> np.n
   return q * np.sign(np.diag(r))[None, :]  # fix the sign ambiguity of QR: a unique, uniform basis
 
 
+@functools.lru_cache(maxsize=1024)
+def _layer_bases(aux_seed: int, aux_scale: float, path: str, n: int, m: int, a: int, b: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(A_aux [n, a], B_aux [b, m]) of one layer in float32, and 8 of their entries in float64 (A_aux[:4, 0],
+  B_aux[0, :4], for aux_basis_hash); cached, since regenerating SD1.5's bases takes seconds."""
+  rng = _layer_rng(aux_seed, path)
+  a_aux = _orthonormal_columns(rng, n, a) * aux_scale
+  b_aux = _orthonormal_columns(rng, m, b).T * aux_scale
+  probe = np.concatenate([a_aux[:4, 0], b_aux[0, :4]])
+  a_aux, b_aux = a_aux.astype(np.float32), b_aux.astype(np.float32)
+  for array in (a_aux, b_aux, probe):
+    array.flags.writeable = False
+  return a_aux, b_aux, probe
+
+
+def _numpy_bases(layer: LayerSpec, config: LidbConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  return _layer_bases(config.aux_seed, float(config.aux_scale), layer.path, layer.n, layer.m, *config.dims(layer))
+
+
 def aux_bases(layers: Sequence[LayerSpec], config: LidbConfig) -> AuxBases:
   """The frozen bases of every layer, deterministic in (aux_seed, path)."""
   out = {}
   for layer in layers:
-    a, b = config.dims(layer)
-    rng = _layer_rng(config.aux_seed, layer.path)
-    a_aux = _orthonormal_columns(rng, layer.n, a) * config.aux_scale
-    b_aux = _orthonormal_columns(rng, layer.m, b).T * config.aux_scale
-    out[layer.path] = {"a_aux": jnp.asarray(a_aux, jnp.float32), "b_aux": jnp.asarray(b_aux, jnp.float32)}
+    a_aux, b_aux, _ = _numpy_bases(layer, config)
+    out[layer.path] = {"a_aux": jnp.asarray(a_aux), "b_aux": jnp.asarray(b_aux)}
   return out
+
+
+class AuxBasisMismatchError(UserError):
+  """A file's LiDB weights were trained through other frozen bases than this installation regenerates."""
+
+
+def aux_basis_hash(layers: Sequence[LayerSpec], config: LidbConfig) -> str:
+  """A short hash (16 hex digits) of the frozen bases regenerated for `layers`.
+
+  Files store only aux_seed, so they also store this: bases regenerated differently (numpy's Generator
+  streams are not frozen across versions) are refused instead of silently applying the weights through
+  other bases. It hashes, per layer, the first 4 entries of A_aux's first column and of B_aux's first row
+  (float64) rounded to 4 decimals: any change of the random stream changes them all, while float64 QR
+  rounding differences between LAPACKs (~1e-16) would cross a rounding boundary about once in 1e9 files.
+  """
+  digest = hashlib.sha256(f"{config.aux_seed}:{config.aux_scale}".encode())
+  for layer in sorted(layers, key=lambda l: l.path):
+    probe = _numpy_bases(layer, config)[2]
+    digest.update(f"{layer.path}:{layer.n}x{layer.m}:".encode() + " ".join(f"{v:.4f}" for v in probe).encode())
+  return digest.hexdigest()[:16]
+
+
+def check_aux_basis_hash(stored: str | None, layers: Sequence[LayerSpec], config: LidbConfig, what: str,
+                         made_with_numpy: str | None = None) -> None:
+  """Raises AuxBasisMismatchError if `stored` (a file's aux_basis_hash) differs from the bases regenerated
+  here. Files from before hashes were stored (`stored` empty) are accepted unchecked."""
+  if not stored:
+    return
+  here = aux_basis_hash(layers, config)
+  if stored != here:
+    origin = f" (it was made with numpy {made_with_numpy})" if made_with_numpy else ""
+    raise AuxBasisMismatchError(
+        f"{what}: its LiDB weights were trained through frozen random bases with hash {stored}, but the bases "
+        f"regenerated here from aux_seed={config.aux_seed} hash to {here}. The bases are never stored, only "
+        f"regenerated with numpy (version {np.__version__} here{origin}), and numpy's random streams can change "
+        "between versions: applying these weights through other bases would give garbage. Install the numpy "
+        "version the file was made with.")
 
 
 def init_lidb(layers: Sequence[LayerSpec], config: LidbConfig, rng: jax.Array) -> LidbParams:

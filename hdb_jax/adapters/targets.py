@@ -11,11 +11,16 @@ from typing import Any, Mapping, Sequence
 
 from flax import traverse_util
 
-# SD1.5's UNet attention projections (attn1 = self, attn2 = cross) and CLIP's self-attention.
-DEFAULT_TARGETS = (
-    r"^unet/.*/attn[12]/to_(q|k|v|out_0)/kernel$",
-    r"^text_encoder/.*/self_attn/(q|k|v|out)_proj/kernel$",
-)
+from hdb_jax.errors import ConfigError
+
+# The paper's layer set: in every UNet transformer block the attention projections (attn1 = self,
+# attn2 = cross: to_q, to_k, to_v, to_out.0) and the GEGLU input projection (ff.net.0.proj), and CLIP's
+# self-attention (q, k, v, out): 144 + 48 = 192 layers in SD1.5, 28,800 LiDB numbers at a=100, b=50, r=1.
+UNET_ATTENTION = r"^unet/.*/attn[12]/to_(q|k|v|out_0)/kernel$"
+UNET_GEGLU_PROJ = r"^unet/.*/ff/net_0/proj/kernel$"
+TEXT_SELF_ATTENTION = r"^text_encoder/.*/self_attn/(q|k|v|out)_proj/kernel$"
+DEFAULT_TARGETS = (UNET_ATTENTION, UNET_GEGLU_PROJ, TEXT_SELF_ATTENTION)
+ATTENTION_TARGETS = (UNET_ATTENTION, TEXT_SELF_ATTENTION)  # attention only: 176 layers, 26,400 LiDB numbers
 MODEL_PREFIXES = ("unet", "text_encoder")
 
 
@@ -59,8 +64,8 @@ def select_layers(params: Mapping[str, Any], patterns: Sequence[str] = DEFAULT_T
     regex = re.compile(pattern)
     hits = [path for path in kernels if regex.search(path)]
     if not hits:
-      raise ValueError(f"adapter target pattern {pattern!r} matches no Dense kernel "
-                       f"(e.g. paths look like {next(iter(sorted(kernels)), '<none>')!r})")
+      raise ConfigError(f"adapter target pattern {pattern!r} matches no Dense kernel "
+                        f"(e.g. paths look like {next(iter(sorted(kernels)), '<none>')!r})")
     for path in hits:
       n, m = kernels[path].shape
       selected[path] = LayerSpec(path=path[: -len("/kernel")], n=int(n), m=int(m))

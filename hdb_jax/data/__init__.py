@@ -44,7 +44,8 @@ def default_data_config() -> ml_collections.ConfigDict:
       face_crop=False,               # face-centred crop: needs a detector (none built in yet)
       shuffle=True,
       num_workers=2,                 # decoding threads
-      augment=False,                 # horizontal flip + colour jitter (hypernetwork training)
+      augment=False,                 # colour jitter (hypernetwork training)
+      flip=False,                    # with augment: also mirror left-right; refused beside Phase 0 weights
       color_jitter=0.05,
   ))
 

@@ -1,4 +1,11 @@
-"""Augmentation for hypernetwork training: horizontal flip and a small colour jitter (config.data.augment).
+"""Augmentation for hypernetwork training: a small colour jitter (config.data.augment) and, only where
+no per-image target depends on the orientation, a horizontal flip (config.data.flip).
+
+Phase 1 does not flip. Its target for a photo is the LiDB weight set Phase 0 fitted to that photo, and a
+face is not symmetric (hair parting, moles, lighting): a mirrored photo paired with those weights teaches
+the hypernetwork that both orientations map to one weight set, i.e. to predict weights that draw one of
+them wrong. (Flipping in Phase 0 too would instead fit every target to a mirror-averaged face.) The
+iterator refuses flip=True beside Phase 0 weights.
 
 Pure numpy, and deterministic: the randomness of one example comes from (seed, epoch, index), so a
 restored data position reproduces the same augmented batch.

@@ -17,6 +17,8 @@ import numpy as np
 from absl import logging
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from hdb_jax.errors import UserError
+
 Box = tuple[int, int, int, int]  # (left, top, right, bottom) in pixels of the oriented image
 CropFn = Callable[[Image.Image], Box]
 
@@ -24,7 +26,7 @@ _ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 _WHITE = (255, 255, 255, 255)
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
   """A file that cannot be used as an image: missing, empty, truncated, corrupt, not an image, too small."""
 
 

@@ -28,6 +28,7 @@ from hdb_jax.data import augment as augment_lib
 from hdb_jax.data.images import ImageError
 from hdb_jax.data.paired import paired_source, stack_weights
 from hdb_jax.data.sources import Example, ImageSource, SourceError, make_source
+from hdb_jax.errors import ConfigError
 
 Position = dict[str, int]  # {'epoch': e, 'offset': k}: the k-th example of epoch e's shard is next
 
@@ -46,7 +47,7 @@ class DataIterator:
 
   def __init__(self, source: ImageSource, *, batch_size: int, resolution: int, process_index: int,
                process_count: int, seed: int, start_position: Position | int = 0, shuffle: bool = True,
-               augment: bool = False, color_jitter: float = 0.05, num_workers: int = 2,
+               augment: bool = False, color_jitter: float = 0.05, flip: bool = False, num_workers: int = 2,
                weights: Mapping[str, Any] | None = None):
     if batch_size < 1 or resolution < 1:
       raise ValueError(f"batch_size and resolution must be positive, got {batch_size} and {resolution}")
@@ -54,7 +55,13 @@ class DataIterator:
       raise ValueError(f"process_index={process_index} is not in [0, process_count={process_count})")
     self.source, self.batch_size, self.resolution = source, batch_size, resolution
     self.process_index, self.process_count, self.seed = process_index, process_count, seed
+    if augment and flip and weights is not None:
+      raise ConfigError(
+          "data.flip=True with Phase 0 weights: a mirrored face would be paired with LiDB weights fitted to "
+          "the unmirrored photo (faces are not symmetric: parting, moles, lighting), teaching the hypernetwork "
+          "to predict weights that draw the mirror image wrong. Leave data.flip off for Phase 1.")
     self.shuffle, self.augment, self.color_jitter, self.weights = shuffle, augment, color_jitter, weights
+    self.flip = flip
     self._shard_size = source.shard_size(process_index, process_count)
     if self._shard_size == 0:
       raise SourceError(f"{source.name}: empty for process {process_index} of {process_count} "
@@ -162,7 +169,7 @@ class DataIterator:
     image = example.load(self.resolution)
     if self.augment:
       image = augment_lib.augment_image(image, augment_lib.example_rng(self.seed, epoch, example.index),
-                                        color_jitter=self.color_jitter)
+                                        flip=self.flip, color_jitter=self.color_jitter)
     return image
 
   def _next_item(self) -> _Item:
@@ -213,4 +220,5 @@ def make_iterator(data_config: Any, batch_size: int, resolution: int, *, process
                       process_count=process_count, seed=seed, start_position=start_position,
                       shuffle=bool(data_config.get("shuffle", True)), augment=bool(data_config.augment),
                       color_jitter=float(data_config.get("color_jitter", 0.05)),
+                      flip=bool(data_config.get("flip", False)),
                       num_workers=int(data_config.get("num_workers", 2)), weights=weights)

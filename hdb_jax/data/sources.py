@@ -47,12 +47,13 @@ from typing import Any, Callable, Container, Iterator, Sequence
 import numpy as np
 
 from hdb_jax.data import images, synthetic
+from hdb_jax.errors import ConfigError, UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 Loader = Callable[[int], np.ndarray]  # resolution -> float32 [resolution, resolution, 3] in [-1, 1]
 
 
-class SourceError(ValueError):
+class SourceError(UserError):
   """A source that cannot be read at all: unknown, empty, unprepared, or without one usable image."""
 
 
@@ -292,8 +293,8 @@ def make_source(data_config: Any, *, crop: images.CropFn | None = None) -> Image
   """
   spec = str(data_config.source)
   if data_config.get("face_crop", False) and crop is None:
-    raise ValueError("config.data.face_crop=True needs a face detector (pass make_source(..., crop=fn)); none is "
-                     "built in yet: set config.data.face_crop=False for the centre crop")
+    raise ConfigError("config.data.face_crop=True needs a face detector (pass make_source(..., crop=fn)); none is "
+                      "built in yet: set config.data.face_crop=False for the centre crop")
   options = dict(min_size=int(data_config.min_size), upscale=bool(data_config.get("upscale", True)), crop=crop)
   kind, _, argument = spec.partition(":")
   if kind == "synthetic" and not argument:

@@ -19,6 +19,8 @@ import os
 
 import numpy as np
 
+from hdb_jax.errors import UserError
+
 DETECTOR_UPSAMPLE = 1
 SHAPE_PREDICTOR = "shape_predictor_5_face_landmarks.dat"
 RECOGNITION_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
@@ -26,15 +28,15 @@ INSTALL_HINT = 'pip install -e ".[face]" (dlib-bin and face_recognition_models),
 
 
 def models_dir() -> str:
-  """The face_recognition_models package's models/ folder (ValueError naming the install if absent)."""
+  """The face_recognition_models package's models/ folder (UserError naming the install if absent)."""
   spec = importlib.util.find_spec("face_recognition_models")
   if spec is None or not spec.submodule_search_locations:
-    raise ValueError(f"the face metric needs the face_recognition_models weights: {INSTALL_HINT}")
+    raise UserError(f"the face metric needs the face_recognition_models weights: {INSTALL_HINT}")
   for location in spec.submodule_search_locations:
     directory = os.path.join(location, "models")
     if os.path.exists(os.path.join(directory, RECOGNITION_MODEL)):
       return directory
-  raise ValueError(f"face_recognition_models is installed but has no models/{RECOGNITION_MODEL}: reinstall it")
+  raise UserError(f"face_recognition_models is installed but has no models/{RECOGNITION_MODEL}: reinstall it")
 
 
 class FaceEmbedder:
@@ -44,7 +46,7 @@ class FaceEmbedder:
     try:
       import dlib  # pylint: disable=import-outside-toplevel
     except ImportError as e:
-      raise ValueError(f"the face metric needs dlib: {INSTALL_HINT}") from e
+      raise UserError(f"the face metric needs dlib: {INSTALL_HINT}") from e
     directory = directory or models_dir()
     self.upsample = upsample
     self.detector = dlib.get_frontal_face_detector()

@@ -6,6 +6,8 @@ without it (metrics.prompt_without_token). Every prompt keeps "face", the class 
 were personalized with.
 """
 
+from hdb_jax.errors import ConfigError
+
 RECONTEXTUALIZATION = (
     "a {token} face on the beach",
     "a {token} face in the city at night",
@@ -40,8 +42,8 @@ def resolve_prompts(spec: str) -> list[str]:
     return list(PROMPT_SETS[spec])
   prompts = [p.strip() for p in spec.split("|") if p.strip()]
   if not prompts:
-    raise ValueError(f"no prompts in {spec!r}: name a set ({', '.join(PROMPT_SETS)}) or give 'p1|p2'")
+    raise ConfigError(f"no prompts in {spec!r}: name a set ({', '.join(PROMPT_SETS)}) or give 'p1|p2'")
   for prompt in prompts:
     if "{token}" not in prompt:
-      raise ValueError(f"prompt {prompt!r} must contain '{{token}}', e.g. 'a {{token}} face on the beach'")
+      raise ConfigError(f"prompt {prompt!r} must contain '{{token}}', e.g. 'a {{token}} face on the beach'")
   return prompts

@@ -25,8 +25,8 @@ documented in hdb_jax/export/hypernet.py); personalize loads DIR with --config.h
 
 from absl import app, flags
 
-from hdb_jax.export.api import FORMATS, ExportError, export_identity
-from hdb_jax.identity import IdentityFileError
+from hdb_jax.errors import UserError
+from hdb_jax.export.api import FORMATS, export_identity
 
 _IDENTITY = flags.DEFINE_string("identity", None, "Identity file (.safetensors) to export.")
 _HYPERNET = flags.DEFINE_string("hypernet", None, "Or: a hypernetwork training workdir to export.")
@@ -53,7 +53,7 @@ def main(argv: list[str]) -> None:
     else:
       written = export_identity(_IDENTITY.value, _FORMAT.value, _OUT.value, pretrained=_PRETRAINED.value,
                                 overwrite=_OVERWRITE.value)
-  except (ExportError, IdentityFileError, FileNotFoundError, FileExistsError, ValueError) as e:
+  except UserError as e:
     raise SystemExit(f"hdb_jax.export: error: {e}") from None
   for path in written:
     print(path)

@@ -6,6 +6,7 @@ from typing import Sequence
 from safetensors.numpy import save_file
 
 from hdb_jax import identity as identity_lib
+from hdb_jax.errors import UserError
 from hdb_jax.export import kohya, merged, peft
 from hdb_jax.fileio import atomic_path
 
@@ -13,7 +14,7 @@ FORMATS: Sequence[str] = ("diffusers", "kohya", "merged")
 LORA_FORMATS = {"diffusers": peft, "kohya": kohya}  # each: file_name, state_dict, safetensors_metadata
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
   """An export was refused or failed; the message says why and what to do."""
 
 

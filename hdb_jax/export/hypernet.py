@@ -26,6 +26,7 @@ import numpy as np
 from flax import traverse_util
 from safetensors.numpy import load_file, save_file
 
+from hdb_jax.errors import OutputExistsError
 from hdb_jax.fileio import atomic_directory
 
 TENSORS = "hypernet.safetensors"
@@ -37,7 +38,7 @@ def export_hypernet(workdir: str, out_dir: str, overwrite: bool = False) -> list
   info = checkpoint.read_card(workdir)
   step, params = checkpoint.latest_params(workdir)
   if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
-    raise FileExistsError(f"{out_dir} is not empty; pass --overwrite to replace it")
+    raise OutputExistsError(f"{out_dir} is not empty; pass --overwrite to replace it")
   tensors = {"/".join(k): np.ascontiguousarray(np.asarray(v, np.float32))
              for k, v in traverse_util.flatten_dict(params).items()}
   card = {**info, "step": int(step), "tensors": {k: list(v.shape) for k, v in sorted(tensors.items())},

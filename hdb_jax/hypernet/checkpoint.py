@@ -1,8 +1,8 @@
 """Hypernetwork checkpoints: the orbax training state, and the card that says what it predicts for.
 
 WORKDIR/
-  hypernet.json      format, base model + fingerprint, adapted layers, LiDB config, encoder, decoder
-                     sizes: all a predictor needs besides the weights (written once, atomically)
+  hypernet.json      format, base model + fingerprint, adapted layers, LiDB config and aux-basis hash,
+                     encoder, decoder sizes: all a predictor needs besides the weights (written once, atomically)
   config.json        the full training config
   checkpoints/<step>/{state,meta}   orbax: params, optimizer, step; data positions of every process
 
@@ -16,10 +16,12 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
-from hdb_jax.adapters import LidbParams
+from hdb_jax.adapters import LidbParams, aux_basis_hash, check_aux_basis_hash
 from hdb_jax.base_model import BaseModel
+from hdb_jax.errors import MissingFileError, UserError
 from hdb_jax.fileio import read_format_json, write_text_atomic
 from hdb_jax.hypernet.network import Hypernet, build_hypernet
 
@@ -28,7 +30,7 @@ CARD = "hypernet.json"
 CHECKPOINTS = "checkpoints"
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError):
   """A checkpoint does not fit the base model or config it is used with."""
 
 
@@ -37,7 +39,8 @@ def card(config: ml_collections.ConfigDict, base: BaseModel) -> dict[str, Any]:
   return {"format": FORMAT_NAME, "format_version": 1, "base_model": base.source,
           "base_fingerprint": base.sd.fingerprint(), "layers": [[l.path, l.n, l.m] for l in base.layers],
           "lidb": dataclasses.asdict(base.lidb_config), "token": base.token, "prompt": config.prompt,
-          "encoder": config.encoder.to_dict(), "model": config.model.to_dict()}
+          "encoder": config.encoder.to_dict(), "model": config.model.to_dict(),
+          "aux_hash": aux_basis_hash(base.layers, base.lidb_config), "aux_numpy": np.__version__}
 
 
 def write_card(workdir: str, config: ml_collections.ConfigDict, base: BaseModel) -> None:
@@ -45,7 +48,9 @@ def write_card(workdir: str, config: ml_collections.ConfigDict, base: BaseModel)
   path = os.path.join(workdir, CARD)
   new = card(config, base)
   if os.path.exists(path):
-    check_card(read_card(workdir), new, workdir)
+    saved = read_card(workdir)
+    check_card(saved, new, workdir)
+    check_aux_basis_hash(saved.get("aux_hash"), base.layers, base.lidb_config, workdir, saved.get("aux_numpy"))
   write_text_atomic(path, json.dumps(new, indent=1))
   write_text_atomic(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
 
@@ -54,7 +59,7 @@ def read_card(workdir: str) -> dict[str, Any]:
   try:
     return read_format_json(os.path.join(workdir, CARD), FORMAT_NAME, "an hdb_jax hypernetwork card")
   except FileNotFoundError as e:
-    raise FileNotFoundError(f"{workdir} is not a hypernetwork checkpoint or export (no {CARD})") from e
+    raise MissingFileError(f"{workdir} is not a hypernetwork checkpoint or export (no {CARD})") from e
   except ValueError as e:
     raise CheckpointMismatchError(str(e)) from e
 
@@ -104,7 +109,7 @@ def latest_params(workdir: str) -> tuple[int, Any]:
                                item_handlers=handlers)
   step = mngr.latest_step()
   if step is None:
-    raise FileNotFoundError(f"{workdir} has no finished checkpoint in {CHECKPOINTS}/")
+    raise MissingFileError(f"{workdir} has no finished checkpoint in {CHECKPOINTS}/")
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
                         mngr.item_metadata(step)["state"])
@@ -139,6 +144,8 @@ def load_predictor(workdir: str, base: BaseModel, refine_steps: int | None = Non
   layers = [[l.path, l.n, l.m] for l in base.layers]
   check_card(info, {"layers": layers, "base_model": base.source,
                     "lidb": dataclasses.asdict(base.lidb_config)}, workdir)
+  check_aux_basis_hash(info.get("aux_hash"), base.layers, base.lidb_config, f"hypernetwork {workdir}",
+                       info.get("aux_numpy"))
   net = build_hypernet(config_from_card(info), base)
   step, params = load_exported(workdir) if is_exported(workdir) else latest_params(workdir)
   return CheckpointPredictor(net=net, params=params, step=step, refine_steps=refine_steps)

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from hdb_jax import data, parallel
 from hdb_jax import identity as identity_lib
 from hdb_jax.base_model import BaseModel, setup_base_model
+from hdb_jax.errors import ConfigError
 from hdb_jax.generate import generate, write_images
 from hdb_jax.hypernet import checkpoint
 from hdb_jax.hypernet.metrics_log import MetricsWriter
@@ -36,9 +37,9 @@ from hdb_jax.weights_dataset import WeightsDataset, open_dataset
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   if config.alpha < 0 or config.beta < 0 or not (config.alpha or config.beta):
-    raise ValueError(f"alpha and beta must be >= 0 and not both 0 (got {config.alpha}, {config.beta})")
+    raise ConfigError(f"alpha and beta must be >= 0 and not both 0 (got {config.alpha}, {config.beta})")
   if config.steps < 1 or config.batch_size < 1:
-    raise ValueError("steps and batch_size must be positive")
+    raise ConfigError("steps and batch_size must be positive")
 
 
 def weights_dataset(config: ml_collections.ConfigDict, workdir: str, base: BaseModel) -> WeightsDataset:
@@ -53,8 +54,8 @@ def weights_dataset(config: ml_collections.ConfigDict, workdir: str, base: BaseM
     logging.info("weights='auto': running Phase 0 into %s/phase0 first", workdir)
     dataset = preoptimize(phase0, os.path.join(workdir, "phase0"))
   elif not config.weights:
-    raise ValueError("--config.weights must name a Phase 0 weights dataset (WORKDIR/weights of "
-                     "hdb_jax.preoptimize), or be 'auto'")
+    raise ConfigError("--config.weights must name a Phase 0 weights dataset (WORKDIR/weights of "
+                      "hdb_jax.preoptimize), or be 'auto'")
   else:
     dataset = open_dataset(config.weights)
   layers = [[l.path, l.n, l.m] for l in base.layers]
@@ -68,7 +69,7 @@ def weights_dataset(config: ml_collections.ConfigDict, workdir: str, base: BaseM
 def split_identities(ids: list[str], num_eval: int) -> tuple[list[str], list[str]]:
   """(train ids, held-out ids): the held-out ones chosen by a hash of the id, stable as data grows."""
   if num_eval >= len(ids):
-    raise ValueError(f"eval.num_identities={num_eval} leaves no training identity of {len(ids)}")
+    raise ConfigError(f"eval.num_identities={num_eval} leaves no training identity of {len(ids)}")
   by_hash = sorted(ids, key=lambda i: hashlib.sha1(i.encode()).hexdigest())
   held = set(by_hash[:num_eval])
   return [i for i in ids if i not in held], sorted(held)
@@ -102,6 +103,7 @@ class Evaluator:
     keys = np.asarray(jax.random.split(jax.random.PRNGKey(self.config.seed + 7), len(self.ids)))
     losses = self.evaluate(params, frozen, self.batch, keys)
     metrics = {"eval_weight_loss": float(jnp.mean(losses["weight"])),
+               "eval_weight_mse": float(jnp.mean(losses["weight"])) / self.batch["weights"].shape[-1],
                "eval_diffusion_loss": float(jnp.mean(losses["diffusion"]))}
     if self.config.eval.samples and jax.process_index() == 0:
       self._samples(params, step, workdir)
@@ -109,6 +111,9 @@ class Evaluator:
 
   def _samples(self, params: Any, step: int, workdir: str) -> None:
     base, net = self.trainer.base, self.trainer.net
+    # The params are replicated over the mesh (every process, every device); sampling runs on this
+    # process's first device, beside the frozen encoder and base model, so take that device's copy.
+    params = jax.tree.map(lambda x: x.addressable_data(0), params)
     packed = net.jitted_predict(params, net.encoder.params, self.batch["image"], None)
     identities = [identity_lib.from_arrays(base.layers, base.source, base.sd.fingerprint(), base.lidb_config,
                                            lidb=net.unpack(packed[i]), token=base.token)
@@ -213,8 +218,8 @@ def _run(config, workdir, trainer, step_fn, state: TrainState, frozen, mesh, mng
                 f"loss or gradients were NaN/inf for {nonfinite_run} steps in a row (at step {done}); the "
                 f"last checkpoint (step {mngr.latest_step()}) is kept. Lower the learning rate.")
         elapsed = time.perf_counter() - last_time
-        last = {k: float(np.mean([m[k] for m in fetched])) for k in ("loss", "weight_loss", "diffusion_loss",
-                                                                     "grad_norm")}
+        last = {k: float(np.mean([m[k] for m in fetched])) for k in ("loss", "weight_loss", "weight_mse",
+                                                                     "diffusion_loss", "grad_norm")}
         last["step_s"] = elapsed / (done - last_logged)
         last["images_per_s"] = config.batch_size / last["step_s"]
         writer.write(done, last)

@@ -1,7 +1,8 @@
 """Phase 1's functional core: the loss and one jitted, sharded training step.
 
-loss = mean over the batch of  alpha * diffusion(θ̂ applied in batched mode) + beta * mean((θ̂ - θ*)^2)
-where θ̂ is the hypernetwork's packed LiDB prediction for each image and θ* its Phase 0 target.
+loss = mean over the batch of  alpha * diffusion(θ̂ applied in batched mode) + beta * ||θ̂ - θ*||²
+where θ̂ is the hypernetwork's packed LiDB prediction for each image, θ* its Phase 0 target, and ||.||² the
+squared L2 norm over all D LiDB numbers (the paper's term; D = 28,800 on SD1.5's default layers).
 A step whose loss or gradients are not finite leaves the parameters and optimizer untouched
 (`finite` = 0 in its metrics); the loop stops after too many in a row.
 """
@@ -35,7 +36,7 @@ jax.tree_util.register_dataclass(TrainState, data_fields=["params", "opt_state",
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
   alpha: float  # diffusion loss
-  beta: float   # weight-space loss
+  beta: float   # weight-space loss: beta * ||θ̂ - θ*||² (a sum over the D LiDB numbers, not a mean)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +59,10 @@ class HyperTrainer:
 
   def per_example_losses(self, params: Any, frozen: dict[str, Any], batch: Batch, keys: jax.Array,
                          refine_steps: int | None = None, diffusion: bool | None = None) -> dict[str, jax.Array]:
-    """{'weight': [B], 'diffusion': [B], 'total': [B]}; the diffusion term is computed when `diffusion`
-    (default: alpha > 0), else zero."""
+    """{'weight': [B] (||θ̂ - θ*||²), 'diffusion': [B], 'total': [B]}; the diffusion term is computed when
+    `diffusion` (default: alpha > 0), else zero."""
     predicted = self.net.predict(params, frozen["encoder"], batch["image"], refine_steps)
-    weight = jnp.mean(jnp.square(predicted - batch["weights"]), axis=-1)
+    weight = jnp.sum(jnp.square(predicted - batch["weights"]), axis=-1)
     diffusion_loss = jnp.zeros_like(weight)
     if self.weights.alpha if diffusion is None else diffusion:
       diffusion_loss = self._diffusion(frozen, predicted, batch["image"], keys)
@@ -100,6 +101,7 @@ class HyperTrainer:
     new_state = TrainState(params=keep(params, state.params), opt_state=keep(opt_state, state.opt_state),
                            step=state.step + 1)
     metrics = {"loss": loss, "weight_loss": jnp.mean(losses["weight"]),
+               "weight_mse": jnp.mean(losses["weight"]) / batch["weights"].shape[-1],
                "diffusion_loss": jnp.mean(losses["diffusion"]), "grad_norm": grad_norm,
                "finite": finite.astype(jnp.int32)}
     return new_state, metrics

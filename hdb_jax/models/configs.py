@@ -7,7 +7,7 @@ Widths are multiples of 32 because the Flax UNet's GroupNorms always use 32 grou
 
 from typing import Any
 
-# runwayml/stable-diffusion-v1-5 unet/config.json (architecture keys only).
+# stable-diffusion-v1-5/stable-diffusion-v1-5 unet/config.json (architecture keys only).
 SD15_UNET: dict[str, Any] = {
     "sample_size": 64,
     "in_channels": 4,

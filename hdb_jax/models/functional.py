@@ -4,18 +4,22 @@ Layouts: images NHWC in [-1, 1]; latents NHWC (the Flax UNet and VAE take NCHW, 
 """
 
 import contextlib
-from typing import Iterator, Sequence
+import itertools
+from typing import Any, Iterator, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hdb_jax.errors import UserError
 from hdb_jax.models.loading import FlaxGEGLU, FlaxTransformer2DModel, Params, StableDiffusion
 from hdb_jax.models.matmul_conv import matmul_conv_backward, matmul_conv_wanted
 
 
 TRANSFORMER_NORM_EPSILON = 1e-6  # PyTorch Transformer2DModel's GroupNorm eps (Flax hard-codes 1e-5)
+# Rare identifiers people use for [V]; check_token suggests those that are one token of the tokenizer at hand.
+RARE_IDENTIFIERS = ("sks", "ohwx", "zwx", "xyz", "qwe", "vsx", "btx")
 
 
 def _group_norm(module: nn.GroupNorm, x: jax.Array, epsilon: float) -> jax.Array:
@@ -63,20 +67,42 @@ def tokenize(sd: StableDiffusion, prompts: Sequence[str], allow_empty: bool = Fa
     prompts = [prompts]
   for prompt in prompts:
     if not allow_empty and (not prompt or not prompt.strip()):
-      raise ValueError("empty prompt")
+      raise UserError("empty prompt")
   ids = sd.tokenizer(list(prompts), padding="max_length", truncation=True,
                      max_length=sd.tokenizer.model_max_length, return_tensors="np").input_ids
   return ids.astype(np.int32)
 
 
+def _is_single_token(tokenizer: Any, word: str) -> bool:
+  pieces = tokenizer.tokenize(word)
+  return len(pieces) == 1 and tokenizer.convert_tokens_to_ids(pieces[0]) != tokenizer.unk_token_id
+
+
+def suggested_tokens(tokenizer: Any, exclude: str = "", limit: int = 3) -> list[str]:
+  """Up to `limit` words that are one token of `tokenizer`: the RARE_IDENTIFIERS that are, or if none is,
+  whole-word vocab entries of 3-5 lowercase letters, latest merges (the rarest) first."""
+  words = [w for w in RARE_IDENTIFIERS if w != exclude and _is_single_token(tokenizer, w)]
+  if not words:
+    by_id = sorted(tokenizer.get_vocab().items(), key=lambda item: -item[1])
+    entries = (t.removesuffix("</w>") for t, _ in by_id if t.endswith("</w>"))
+    words = list(itertools.islice((w for w in entries if 3 <= len(w) <= 5 and w.isascii() and w.isalpha()
+                                   and w.islower() and w != exclude and _is_single_token(tokenizer, w)), limit))
+  return words[:limit]
+
+
 def check_token(sd: StableDiffusion, token: str) -> None:
-  """The identifier token [V] must be one word that the tokenizer keeps as a single token."""
+  """The identifier token [V] must be one word that the tokenizer keeps as a single token (else UserError
+  naming words that are)."""
+  def examples() -> str:
+    words = suggested_tokens(sd.tokenizer, exclude=token)
+    return f", e.g. {', '.join(repr(w) for w in words)}" if words else ""
+
   if not token or not token.strip() or len(token.split()) != 1:
-    raise ValueError(f"identifier token {token!r} must be a single non-empty word, e.g. 'sks'")
-  pieces = sd.tokenizer.tokenize(token)
-  if len(pieces) != 1 or sd.tokenizer.convert_tokens_to_ids(pieces[0]) == sd.tokenizer.unk_token_id:
-    raise ValueError(f"identifier token {token!r} is not a single token of this tokenizer (it becomes "
-                     f"{pieces}); choose a rare word the tokenizer knows, e.g. 'sks'")
+    raise UserError(f"identifier token {token!r} must be one non-empty word that is a single token of this "
+                    f"tokenizer{examples()}")
+  if not _is_single_token(sd.tokenizer, token):
+    raise UserError(f"identifier token {token!r} is not a single token of this tokenizer (it becomes "
+                    f"{sd.tokenizer.tokenize(token)}); choose a rare word that is one{examples()}")
 
 
 def encode_text(sd: StableDiffusion, text_params: Params, input_ids: jax.Array) -> jax.Array:

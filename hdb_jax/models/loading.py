@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import types
-from typing import Any
+from typing import Any, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,9 @@ import numpy as np
 from flax import traverse_util
 from safetensors.numpy import load_file as load_safetensors_numpy
 
+from hdb_jax.errors import UserError
 from hdb_jax.models.quiet import silence_flax_deprecations
+from hdb_jax.models.schedulers import training_scheduler
 
 silence_flax_deprecations()
 
@@ -39,7 +41,7 @@ PT_TRANSFORMERS_WEIGHTS = "model.safetensors"
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
   """A model could not be loaded; the message says what to do about it."""
 
 
@@ -57,6 +59,7 @@ class StableDiffusion:
   scheduler_state: Any
   params: dict[str, Params]
   source: str
+  scheduler_config: dict[str, Any] = dataclasses.field(default_factory=dict)  # scheduler_config.json as read
 
   @property
   def vae_scaling_factor(self) -> float:
@@ -104,16 +107,40 @@ def resolve_pretrained(pretrained: str, revision: str | None = None) -> str:
     return expanded
   if pretrained.startswith((".", "/", "~")) or os.sep + os.sep in pretrained or pretrained.count("/") != 1:
     raise ModelLoadError(f"model directory not found: {pretrained!r} (expected a local diffusers-format "
-                         "directory or a hub id like 'runwayml/stable-diffusion-v1-5')")
+                         "directory or a hub id like 'stable-diffusion-v1-5/stable-diffusion-v1-5')")
   import huggingface_hub  # pylint: disable=import-outside-toplevel
-  patterns = ["*.json", "*.txt", "*.msgpack", "*.safetensors"]
   try:
-    return huggingface_hub.snapshot_download(pretrained, revision=revision, allow_patterns=patterns)
+    files = files_to_download(huggingface_hub.list_repo_files(pretrained, revision=revision))
+    return huggingface_hub.snapshot_download(pretrained, revision=revision, allow_patterns=files)
   except Exception as e:  # the hub raises many types: offline, 404, gated, connection refused
+    try:  # offline with the model in the local hub cache
+      return huggingface_hub.snapshot_download(pretrained, revision=revision, local_files_only=True,
+                                               allow_patterns=files_to_download())
+    except Exception:  # pylint: disable=broad-except
+      pass
     raise ModelLoadError(
         f"could not fetch {pretrained!r} from the Hugging Face hub ({type(e).__name__}: "
         f"{str(e).splitlines()[0] if str(e) else ''}). If this machine is offline, download the model "
         "elsewhere and pass its local directory instead.") from e
+
+
+def files_to_download(repo_files: Iterable[str] | None = None) -> list[str]:
+  """The files of a hub repository that the loader reads: model_index.json, each model's config and ONE
+  weights file (Flax msgpack where the repository has it, else PyTorch safetensors), the tokenizer and
+  the scheduler config. Never fp16/EMA variants, root single-file checkpoints or the safety checker
+  (about 15 GB more for SD1.5). Without `repo_files`, every candidate name (for the local cache)."""
+  weights = {"unet": (FLAX_DIFFUSERS_WEIGHTS, PT_DIFFUSERS_WEIGHTS), "vae": (FLAX_DIFFUSERS_WEIGHTS, PT_DIFFUSERS_WEIGHTS),
+             "text_encoder": (FLAX_TRANSFORMERS_WEIGHTS, PT_TRANSFORMERS_WEIGHTS)}
+  tokenizer = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+  present = None if repo_files is None else set(repo_files)
+  wanted = ["model_index.json", "scheduler/scheduler_config.json"] + [f"tokenizer/{n}" for n in tokenizer]
+  for model, (flax_name, pt_name) in weights.items():
+    wanted.append(f"{model}/config.json")
+    if present is None:
+      wanted += [f"{model}/{flax_name}", f"{model}/{pt_name}"]
+    else:
+      wanted.append(f"{model}/{flax_name}" if f"{model}/{flax_name}" in present else f"{model}/{pt_name}")
+  return wanted if present is None else [name for name in wanted if name in present]
 
 
 def _subfolder(root: str, name: str) -> str:
@@ -252,15 +279,16 @@ def load_tokenizer(root: str) -> CLIPTokenizer:
   return CLIPTokenizer.from_pretrained(directory)
 
 
-def load_scheduler(root: str) -> tuple[FlaxDDPMScheduler, Any]:
-  """The base model's noise schedule as a DDPM scheduler (the training schedule)."""
-  directory = _subfolder(root, "scheduler")
-  config = read_json(os.path.join(directory, "scheduler_config.json"))
-  keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type",
-          "clip_sample", "steps_offset")
-  scheduler = FlaxDDPMScheduler(**{k: config[k] for k in keys if k in config
-                                   and k in FlaxDDPMScheduler.__init__.__code__.co_varnames})
-  return scheduler, scheduler.create_state()
+def load_scheduler(root: str) -> tuple[FlaxDDPMScheduler, Any, dict[str, Any]]:
+  """The base model's noise schedule from root/scheduler/scheduler_config.json: (DDPM training scheduler,
+  its state, the config as read). See `schedulers.training_scheduler`."""
+  path = os.path.join(_subfolder(root, "scheduler"), "scheduler_config.json")
+  config = read_json(path)
+  try:
+    scheduler, state = training_scheduler(config)
+  except ValueError as e:
+    raise ModelLoadError(f"{path}: {e}") from e
+  return scheduler, state, config
 
 
 def with_memory_efficient_attention(sd: StableDiffusion) -> StableDiffusion:
@@ -279,14 +307,14 @@ def load_stable_diffusion(pretrained: str, revision: str | None = None,
   vae, vae_params = load_vae(root, dtype)
   text_encoder, text_params = load_text_encoder(root, dtype)
   tokenizer = load_tokenizer(root)
-  scheduler, scheduler_state = load_scheduler(root)
+  scheduler, scheduler_state, scheduler_config = load_scheduler(root)
   if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
     raise ModelLoadError(f"text encoder width {text_encoder.config.hidden_size} does not match the "
                          f"UNet's cross_attention_dim {unet.config.cross_attention_dim}")
   params = {"unet": unet_params, "vae": vae_params, "text_encoder": text_params}
   return StableDiffusion(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                          scheduler=scheduler, scheduler_state=scheduler_state, params=params,
-                         source=pretrained)
+                         source=pretrained, scheduler_config=scheduler_config)
 
 
 def abstract_params(unet_config: dict[str, Any], text_config: dict[str, Any]) -> dict[str, Params]:

@@ -24,6 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from hdb_jax.errors import UserError
+
 Padding = tuple[tuple[int, int], ...]
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
@@ -125,7 +127,7 @@ def matmul_conv_wanted() -> bool:
   """HDB_JAX_MATMUL_CONV: '1' on, '0' off, unset or 'auto': on when JAX's backend is the CPU."""
   setting = os.environ.get("HDB_JAX_MATMUL_CONV", "auto").strip().lower()
   if setting not in ("auto", "0", "1"):
-    raise ValueError(f"HDB_JAX_MATMUL_CONV must be auto, 0 or 1, not {setting!r}")
+    raise UserError(f"HDB_JAX_MATMUL_CONV must be auto, 0 or 1, not {setting!r}")
   return setting == "1" or (setting == "auto" and jax.default_backend() == "cpu")
 
 

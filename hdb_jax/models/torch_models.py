@@ -7,20 +7,23 @@ import torch
 
 from hdb_jax.models import configs
 from hdb_jax.models.quiet import silence_flax_deprecations
-from hdb_jax.models.tiny import tiny_text_config, write_model_index, write_scheduler_config
+from hdb_jax.models.tiny import tiny_text_config, write_model_index
 from hdb_jax.models.tokenizer import write_tiny_tokenizer
 
 silence_flax_deprecations()
 
 # pylint: disable=wrong-import-position
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, ViTConfig, ViTModel
 
 
-def create_tiny_pytorch_stable_diffusion(directory: str, seed: int = 0) -> str:
+def create_tiny_pytorch_stable_diffusion(directory: str, seed: int = 0,
+                                         scheduler_config: dict | None = None) -> str:
   """Writes a tiny random Stable Diffusion in diffusers PyTorch format (safetensors) to `directory`.
 
-  Same configs as the Flax tiny family; torch's own initialisers (seeded). Returns the directory.
+  Same configs as the Flax tiny family; torch's own initialisers (seeded). Every component, the
+  scheduler too (`scheduler_config`, default SD1.5's schedule), is written by diffusers/transformers'
+  own `save_pretrained`. Returns the directory.
   """
   if os.path.exists(os.path.join(directory, "model_index.json")):
     return directory
@@ -31,7 +34,8 @@ def create_tiny_pytorch_stable_diffusion(directory: str, seed: int = 0) -> str:
   AutoencoderKL(**configs.TINY_VAE).save_pretrained(os.path.join(directory, "vae"))
   CLIPTextModel(CLIPTextConfig(**tiny_text_config(len(tokenizer)))).save_pretrained(
       os.path.join(directory, "text_encoder"))
-  write_scheduler_config(directory)
+  schedule = {k: v for k, v in (scheduler_config or configs.SD15_SCHEDULER).items() if k != "set_alpha_to_one"}
+  DDPMScheduler(**schedule).save_pretrained(os.path.join(directory, "scheduler"))
   write_model_index(directory)
   return directory
 

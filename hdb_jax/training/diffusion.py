@@ -9,29 +9,29 @@ from hdb_jax import adapters, models
 from hdb_jax.adapters import Factors
 
 
-def noisy_inputs(sd: models.StableDiffusion, latents: jax.Array, keys: jax.Array
-                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Per-example noise and timestep from per-example keys.
-
-  latents: [B, h, w, 4], keys: [B] PRNG keys -> (noisy latents, timesteps [B], target) where the
-  target is the noise (epsilon prediction) or the velocity (v prediction), per the scheduler config.
-  """
+def draw_noise(sd: models.StableDiffusion, keys: jax.Array, shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+  """Per-example noise [B, *shape] and timestep [B] (uniform over the training timesteps) from keys [B]."""
   num_steps = sd.scheduler.config.num_train_timesteps
 
-  def draw(key, shape):
+  def draw(key):
     noise_key, t_key = jax.random.split(key)
     return jax.random.normal(noise_key, shape), jax.random.randint(t_key, (), 0, num_steps)
 
-  noise, timesteps = jax.vmap(lambda k: draw(k, latents.shape[1:]))(keys)
+  return jax.vmap(draw)(keys)
+
+
+def noised_and_target(sd: models.StableDiffusion, latents: jax.Array, noise: jax.Array, timesteps: jax.Array
+                      ) -> tuple[jax.Array, jax.Array]:
+  """(noisy latents, regression target) for given noise and timesteps, on the model's own schedule:
+  noisy = sqrt(ᾱ_t) x + sqrt(1 - ᾱ_t) ε (diffusers' add_noise), target ε for 'epsilon' prediction or
+  v = sqrt(ᾱ_t) ε - sqrt(1 - ᾱ_t) x (diffusers' get_velocity) for 'v_prediction'."""
   noisy = sd.scheduler.add_noise(sd.scheduler_state, latents, noise, timesteps)
   prediction_type = sd.scheduler.config.prediction_type
   if prediction_type == "epsilon":
-    target = noise
-  elif prediction_type == "v_prediction":
-    target = sd.scheduler.get_velocity(sd.scheduler_state, latents, noise, timesteps)
-  else:
-    raise ValueError(f"unsupported prediction_type {prediction_type!r}")
-  return noisy, timesteps, target
+    return noisy, noise
+  if prediction_type == "v_prediction":
+    return noisy, sd.scheduler.get_velocity(sd.scheduler_state, latents, noise, timesteps)
+  raise ValueError(f"unsupported prediction_type {prediction_type!r}")
 
 
 def conditioned_prediction(sd: models.StableDiffusion, params: dict[str, Any], factors: Factors | None,
@@ -50,6 +50,14 @@ def conditioned_prediction(sd: models.StableDiffusion, params: dict[str, Any], f
 def per_example_loss(sd: models.StableDiffusion, params: dict[str, Any], factors: Factors | None,
                      latents: jax.Array, input_ids: jax.Array, keys: jax.Array) -> jax.Array:
   """Diffusion MSE per example: [B] (mean over latent pixels and channels, in float32)."""
-  noisy, timesteps, target = noisy_inputs(sd, latents, keys)
+  noise, timesteps = draw_noise(sd, keys, latents.shape[1:])
+  return loss_for_noise(sd, params, factors, latents, input_ids, noise, timesteps)
+
+
+def loss_for_noise(sd: models.StableDiffusion, params: dict[str, Any], factors: Factors | None,
+                   latents: jax.Array, input_ids: jax.Array, noise: jax.Array, timesteps: jax.Array) -> jax.Array:
+  """The diffusion MSE per example [B] for given noise [B, h, w, 4] and timesteps [B]: what a diffusers
+  training script computes as F.mse_loss(unet(add_noise(x, ε, t), t, text), target) per example."""
+  noisy, target = noised_and_target(sd, latents, noise, timesteps)
   pred = conditioned_prediction(sd, params, factors, noisy, timesteps, input_ids)
   return jnp.mean(jnp.square(pred.astype(jnp.float32) - target.astype(jnp.float32)), axis=(1, 2, 3))

@@ -18,13 +18,14 @@ import optax
 from hdb_jax import adapters, models
 from hdb_jax.adapters import Factors
 from hdb_jax.adapters.packing import Packer
+from hdb_jax.errors import UserError
 from hdb_jax.training.diffusion import per_example_loss
 from hdb_jax.training.prior import ClassPrior
 
 ToFactors = Callable[[Any], Factors]
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(UserError, RuntimeError):
   """A loss became NaN/inf; the message names the examples and the step."""
 
 

@@ -3,6 +3,8 @@
 import ml_collections
 import optax
 
+from hdb_jax.errors import ConfigError
+
 
 def make_optimizer(config: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
   """config fields: optimizer ('adam'|'adamw'), learning_rate, weight_decay, grad_clip (0 = off),
@@ -17,7 +19,7 @@ def make_optimizer(config: ml_collections.ConfigDict, num_steps: int) -> optax.G
   elif schedule_name == "linear":
     schedule = optax.linear_schedule(lr, 0.0, max(num_steps - warmup, 1))
   else:
-    raise ValueError(f"unknown schedule {schedule_name!r} (constant, cosine, linear)")
+    raise ConfigError(f"unknown schedule {schedule_name!r} (constant, cosine, linear)")
   if warmup:
     schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
   name = config.get("optimizer", "adamw")
@@ -26,6 +28,6 @@ def make_optimizer(config: ml_collections.ConfigDict, num_steps: int) -> optax.G
   elif name == "adamw":
     opt = optax.adamw(schedule, weight_decay=config.get("weight_decay", 0.0))
   else:
-    raise ValueError(f"unknown optimizer {name!r} (adam, adamw)")
+    raise ConfigError(f"unknown optimizer {name!r} (adam, adamw)")
   clip = config.get("grad_clip", 0.0)
   return optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt

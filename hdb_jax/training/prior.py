@@ -15,6 +15,7 @@ import numpy as np
 
 from hdb_jax import data, models
 from hdb_jax.base_model import BaseModel, encode_images
+from hdb_jax.errors import ConfigError
 from hdb_jax.sampling import SamplingConfig, make_sampler
 
 
@@ -58,7 +59,7 @@ def make_class_prior(base: BaseModel, config: ml_collections.ConfigDict) -> Clas
   if prior is None or not prior.weight:
     return None
   if prior.weight < 0 or prior.num_images < 1:
-    raise ValueError(f"prior.weight must be >= 0 and prior.num_images >= 1 (got {prior.weight}, {prior.num_images})")
+    raise ConfigError(f"prior.weight must be >= 0 and prior.num_images >= 1 (got {prior.weight}, {prior.num_images})")
   latents = encode_images(base, class_images(base, config))
   return ClassPrior(latents=latents, input_ids=jnp.asarray(models.tokenize(base.sd, [prior.class_prompt])),
                     weight=jnp.asarray(prior.weight, jnp.float32))
