@@ -37,7 +37,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   # Weight-space loss weight on ||θ̂ - θ*||², the squared L2 norm over all D LiDB numbers (the paper's term;
   # D = 28,800 on SD1.5's default layers). At 1 it matters: on :tiny (D = 12,224) it starts at ~600 beside
   # a diffusion loss of ~0.9 and falls to 0.015 in 300 steps (weight MSE 1.2e-6), measured with
-  # `python -m hdb_jax.train --config=configs/hyper.py:tiny --config.steps=300 --config.eval.every=0`.
+  # `python -m hdb_jax.train --config=configs/hyper.py:tiny --config.steps=300 --config.eval.every=0
+  # --config.batch_size=4`; at the default batch 8 on 8 devices, 200 steps: 0.0077 (held out: 1,115).
   config.beta = 1.0
   config.batch_size = 8 if tiny else 64  # global: split over processes and devices (8: 1 per device on 8)
   config.steps = 200 if tiny else 50_000

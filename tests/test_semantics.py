@@ -123,3 +123,24 @@ def test_training_loss_equals_pytorch(torch_models_dirs, prediction_type):
                   scheduler.get_velocity(x, eps, t).numpy())
   wrong = torch.mean((pred - torch.from_numpy(np.asarray(wrong_target))) ** 2, dim=(1, 2, 3)).numpy()
   assert np.abs(wrong - theirs).max() > 100 * 1e-4 * np.abs(theirs).max()  # the test can tell the two apart
+
+
+def test_hub_download_takes_only_what_the_loader_reads():
+  """SD1.5's hub repository holds ~20 GB of files the loader never reads (root single-file checkpoints, fp16
+  and EMA variants, the safety checker, both weight formats): one weights file per model is fetched."""
+  from hdb_jax.models.loading import files_to_download  # pylint: disable=import-outside-toplevel
+  repo = ["model_index.json", "v1-5-pruned.safetensors", "v1-5-pruned-emaonly.safetensors", "v1-inference.yaml",
+          "feature_extractor/preprocessor_config.json", "safety_checker/config.json",
+          "safety_checker/model.safetensors", "scheduler/scheduler_config.json", "text_encoder/config.json",
+          "text_encoder/model.safetensors", "text_encoder/model.fp16.safetensors", "text_encoder/flax_model.msgpack",
+          "tokenizer/merges.txt", "tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json",
+          "tokenizer/vocab.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+          "unet/diffusion_pytorch_model.fp16.safetensors", "unet/diffusion_pytorch_model.non_ema.safetensors",
+          "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "vae/diffusion_flax_model.msgpack"]
+  assert sorted(files_to_download(repo)) == sorted([
+      "model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json",
+      "text_encoder/flax_model.msgpack", "tokenizer/merges.txt", "tokenizer/special_tokens_map.json",
+      "tokenizer/tokenizer_config.json", "tokenizer/vocab.json", "unet/config.json",
+      "unet/diffusion_pytorch_model.safetensors", "vae/config.json", "vae/diffusion_flax_model.msgpack"])
+  from hdb_jax.config_defaults import SD15  # pylint: disable=import-outside-toplevel
+  assert SD15 == "stable-diffusion-v1-5/stable-diffusion-v1-5"  # runwayml/stable-diffusion-v1-5 was removed
