@@ -1,9 +1,11 @@
 """Noise schedules from the base model's own scheduler config: DDPM for training, DDIM and DPM-Solver++
-for sampling, each built with diffusers' `from_config` as diffusers' pipelines build theirs.
+for sampling, computing what diffusers' PyTorch classes made `from_config` of that config compute.
 
-`from_config` keeps every key the scheduler takes and defaults the rest, so a config written for another
-class (SD1.5 ships a PNDMScheduler config) gives the same schedule diffusers' PyTorch classes compute
-from it. Config values that the Flax classes cannot honour are refused, never silently replaced.
+The Flax DDPM and DDIM are built with diffusers' `from_config`, which keeps every key the class takes and
+defaults the rest, so a config written for another class (SD1.5 ships a PNDMScheduler config) gives the
+schedule diffusers computes from it; DDIM gets the PyTorch class's timestep spacings. DPM-Solver++ is our
+own (diffusers' Flax class ends elsewhere). Config values these cannot honour are refused, never
+silently replaced.
 """
 
 import inspect
@@ -48,10 +50,10 @@ def _schedule_errors(config: Mapping[str, Any]) -> list[str]:
   return errors
 
 
-def _from_config(cls: Any, config: Mapping[str, Any], **overrides) -> Any:
+def _from_config(cls: Any, config: Mapping[str, Any]) -> Any:
   """cls.from_config(config) with only the keys cls takes (no 'unexpected key' warnings)."""
   accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "dtype"}
-  kwargs = {k: v for k, v in {**config, **overrides}.items() if k in accepted}
+  kwargs = {k: v for k, v in config.items() if k in accepted}
   return cls.from_config(kwargs)
 
 
