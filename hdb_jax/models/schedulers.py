@@ -69,40 +69,28 @@ def training_scheduler(config: Mapping[str, Any]) -> tuple[FlaxDDPMScheduler, An
   return scheduler, scheduler.create_state()
 
 
-def inference_timesteps(config: Mapping[str, Any], steps: int) -> np.ndarray:
-  """The timesteps diffusers' DDIMScheduler.set_timesteps gives for `steps` under config's
-  `timestep_spacing` (leading, linspace, trailing; leading by default): int32 [steps], descending."""
+def inference_timesteps(config: Mapping[str, Any], steps: int, sampler: str = "ddim") -> np.ndarray:
+  """The timesteps diffusers' DDIMScheduler (sampler 'ddim') or DPMSolverMultistepScheduler ('dpm')
+  .set_timesteps gives for `steps` under config's `timestep_spacing`: int32 [steps], descending.
+
+  Default spacing: DDIM 'leading', DPM 'linspace'. DPM spreads steps + 1 points for 'leading' and
+  'linspace' and drops the last (t near 0); 'trailing' is the same for both.
+  """
   train = int(config.get("num_train_timesteps", 1000))
-  spacing = config.get("timestep_spacing", "leading")
-  if steps < 1 or steps > train:
-    raise ConfigError(f"steps must be in [1, {train}], got {steps}")
+  spacing = config.get("timestep_spacing", "leading" if sampler == "ddim" else "linspace")
+  most = train - 1 if sampler == "dpm" else train
+  if not 1 <= steps <= most:
+    raise ConfigError(f"steps must be in [1, {most}], got {steps}")
+  points = steps + 1 if sampler == "dpm" and spacing != "trailing" else steps
   if spacing == "leading":
-    timesteps = (np.arange(0, steps) * (train // steps)).round()[::-1] + int(config.get("steps_offset", 0))
+    timesteps = (np.arange(0, points) * (train // points)).round()[::-1] + int(config.get("steps_offset", 0))
   elif spacing == "linspace":
-    timesteps = np.linspace(0, train - 1, steps).round()[::-1]
+    timesteps = np.linspace(0, train - 1, points).round()[::-1]
   elif spacing == "trailing":
     timesteps = np.round(np.arange(train, 0, -train / steps)) - 1
   else:
     raise UserError(f"timestep_spacing {spacing!r} is not supported (one of {', '.join(TIMESTEP_SPACINGS)})")
-  return timesteps.astype(np.int32)
-
-
-def dpm_timesteps(config: Mapping[str, Any], steps: int) -> np.ndarray:
-  """The timesteps diffusers' DPMSolverMultistepScheduler.set_timesteps gives (its own spacing rules,
-  'linspace' by default): int32 [steps], descending."""
-  train = int(config.get("num_train_timesteps", 1000))
-  spacing = config.get("timestep_spacing", "linspace")
-  if steps < 1 or steps > train:
-    raise ConfigError(f"steps must be in [1, {train}], got {steps}")
-  if spacing == "linspace":
-    timesteps = np.linspace(0, train - 1, steps + 1).round()[::-1][:-1]
-  elif spacing == "leading":
-    timesteps = (np.arange(0, steps + 1) * (train // (steps + 1))).round()[::-1][:-1] + int(config.get("steps_offset", 0))
-  elif spacing == "trailing":
-    timesteps = np.arange(train, 0, -train / steps).round() - 1
-  else:
-    raise UserError(f"timestep_spacing {spacing!r} is not supported (one of {', '.join(TIMESTEP_SPACINGS)})")
-  return timesteps.astype(np.int32)
+  return timesteps[:steps].astype(np.int32)
 
 
 class DdimSampler:
@@ -170,7 +158,7 @@ class DpmSolverSampler:
 
   def set_timesteps(self, state: Any, steps: int, shape: tuple[int, ...]) -> DpmState:
     del state
-    timesteps = dpm_timesteps(self.config, steps)
+    timesteps = inference_timesteps(self.config, steps, "dpm")
     ve_sigmas = np.sqrt((1 - self.alphas_cumprod) / self.alphas_cumprod)[timesteps]
     ve_sigmas = np.concatenate([ve_sigmas, [0.0]]).astype(np.float32)
     alpha = 1 / np.sqrt(ve_sigmas.astype(np.float64) ** 2 + 1)
