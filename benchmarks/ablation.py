@@ -28,15 +28,15 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
-from hdb_jax import adapters
-from hdb_jax.base_model import encode_images, setup_base_model
-from hdb_jax.cli import quiet_orbax
-from hdb_jax.config_defaults import load_repo_config
-from hdb_jax.hypernet import checkpoint
-from hdb_jax.hypernet.loop import first_images, split_identities, train
-from hdb_jax.personalize import personalize_images
-from hdb_jax.preoptimize import preoptimize
-from hdb_jax.training.diffusion import per_example_loss
+from hdb_jax import adapters, data
+from hdb_jax.diffusion.base import encode_latents, setup_base_model
+from hdb_jax.runtime.cli import quiet_orbax
+from hdb_jax.config import phases
+from hdb_jax.formats.hypernet_loading import load_predictor
+from hdb_jax.train.loop import train
+from hdb_jax.personalize.step import personalize_images
+from hdb_jax.preoptimize.loop import preoptimize
+from hdb_jax.diffusion.loss import per_example_loss
 
 flags.DEFINE_string("workdir", "/tmp/hdb_ablation", "Cache and outputs.")
 flags.DEFINE_integer("identities", 16, "Procedural identities (Phase 0 on all).")
@@ -49,14 +49,14 @@ FLAGS = flags.FLAGS
 
 
 def run_phase0(workdir: str):
-  config = load_repo_config("lidb", "tiny")
+  config = phases.preoptimize_config("tiny")
   config.num_identities = config.data.num_identities = FLAGS.identities
   config.steps = FLAGS.phase0_steps
   return preoptimize(config, os.path.join(workdir, "phase0"))
 
 
 def train_hypernet(workdir: str, refine_steps: int) -> str:
-  config = load_repo_config("hyper", "tiny")
+  config = phases.hyper_config("tiny")
   config.weights = os.path.join(workdir, "phase0", "weights")
   config.data.num_identities = FLAGS.identities
   config.eval.num_identities, config.eval.every, config.eval.samples = FLAGS.heldout, FLAGS.hyper_steps, False
@@ -76,15 +76,15 @@ def main(argv):
   hypernets = {k: train_hypernet(workdir, k) for k in (3, 1)}
   setup_s = time.perf_counter() - start
 
-  config = load_repo_config("personalize", "tiny")
+  config = phases.personalize_config("tiny")
   config.num_samples, config.export = 0, ""
   base = setup_base_model(config)
   targets = dataset.as_mapping()
-  _, heldout = split_identities(sorted(targets), FLAGS.heldout)
-  hyper_config = load_repo_config("hyper", "tiny")
+  _, heldout = data.split_identities(sorted(targets), FLAGS.heldout)
+  hyper_config = phases.hyper_config("tiny")
   hyper_config.data.num_identities = FLAGS.identities
-  images = first_images(hyper_config, heldout, base.sd.resolution)
-  latents = encode_images(base, images)
+  images = data.identity_images(hyper_config.data, heldout, base.sd.resolution, hyper_config.seed)
+  latents = encode_latents(base, images)
   input_ids = base.prompt_batch(len(heldout))
   draws = [jax.random.split(jax.random.PRNGKey(10_000 + d), len(heldout)) for d in range(FLAGS.noise_draws)]
   loss_fn = jax.jit(lambda f, k: per_example_loss(base.sd, base.sd.params, f, latents, input_ids, k))
@@ -108,7 +108,7 @@ def main(argv):
 
   rows = [("base model", "", score(None), float("nan")), ("Phase 0 target (LiDB)", FLAGS.phase0_steps,
                                                            score(lidb(wanted)), 0.0)]
-  predictors = {k: checkpoint.load_predictor(path, base) for k, path in hypernets.items()}
+  predictors = {k: load_predictor(path, base) for k, path in hypernets.items()}
   for k, predictor in predictors.items():
     name = "Only Hyper" if k == 3 else "k=1 Only Hyper"
     predicted = np.asarray(packer.pack(predictor(jnp.asarray(images))))

@@ -53,12 +53,12 @@ TOKENS = 77
 
 def unet_targets() -> list[str]:
   """The default adapter targets' UNet patterns (the benchmark has no text encoder)."""
-  from hdb_jax.adapters import DEFAULT_TARGETS  # pylint: disable=import-outside-toplevel
+  from hdb_jax.adapters import DEFAULT_TARGETS
   return [t for t in DEFAULT_TARGETS if t.startswith("^unet/")]
 
 
 def unet_config(model: str) -> dict[str, Any]:
-  from hdb_jax.models import configs  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models import configs
   if model == "tiny":
     return dict(configs.TINY_UNET)
   if model == "sd15-32":
@@ -75,12 +75,12 @@ def build_jax(model: str, steps: int) -> tuple[Any, tuple, Any, Any]:
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from diffusers import FlaxUNet2DConditionModel  # pylint: disable=import-outside-toplevel
-  from hdb_jax import adapters, models  # pylint: disable=import-outside-toplevel
-  from hdb_jax.models.schedulers import training_scheduler  # pylint: disable=import-outside-toplevel
-  from hdb_jax.config_defaults import optimizer_config  # pylint: disable=import-outside-toplevel
-  from hdb_jax.models.tiny import random_params  # pylint: disable=import-outside-toplevel
-  from hdb_jax.training.engine import AdapterTrainer, example_keys, stack_examples  # pylint: disable=import-outside-toplevel
-  from hdb_jax.training.optim import make_optimizer  # pylint: disable=import-outside-toplevel
+  from hdb_jax import adapters, models
+  from hdb_jax.models.schedulers import training_scheduler
+  from hdb_jax.config.pieces import optimizer_config
+  from hdb_jax.models.tiny import random_params
+  from hdb_jax.engine.trainer import AdapterTrainer, example_keys, stack_examples
+  from hdb_jax.engine.optimizers import make_optimizer
 
   config = unet_config(model)
   unet = FlaxUNet2DConditionModel.from_config(config)
@@ -180,7 +180,7 @@ def bench_torch(model: str, steps: int, warmup: int) -> dict[str, float]:
   import torch  # pylint: disable=import-outside-toplevel
   from diffusers import DDPMScheduler, UNet2DConditionModel  # pylint: disable=import-outside-toplevel
   from peft import LoraConfig  # pylint: disable=import-outside-toplevel
-  from hdb_jax.models import configs  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models import configs
 
   torch.manual_seed(0)
   config = unet_config(model)
@@ -235,8 +235,8 @@ def phase0(steps: int) -> None:
   import jax  # pylint: disable=import-outside-toplevel
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo's configs/
   from configs.lidb import get_config  # pylint: disable=import-outside-toplevel
-  from hdb_jax.base_model import setup_base_model  # pylint: disable=import-outside-toplevel
-  from hdb_jax.preoptimize import lidb_trainer, train_lidb_batch  # pylint: disable=import-outside-toplevel
+  from hdb_jax.diffusion.base import setup_base_model
+  from hdb_jax.preoptimize.step import lidb_trainer, train_lidb_batch
 
   config = get_config("tiny")
   config.pretrained = "tiny:" + tempfile.mkdtemp(prefix="hdb_tiny_")

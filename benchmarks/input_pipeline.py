@@ -19,6 +19,7 @@ from absl import app, flags
 from PIL import Image
 
 from hdb_jax import data
+from hdb_jax.config.pieces import data_config
 from hdb_jax.data import synthetic
 
 FLAGS = flags.FLAGS
@@ -67,7 +68,7 @@ def run() -> list[tuple[str, str, float, float]]:
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
     for name in FLAGS.sources:
-      config = data.default_data_config()
+      config = data_config()
       config.num_workers, config.augment = FLAGS.num_workers, FLAGS.augment
       if name == "synthetic":
         config.num_identities, config.views_per_identity = 64, 4
@@ -77,7 +78,6 @@ def run() -> list[tuple[str, str, float, float]]:
         config.source = f"folder:{os.path.join(tmp, 'jpg')}"
         what = f"{FLAGS.num_files} JPEGs 1024 px (~{kb:.0f} KB)"
       elif name == "tfds":
-        import hdb_jax.data.tfds_folder  # pylint: disable=import-outside-toplevel,unused-import
         kb = _write_files(os.path.join(tmp, "png"), FLAGS.num_files, 512, "png")
         config.source, config.prepare = "tfds:hdb_image_folder", True
         config.manual_dir, config.data_dir = os.path.join(tmp, "png"), os.path.join(tmp, "tfds")

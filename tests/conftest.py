@@ -17,7 +17,7 @@ if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 import pytest
 
 from hdb_jax import models
-from hdb_jax.compilation_cache import enable_compilation_cache
+from hdb_jax.runtime.compilation_cache import enable_compilation_cache
 
 enable_compilation_cache(os.environ.get("HDB_JAX_TEST_CACHE"))
 
@@ -48,7 +48,7 @@ def tiny_sd(tiny_dir) -> models.StableDiffusion:
 @pytest.fixture(scope="session")
 def tiny_torch_dir(tmp_path_factory) -> str:
   """A tiny Stable Diffusion in diffusers PyTorch format (safetensors), same configs as tiny_dir."""
-  from hdb_jax.models.torch_models import create_tiny_pytorch_stable_diffusion  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models.torch_models import create_tiny_pytorch_stable_diffusion
   return create_tiny_pytorch_stable_diffusion(str(tmp_path_factory.mktemp("tiny_torch")))
 
 

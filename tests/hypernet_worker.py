@@ -13,7 +13,7 @@ from absl import flags
 from flax import traverse_util
 
 sys.path.insert(0, ".")
-from hdb_jax.cli import define_config_flags, run_main  # noqa: E402  pylint: disable=wrong-import-position
+from hdb_jax.runtime.cli import define_config_flags, run_main
 
 flags.DEFINE_string("dump", None, "Where to write this process's final parameters (.npz).")
 
@@ -21,7 +21,7 @@ flags.DEFINE_string("dump", None, "Where to write this process's final parameter
 def main(argv):
   del argv
   import jax  # pylint: disable=import-outside-toplevel
-  from hdb_jax.hypernet.loop import train  # pylint: disable=import-outside-toplevel
+  from hdb_jax.train.loop import train
   result = train(flags.FLAGS.config, flags.FLAGS.workdir)
   local = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), result.state.params)
   flat = {"/".join(k): v for k, v in traverse_util.flatten_dict(local).items()}

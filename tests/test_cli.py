@@ -11,7 +11,7 @@ import sys
 import pytest
 from absl import flags
 
-from hdb_jax.cli import run_main
+from hdb_jax.runtime.cli import run_main
 from hdb_jax.errors import UserError
 from hdb_jax.models import ModelLoadError
 
@@ -24,7 +24,7 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def run_main_raising(monkeypatch):
-  """Runs a main that raises `error` through hdb_jax.cli.run_main (absl's app.run, as every CLI), in this
+  """Runs a main that raises `error` through hdb_jax.runtime.cli.run_main (absl's app.run, as every CLI), in this
   process: a user error ends in SystemExit; anything else propagates (Python then prints its traceback)."""
   def run(error: BaseException, *argv: str) -> None:
     monkeypatch.setattr(sys, "argv", ["hdb_jax_cli_test", *argv])
@@ -67,7 +67,7 @@ def test_other_errors_keep_their_traceback(run_main_raising, capsys, error):
 
 
 def test_an_uncaught_error_prints_a_traceback_and_exits_non_zero():
-  code = ("from hdb_jax.cli import run_main\n"
+  code = ("from hdb_jax.runtime.cli import run_main\n"
           "def main(argv):\n  raise RuntimeError('RESOURCE_EXHAUSTED: Out of memory')\n"
           "run_main(main)\n")
   out = _run([sys.executable, "-c", code])

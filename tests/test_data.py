@@ -11,8 +11,9 @@ import pytest
 from PIL import Image, ImageFile
 
 from hdb_jax import data
-from hdb_jax.data import augment, images, sources, synthetic
-from hdb_jax.data.images import ImageError, load_image
+from hdb_jax.data import augment, sources, synthetic
+from hdb_jax.config.pieces import data_config
+from hdb_jax.io.images import ImageError, load_image
 
 # One 8-bit step in [-1, 1] units is 2/255; JPEG's lossy coding of flat colour stays within a few steps.
 STEP = 2 / 255
@@ -196,7 +197,7 @@ def test_synthetic_views_are_closer_within_an_identity():
 # ----- sources and pipeline -----
 
 def _config(**overrides):
-  config = data.default_data_config()
+  config = data_config()
   config.update(overrides)
   return config
 
@@ -210,12 +211,10 @@ def _iterate(config, batches, *, batch_size=4, resolution=32, process_index=0, p
 
 
 def test_default_config_and_source_errors(tmp_path):
-  config = data.default_data_config()
+  config = data_config()
   assert (config.source, config.image_key, config.data_dir, config.manual_dir, config.augment,
           config.num_identities, config.views_per_identity, config.seed, config.identity_from_subfolder,
-          config.min_size, config.face_crop) == ("synthetic", "image", None, None, False, 8, 4, 0, False, 64, False)
-  with pytest.raises(ValueError, match="face_crop=True needs a face detector"):
-    data.make_source(_config(face_crop=True))
+          config.min_size) == ("synthetic", "image", None, None, False, 8, 4, 0, False, 64)
   with pytest.raises(data.SourceError, match="expected 'synthetic'"):
     data.make_source(_config(source="s3://bucket"))
   with pytest.raises(data.SourceError, match="no such directory"):
@@ -412,7 +411,6 @@ def test_importing_the_package_does_not_import_tensorflow():
 def tfds_config(image_folder, tmp_path_factory):
   """The image folder built as the TFDS dataset `hdb_image_folder` (through manual_dir, like celeb_a_hq)."""
   pytest.importorskip("tensorflow_datasets")
-  import hdb_jax.data.tfds_folder  # pylint: disable=import-outside-toplevel,unused-import
   root, _, _ = image_folder
   config = _config(source="tfds:hdb_image_folder", data_dir=str(tmp_path_factory.mktemp("tfds")),
                    manual_dir=str(root), identity_key="filename")

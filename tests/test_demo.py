@@ -14,8 +14,9 @@ import numpy as np
 from PIL import Image
 from safetensors.numpy import load_file
 
-from hdb_jax import identity, models
-from hdb_jax.weights_dataset import open_dataset
+from hdb_jax.formats import identity
+from hdb_jax import models
+from hdb_jax.formats.weights_dataset import open_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -17,10 +17,11 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from hdb_jax import adapters, models
-from hdb_jax import evaluate as evaluate_module
-from hdb_jax.evaluate import evaluate, padded_chunks, parse_methods
-from hdb_jax.evaluation import faces, metrics, prompts
+from hdb_jax import adapters
+from hdb_jax.evaluate import loop as evaluate_module
+from hdb_jax.evaluate.loop import evaluate, padded_chunks
+from hdb_jax.evaluate.methods import parse_methods
+from hdb_jax.evaluate import faces, metrics, prompts
 from hdb_jax.models import ModelLoadError, eval_models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,7 +117,7 @@ def test_dino_embeddings_tiny(eval_dirs, random_images):
 def test_dino_from_pytorch_safetensors_matches_torch(tmp_path):
   """The from_pt path (hub DINO checkpoints ship PyTorch weights): same CLS embedding as PyTorch."""
   import torch  # pylint: disable=import-outside-toplevel
-  from hdb_jax.models.torch_models import create_tiny_pytorch_dino  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models.torch_models import create_tiny_pytorch_dino
   reference = create_tiny_pytorch_dino(str(tmp_path / "dino_pt"))
   assert os.path.exists(tmp_path / "dino_pt" / "model.safetensors")
   dino = eval_models.load_eval_model(str(tmp_path / "dino_pt"), "dino")

@@ -34,7 +34,7 @@ from safetensors.numpy import load_file
 from transformers import CLIPTextModel
 
 from hdb_jax import adapters, models
-from hdb_jax import identity as identity_lib
+from hdb_jax.formats import identity as identity_lib
 from hdb_jax.export import ExportError, export_identity, kohya, names, peft
 from hdb_jax.models.describe import describe_model
 
@@ -62,11 +62,11 @@ def _make_identity(sd: models.StableDiffusion, base_model: str, fingerprint: str
 @pytest.fixture(scope="module")
 def identity(tiny_torch_sd, tiny_torch_dir) -> identity_lib.Identity:
   """A personalized identity: the rank-relaxed finetune (3 steps) on top of a strong LiDB prediction."""
-  from hdb_jax.base_model import setup_base_model  # pylint: disable=import-outside-toplevel
-  from hdb_jax.config_defaults import load_repo_config  # pylint: disable=import-outside-toplevel
-  from hdb_jax.data import synthetic  # pylint: disable=import-outside-toplevel
-  from hdb_jax.personalize import personalize_images  # pylint: disable=import-outside-toplevel
-  config = load_repo_config("personalize", "tiny")
+  from hdb_jax.diffusion.base import setup_base_model
+  from hdb_jax.config import phases
+  from hdb_jax.data import synthetic
+  from hdb_jax.personalize.step import personalize_images
+  config = phases.personalize_config("tiny")
   config.pretrained, config.steps, config.optim.learning_rate = tiny_torch_dir, 3, 0.1
   config.lidb.update(aux_seed=7)
   base = setup_base_model(config)
@@ -322,7 +322,7 @@ def _umask() -> int:
 
 
 def test_failed_write_leaves_nothing(tmp_path, identity, monkeypatch):
-  from hdb_jax.models import pytorch_export  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models import pytorch_export
 
   def fail(sd, root, params, out_dir):
     os.makedirs(os.path.join(out_dir, "unet"))
@@ -379,8 +379,8 @@ def test_sampling_equals_the_diffusers_pipeline_with_the_exported_lora(tiny_torc
   (measured: max 1/255, mean 8e-7 (DDIM) / 5e-7 (DPM-Solver++)). The identity alone moves the images by
   0.10 on average (checked below), as would a wrong schedule, spacing, final step, guidance or LoRA scale."""
   import diffusers  # pylint: disable=import-outside-toplevel
-  from hdb_jax.generate import generate  # pylint: disable=import-outside-toplevel
-  from hdb_jax.sampling import SamplingConfig  # pylint: disable=import-outside-toplevel
+  from hdb_jax.diffusion.generation import generate
+  from hdb_jax.diffusion.sampling import SamplingConfig
   steps, guidance, prompt = 10, 7.5, "a photo of {token} face"
   latents = np.random.default_rng(11).standard_normal((2, 4, 8, 8)).astype(np.float32)
   config = SamplingConfig(steps=steps, guidance=guidance, sampler=sampler)

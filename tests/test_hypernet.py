@@ -20,19 +20,21 @@ import pytest
 from flax import traverse_util
 
 from hdb_jax import data
-from hdb_jax.base_model import setup_base_model
-from hdb_jax.config_defaults import load_repo_config
-from hdb_jax.hypernet import checkpoint
-from hdb_jax.hypernet.loop import train
-from hdb_jax.hypernet.metrics_log import read_metrics
-from hdb_jax.hypernet.model import HyperNetwork
+from hdb_jax.diffusion.base import setup_base_model
+from hdb_jax.config import phases
+from hdb_jax.formats import hypernet_card, hypernet_checkpoint
+from hdb_jax.formats.hypernet_loading import load_predictor
+from hdb_jax.train.loop import train
+from hdb_jax.train.metrics_log import read_metrics
+from hdb_jax.hypernet.decoder import WeightDecoder
 from hdb_jax.hypernet.network import build_hypernet
 from hdb_jax.hypernet.slots import slot_layout
-from hdb_jax.hypernet.training import HyperTrainer, LossWeights
+from hdb_jax.train.step import HyperTrainer, LossWeights
 from hdb_jax.models.image_encoder import create_tiny_image_encoder
-from hdb_jax.preoptimize import shared_lidb_init
-from hdb_jax.training.optim import make_optimizer
-from hdb_jax.weights_dataset import create_or_open
+from hdb_jax.preoptimize.step import shared_lidb_init
+from hdb_jax.engine.optimizers import make_optimizer
+from hdb_jax.formats.weights_dataset import create_or_open
+from hdb_jax.io.images import load_image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_IDENTITIES = 6
@@ -59,13 +61,13 @@ def world(tmp_path_factory, micro_dir):
 
 
 def base_packer(base):
-  from hdb_jax.adapters import lidb_packer  # pylint: disable=import-outside-toplevel
+  from hdb_jax.adapters import lidb_packer
   return lidb_packer(base.layers, base.lidb_config)
 
 
 def hyper_config(world, overrides):
   micro, encoder, weights = world
-  config = load_repo_config("hyper", "tiny")
+  config = phases.hyper_config("tiny")
   config.pretrained, config.encoder.pretrained, config.weights = micro, encoder, weights
   config.tensorboard, config.eval.every, config.async_checkpoint = False, 0, True
   config.data.num_identities, config.data.num_workers = NUM_IDENTITIES, 0
@@ -90,7 +92,7 @@ def flat_params(params):
 
 
 def test_slot_layout_and_refinement(tiny_sd):
-  from hdb_jax.adapters import LidbConfig, select_layers  # pylint: disable=import-outside-toplevel
+  from hdb_jax.adapters import LidbConfig, select_layers
   layers = select_layers(tiny_sd.params)
   layout = slot_layout(layers, LidbConfig())
   packed = jnp.asarray(np.random.default_rng(1).standard_normal((2, layout.total)), jnp.float32)
@@ -99,7 +101,7 @@ def test_slot_layout_and_refinement(tiny_sd):
   np.testing.assert_array_equal(np.asarray(slots) * (1 - layout.mask()), 0.0)  # padding stays zero
   assert layout.num_layers == len(layers) and layout.total == base_size(layers)
 
-  model = HyperNetwork(slot_sizes=layout.sizes, d_model=16, num_heads=2, depth=2, mlp_dim=32, refine_steps=3)
+  model = WeightDecoder(slot_sizes=layout.sizes, d_model=16, num_heads=2, depth=2, mlp_dim=32, refine_steps=3)
   tokens = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 8))
   params = model.init(jax.random.PRNGKey(1), tokens)["params"]
   params["theta_init"] = slots[0]
@@ -115,7 +117,7 @@ def test_slot_layout_and_refinement(tiny_sd):
 
 
 def base_size(layers):
-  from hdb_jax.adapters import LidbConfig, lidb_size  # pylint: disable=import-outside-toplevel
+  from hdb_jax.adapters import LidbConfig, lidb_size
   return lidb_size(layers, LidbConfig())
 
 
@@ -166,11 +168,11 @@ def test_overfits_a_handful_of_identities(overfit_run, world):
   assert [m["step"] for m in metrics] == list(range(10, 151, 10))
   assert any(n.startswith("events.out.tfevents") for n in os.listdir(os.path.join(workdir, "tensorboard")))
   base = setup_base_model(config)
-  predictor = checkpoint.load_predictor(workdir, base)
+  predictor = load_predictor(workdir, base)
   assert predictor.step == 150 and predictor.net.decoder.refine_steps == 3
   source = data.make_source(config.data)
   images = np.stack([e.load(base.sd.resolution) for e in source.examples])
-  from hdb_jax.weights_dataset import open_dataset  # pylint: disable=import-outside-toplevel
+  from hdb_jax.formats.weights_dataset import open_dataset
   targets = open_dataset(world[2]).as_mapping()
   predicted = base_packer(base).pack(predictor(jnp.asarray(images)))
   wanted = np.stack([targets[e.identity_id] for e in source.examples])
@@ -182,27 +184,27 @@ def test_checkpoint_for_other_layers_is_refused(overfit_run):
   config = config.copy_and_resolve_references()
   config.targets = [t for t in config.targets if "text_encoder" not in t]  # UNet layers only
   base = setup_base_model(config)
-  with pytest.raises(checkpoint.CheckpointMismatchError, match="adapted layers"):
-    checkpoint.load_predictor(workdir, base)
-  with pytest.raises(checkpoint.CheckpointMismatchError, match="adapted layers"):
-    checkpoint.write_card(workdir, config, base)  # training into it with other layers is refused too
+  with pytest.raises(hypernet_card.CheckpointMismatchError, match="adapted layers"):
+    load_predictor(workdir, base)
+  with pytest.raises(hypernet_card.CheckpointMismatchError, match="adapted layers"):
+    hypernet_card.write_card(workdir, config, base)  # training into it with other layers is refused too
 
 
 def test_checkpoint_whose_aux_bases_regenerate_differently_is_refused(overfit_run, tmp_path):
   import shutil  # pylint: disable=import-outside-toplevel
-  from hdb_jax.adapters import AuxBasisMismatchError, aux_basis_hash  # pylint: disable=import-outside-toplevel
+  from hdb_jax.adapters import AuxBasisMismatchError, aux_basis_hash
   workdir, _, config, _ = overfit_run
   base = setup_base_model(config)
-  card = checkpoint.read_card(workdir)
+  card = hypernet_card.read_card(workdir)
   assert card["aux_hash"] == aux_basis_hash(base.layers, base.lidb_config)
   copy = tmp_path / "copy"
   shutil.copytree(workdir, copy)
   card["aux_hash"] = "0" * 16  # as if made where numpy regenerated other bases from the same seed
-  (copy / checkpoint.CARD).write_text(json.dumps(card))
+  (copy / hypernet_card.CARD).write_text(json.dumps(card))
   with pytest.raises(AuxBasisMismatchError, match="hash 0000000000000000"):
-    checkpoint.load_predictor(str(copy), base)
+    load_predictor(str(copy), base)
   with pytest.raises(AuxBasisMismatchError):
-    checkpoint.write_card(str(copy), config, base)  # nor can training resume into it
+    hypernet_card.write_card(str(copy), config, base)  # nor can training resume into it
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +265,7 @@ def test_tiny_config_with_evaluation_runs_on_eight_devices(world, tmp_path):
   env = {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"}
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert load_repo_config("hyper", "tiny").batch_size % 8 == 0
+  assert phases.hyper_config("tiny").batch_size % 8 == 0
   metrics = read_metrics(str(workdir))
   evals = [m for m in metrics if "eval_weight_loss" in m]
   assert [m["step"] for m in evals] == [2, 4]
@@ -288,7 +290,7 @@ def test_two_processes_agree_on_parameters(world, tmp_path):
     np.testing.assert_array_equal(first[name], second[name], err_msg=name)
   metrics = read_metrics(str(tmp_path / "run"))
   assert [m["step"] for m in metrics] == [1, 2, 3] and all(np.isfinite(m["loss"]) for m in metrics)
-  assert checkpoint.latest_params(str(tmp_path / "run"))[0] == 3
+  assert hypernet_checkpoint.latest_params(str(tmp_path / "run"))[0] == 3
 
 
 def test_kill_and_resume_equals_uninterrupted(world, reference_run, tmp_path):
@@ -303,12 +305,12 @@ def test_kill_and_resume_equals_uninterrupted(world, reference_run, tmp_path):
     time.sleep(0.02)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  resumed_from = checkpoint.manager(str(workdir)).latest_step()
+  resumed_from = hypernet_checkpoint.manager(str(workdir)).latest_step()
   assert resumed_from is not None and resumed_from < SHARED_RUN["steps"]
   out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert f"resuming from step {resumed_from}" in out.stderr
-  step, params = checkpoint.latest_params(str(workdir))
+  step, params = hypernet_checkpoint.latest_params(str(workdir))
   assert step == SHARED_RUN["steps"]
   # Same program on the same device, same inputs: bit-for-bit what the uninterrupted run computed.
   for name, value in flat_params(params).items():
@@ -324,17 +326,17 @@ def test_personalize_uses_a_trained_checkpoint(world, overfit_run, tmp_path):
   photo = data.make_source(config.data).examples[0]
   from PIL import Image  # pylint: disable=import-outside-toplevel
   Image.fromarray(np.uint8((photo.load(64) + 1) * 127.5)).save(tmp_path / "face.png")
-  from hdb_jax.personalize import personalize  # pylint: disable=import-outside-toplevel
-  pconfig = load_repo_config("personalize", "tiny")
+  from hdb_jax.personalize.loop import personalize
+  pconfig = phases.personalize_config("tiny")
   pconfig.image, pconfig.hypernet, pconfig.pretrained = str(tmp_path / "face.png"), workdir, world[0]
   pconfig.steps, pconfig.optim.learning_rate, pconfig.num_samples, pconfig.export = 20, 3e-2, 0, ""
   (out,) = personalize(pconfig, str(tmp_path / "me"))
-  from hdb_jax import identity  # pylint: disable=import-outside-toplevel
+  from hdb_jax.formats import identity
   ident = identity.load(os.path.join(out, "identity.safetensors"))
   assert ident.meta.extra["method"] == "hyper+finetune" and ident.meta.lora_rank == 4
   base = setup_base_model(hyper_config(world, {}))
-  image = data.load_image(str(tmp_path / "face.png"), 64)  # as personalize read it
-  predicted = checkpoint.load_predictor(workdir, base)(jnp.asarray(image[None]))
+  image = load_image(str(tmp_path / "face.png"), 64)  # as personalize read it
+  predicted = load_predictor(workdir, base)(jnp.asarray(image[None]))
   for path, factors in list(ident.lidb.items())[:10]:  # the frozen part is the prediction, as saved
     np.testing.assert_allclose(factors["a_train"], np.asarray(predicted[path]["a_train"][0]), rtol=1e-5, atol=1e-6)
   assert max(np.abs(f["b"]).max() for f in ident.lora.values()) > 0  # the relaxed LoRA was trained
@@ -354,25 +356,25 @@ def test_exported_hypernet_predicts_like_its_checkpoint(world, overfit_run, tmp_
   assert card["slot_order"] == sorted(p for p, _, _ in card["layers"])
   base = setup_base_model(config)
   images = jnp.asarray(np.random.default_rng(3).uniform(-1, 1, (2, 64, 64, 3)), jnp.float32)
-  from_export = checkpoint.load_predictor(str(out), base)(images)
-  from_checkpoint = checkpoint.load_predictor(workdir, base)(images)
+  from_export = load_predictor(str(out), base)(images)
+  from_checkpoint = load_predictor(workdir, base)(images)
   for path in from_checkpoint:
     np.testing.assert_array_equal(from_export[path]["b_train"], from_checkpoint[path]["b_train"])
-  from hdb_jax.export.hypernet import export_hypernet  # pylint: disable=import-outside-toplevel
+  from hdb_jax.formats.hypernet_export import export_hypernet
   with pytest.raises(FileExistsError, match="--overwrite"):
     export_hypernet(workdir, str(out))  # existing output is kept unless asked
 
 
 def test_image_encoder_loads_pytorch_weights(tmp_path):
   import torch  # pylint: disable=import-outside-toplevel
-  from hdb_jax.models.image_encoder import encode_images, load_image_encoder  # pylint: disable=import-outside-toplevel
-  from hdb_jax.models.torch_models import create_tiny_pytorch_dino  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models.image_encoder import image_features, load_image_encoder
+  from hdb_jax.models.torch_models import create_tiny_pytorch_dino
   reference = create_tiny_pytorch_dino(str(tmp_path / "vit_pt"))  # a ViT in PyTorch safetensors only
   encoder = load_image_encoder(str(tmp_path / "vit_pt"))
   images = np.random.default_rng(4).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)  # encoder size: no resize
   pixels = ((images + 1) / 2 - np.asarray(encoder.mean)) / np.asarray(encoder.std)
   with torch.no_grad():
     expected = reference(torch.tensor(pixels.transpose(0, 3, 1, 2))).last_hidden_state.numpy()
-  tokens = encode_images(encoder, encoder.params, jnp.asarray(images))
+  tokens = image_features(encoder, encoder.params, jnp.asarray(images))
   assert tokens.shape == (2, encoder.num_tokens, encoder.hidden_size)
   np.testing.assert_allclose(tokens, expected, atol=1e-4)  # fp32 on both sides; same tolerance as DINO's test

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from hdb_jax import adapters, identity
+from hdb_jax import adapters
+from hdb_jax.formats import identity
 from hdb_jax.adapters import LidbConfig
 
 
@@ -109,7 +110,7 @@ def test_newer_format_version_is_refused(ident):
 @pytest.fixture
 def drifted_numpy_stream(monkeypatch):
   """Stands in for a numpy whose Generator streams changed: every layer's bases regenerate differently."""
-  from hdb_jax.adapters import lidb  # pylint: disable=import-outside-toplevel
+  from hdb_jax.adapters import lidb
   original = lidb._layer_rng  # pylint: disable=protected-access
   monkeypatch.setattr(lidb, "_layer_rng", lambda seed, path: original(seed + 1000, path))
   lidb._layer_bases.cache_clear()  # pylint: disable=protected-access
@@ -141,7 +142,7 @@ def test_files_from_before_the_hash_load_unchecked(ident, tmp_path):
 
 
 def test_weights_dataset_refuses_drifted_bases(layers, tmp_path, request):
-  from hdb_jax import weights_dataset  # pylint: disable=import-outside-toplevel
+  from hdb_jax.formats import weights_dataset
   config = LidbConfig(aux_seed=7)
   dataset = weights_dataset.create_or_open(str(tmp_path), base_model="tiny", base_fingerprint="f" * 16,
                                            layers=layers, lidb_config=config, settings={})

@@ -9,7 +9,7 @@ import pytest
 
 from hdb_jax import adapters, models
 from hdb_jax.models import matmul_conv
-from hdb_jax.training.diffusion import per_example_loss
+from hdb_jax.diffusion.loss import per_example_loss
 
 CONVS = [
     dict(kernel_size=(3, 3), padding=((1, 1), (1, 1))),                  # ResNet / upsampler conv

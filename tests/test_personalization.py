@@ -21,15 +21,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hdb_jax import adapters, identity, models
-from hdb_jax.base_model import encode_images, setup_base_model
+from hdb_jax import adapters, models
+from hdb_jax.formats import identity
+from hdb_jax.diffusion.base import encode_latents, setup_base_model
 from hdb_jax.data import synthetic
-from hdb_jax.generate import generate
-from hdb_jax.personalize import personalize, personalize_images
-from hdb_jax.preoptimize import init_lidb_batch, lidb_trainer, preoptimize, train_lidb_batch
-from hdb_jax.sampling import SamplingConfig
-from hdb_jax.training.engine import TrainingDivergedError, example_keys
-from hdb_jax.weights_dataset import open_dataset
+from hdb_jax.diffusion.generation import generate
+from hdb_jax.personalize.loop import personalize
+from hdb_jax.personalize.step import personalize_images
+from hdb_jax.preoptimize.step import init_lidb_batch, lidb_trainer, train_lidb_batch
+from hdb_jax.preoptimize.loop import preoptimize
+from hdb_jax.diffusion.sampling import SamplingConfig
+from hdb_jax.engine.trainer import TrainingDivergedError, example_keys
+from hdb_jax.formats.weights_dataset import open_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 20
@@ -74,7 +77,7 @@ def faces():
 def _fixed_key_loss(base, config, vectors, faces, draws=8):
   """Mean diffusion loss over fixed (noise, timestep) draws: comparable before/after training."""
   trainer = lidb_trainer(base, config.optim, config.steps)
-  latents = encode_images(base, faces)
+  latents = encode_latents(base, faces)
   losses = jax.jit(trainer.losses)
   total = 0.0
   for d in range(draws):
@@ -259,7 +262,7 @@ def test_generation_is_deterministic_and_batches_identities(micro_dir):
 
 @pytest.mark.parametrize("source", ["generate", "synthetic"])
 def test_prior_preservation_adds_the_weighted_class_loss(base, phase0_config, faces, source):
-  from hdb_jax.training.prior import make_class_prior  # pylint: disable=import-outside-toplevel
+  from hdb_jax.diffusion.prior import make_class_prior
   config = phase0_config.copy_and_resolve_references()
   config.prior.update(weight=0.5, source=source, num_images=2, sample_steps=2)
   prior = make_class_prior(base, config)
@@ -271,7 +274,7 @@ def test_prior_preservation_adds_the_weighted_class_loss(base, phase0_config, fa
     return  # drawing the class images is what differs; the loss below is the same for both sources
   trainer = lidb_trainer(base, config.optim, config.steps)
   vectors = trainer.packer.pack(init_lidb_batch(base, 0, [0, 1]))
-  latents = encode_images(base, faces[:2])
+  latents = encode_latents(base, faces[:2])
   keys = example_keys(7, jnp.arange(2))
   losses = jax.jit(trainer.losses)
   with_prior = losses(base.sd.params, vectors, None, latents, base.prompt_batch(2), keys, prior)

@@ -17,9 +17,8 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from hdb_jax import models
 from hdb_jax.models import schedulers
 from hdb_jax.models.loading import ModelLoadError, load_scheduler
-from hdb_jax.models.torch_models import (create_tiny_pytorch_stable_diffusion, load_pytorch_text_encoder,
-                                         load_pytorch_unet)
-from hdb_jax.training.diffusion import loss_for_noise
+from hdb_jax.models.torch_models import create_tiny_pytorch_stable_diffusion, load_pytorch_text_encoder, load_pytorch_unet
+from hdb_jax.diffusion.loss import loss_for_noise
 
 SCHEDULES = {
     "sd15_scaled_linear": {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
@@ -128,7 +127,7 @@ def test_training_loss_equals_pytorch(torch_models_dirs, prediction_type):
 def test_hub_download_takes_only_what_the_loader_reads():
   """SD1.5's hub repository holds ~20 GB of files the loader never reads (root single-file checkpoints, fp16
   and EMA variants, the safety checker, both weight formats): one weights file per model is fetched."""
-  from hdb_jax.models.loading import files_to_download  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models.loading import files_to_download
   repo = ["model_index.json", "v1-5-pruned.safetensors", "v1-5-pruned-emaonly.safetensors", "v1-inference.yaml",
           "feature_extractor/preprocessor_config.json", "safety_checker/config.json",
           "safety_checker/model.safetensors", "scheduler/scheduler_config.json", "text_encoder/config.json",
@@ -142,5 +141,5 @@ def test_hub_download_takes_only_what_the_loader_reads():
       "text_encoder/flax_model.msgpack", "tokenizer/merges.txt", "tokenizer/special_tokens_map.json",
       "tokenizer/tokenizer_config.json", "tokenizer/vocab.json", "unet/config.json",
       "unet/diffusion_pytorch_model.safetensors", "vae/config.json", "vae/diffusion_flax_model.msgpack"])
-  from hdb_jax.config_defaults import SD15  # pylint: disable=import-outside-toplevel
+  from hdb_jax.config.pieces import SD15
   assert SD15 == "stable-diffusion-v1-5/stable-diffusion-v1-5"  # runwayml/stable-diffusion-v1-5 was removed

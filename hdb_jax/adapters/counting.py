@@ -41,5 +41,5 @@ def count_from_configs(unet_config: dict[str, Any], text_config: dict[str, Any],
                        patterns: Sequence[str] = DEFAULT_TARGETS, lidb: LidbConfig = LidbConfig(),
                        lora_rank: int = 1) -> AdapterCount:
   """Counts for a model given by its configs; no weights are created (eval_shape)."""
-  from hdb_jax.models import abstract_params  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models import abstract_params
   return count_layers(select_layers(abstract_params(unet_config, text_config), patterns), lidb, lora_rank)

@@ -25,7 +25,7 @@ import numpy as np
 from absl import logging
 
 from hdb_jax.data import augment as augment_lib
-from hdb_jax.data.images import ImageError
+from hdb_jax.io.images import ImageError
 from hdb_jax.data.paired import paired_source, stack_weights
 from hdb_jax.data.sources import Example, ImageSource, SourceError, make_source
 from hdb_jax.errors import ConfigError
@@ -218,7 +218,7 @@ def make_iterator(data_config: Any, batch_size: int, resolution: int, *, process
     source = paired_source(weights, source)
   return DataIterator(source, batch_size=batch_size, resolution=resolution, process_index=process_index,
                       process_count=process_count, seed=seed, start_position=start_position,
-                      shuffle=bool(data_config.get("shuffle", True)), augment=bool(data_config.augment),
-                      color_jitter=float(data_config.get("color_jitter", 0.05)),
-                      flip=bool(data_config.get("flip", False)),
-                      num_workers=int(data_config.get("num_workers", 2)), weights=weights)
+                      shuffle=bool(data_config.shuffle), augment=bool(data_config.augment),
+                      color_jitter=float(data_config.color_jitter),
+                      flip=bool(data_config.flip),
+                      num_workers=int(data_config.num_workers), weights=weights)

@@ -46,8 +46,11 @@ from typing import Any, Callable, Container, Iterator, Sequence
 
 import numpy as np
 
-from hdb_jax.data import images, synthetic
-from hdb_jax.errors import ConfigError, UserError
+import ml_collections
+
+from hdb_jax.data import synthetic
+from hdb_jax.io import images
+from hdb_jax.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 Loader = Callable[[int], np.ndarray]  # resolution -> float32 [resolution, resolution, 3] in [-1, 1]
@@ -285,17 +288,13 @@ class FilteredSource(ImageSource):
       yield example if example is not None and example.identity_id in self.identity_ids else None
 
 
-def make_source(data_config: Any, *, crop: images.CropFn | None = None) -> ImageSource:
+def make_source(data_config: ml_collections.ConfigDict, *, crop: images.CropFn | None = None) -> ImageSource:
   """The source `data_config.source` names ('synthetic', 'folder:<path>' or 'tfds:<name>[/<config>]').
 
-  crop: the face-centred crop hook (a detector returning a square box), required when
-    `data_config.face_crop` is set; none is built in yet.
+  crop: an optional crop hook (e.g. a face detector returning a square box) instead of the centre crop.
   """
   spec = str(data_config.source)
-  if data_config.get("face_crop", False) and crop is None:
-    raise ConfigError("config.data.face_crop=True needs a face detector (pass make_source(..., crop=fn)); none is "
-                      "built in yet: set config.data.face_crop=False for the centre crop")
-  options = dict(min_size=int(data_config.min_size), upscale=bool(data_config.get("upscale", True)), crop=crop)
+  options = dict(min_size=int(data_config.min_size), upscale=bool(data_config.upscale), crop=crop)
   kind, _, argument = spec.partition(":")
   if kind == "synthetic" and not argument:
     return synthetic_source(int(data_config.num_identities), int(data_config.views_per_identity),
@@ -304,9 +303,9 @@ def make_source(data_config: Any, *, crop: images.CropFn | None = None) -> Image
     return folder_source(os.path.expanduser(argument),
                          identity_from_subfolder=bool(data_config.identity_from_subfolder), **options)
   if kind == "tfds" and argument:
-    return TfdsSource(argument, split=data_config.get("split", "train"), image_key=data_config.image_key,
-                      identity_key=data_config.get("identity_key", None), data_dir=data_config.data_dir,
-                      manual_dir=data_config.manual_dir, prepare=bool(data_config.get("prepare", False)),
-                      shuffle_buffer=int(data_config.get("shuffle_buffer", 1024)), **options)
+    return TfdsSource(argument, split=data_config.split, image_key=data_config.image_key,
+                      identity_key=data_config.identity_key, data_dir=data_config.data_dir,
+                      manual_dir=data_config.manual_dir, prepare=bool(data_config.prepare),
+                      shuffle_buffer=int(data_config.shuffle_buffer), **options)
   raise SourceError(f"config.data.source={spec!r}: expected 'synthetic', 'folder:<path>' or "
                     "'tfds:<name>[/<config>]'")

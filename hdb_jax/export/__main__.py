@@ -48,7 +48,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError("--format is required with --identity")
   try:
     if _HYPERNET.value:
-      from hdb_jax.export.hypernet import export_hypernet  # pylint: disable=import-outside-toplevel
+      from hdb_jax.formats.hypernet_export import export_hypernet
       written = export_hypernet(_HYPERNET.value, _OUT.value, overwrite=_OVERWRITE.value)
     else:
       written = export_identity(_IDENTITY.value, _FORMAT.value, _OUT.value, pretrained=_PRETRAINED.value,

@@ -5,10 +5,10 @@ from typing import Sequence
 
 from safetensors.numpy import save_file
 
-from hdb_jax import identity as identity_lib
+from hdb_jax.formats import identity as identity_lib
 from hdb_jax.errors import UserError
 from hdb_jax.export import kohya, merged, peft
-from hdb_jax.fileio import atomic_path
+from hdb_jax.io.files import atomic_path
 
 FORMATS: Sequence[str] = ("diffusers", "kohya", "merged")
 LORA_FORMATS = {"diffusers": peft, "kohya": kohya}  # each: file_name, state_dict, safetensors_metadata
@@ -28,8 +28,8 @@ def _as_identity(identity: str | os.PathLike | identity_lib.Identity) -> tuple[i
 
 def _check_base(identity: identity_lib.Identity, pretrained: str) -> None:
   """Refuses an identity made for another model than `pretrained` (configs only, no weights read)."""
-  from hdb_jax.models import ModelLoadError  # pylint: disable=import-outside-toplevel
-  from hdb_jax.models.describe import describe_model  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models import ModelLoadError
+  from hdb_jax.models.describe import describe_model
   try:
     base = describe_model(pretrained)
   except ModelLoadError as e:
@@ -84,7 +84,7 @@ def _write_merged(identity: identity_lib.Identity, out_dir: str, pretrained: str
     import torch  # pylint: disable=import-outside-toplevel,unused-import
   except ImportError as e:
     raise ExportError("the merged export needs PyTorch: pip install 'hdb_jax[torch]'") from e
-  from hdb_jax.models import ModelLoadError  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models import ModelLoadError
   try:
     return merged.write_merged(identity, out_dir, pretrained)
   except ModelLoadError as e:

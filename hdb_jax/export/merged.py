@@ -3,9 +3,9 @@ as a full diffusers PyTorch pipeline (safetensors). Needs the `torch` extra."""
 
 import os
 
-from hdb_jax import identity as identity_lib
+from hdb_jax.formats import identity as identity_lib
 from hdb_jax.adapters import merge
-from hdb_jax.fileio import atomic_directory
+from hdb_jax.io.files import atomic_directory
 
 
 def write_merged(identity: identity_lib.Identity, out_dir: str, pretrained: str) -> list[str]:
@@ -17,7 +17,7 @@ def write_merged(identity: identity_lib.Identity, out_dir: str, pretrained: str)
   # pylint: disable=import-outside-toplevel
   from hdb_jax.models.pytorch_export import save_pytorch_pipeline  # torch: first, to fail before loading
   from hdb_jax.models import load_model
-  from hdb_jax.models.tiny import resolve_model_dir
+  from hdb_jax.models.pretrained import resolve_model_dir
 
   root = resolve_model_dir(pretrained)
   sd = load_model(root)

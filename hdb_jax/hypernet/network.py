@@ -16,17 +16,17 @@ import numpy as np
 
 from hdb_jax import adapters
 from hdb_jax.adapters import LidbParams, Packer
-from hdb_jax.base_model import BaseModel
-from hdb_jax.hypernet.model import HyperNetwork
+from hdb_jax.diffusion.base import BaseModel
+from hdb_jax.hypernet.decoder import WeightDecoder
 from hdb_jax.hypernet.slots import SlotLayout, slot_layout
-from hdb_jax.models.image_encoder import ImageEncoder, encode_images, load_image_encoder
+from hdb_jax.models.image_encoder import ImageEncoder, image_features, load_image_encoder
 
 
 @dataclasses.dataclass(frozen=True)
 class Hypernet:
   """The modules (stateless) and layout of one hypernetwork; parameters live outside."""
   encoder: ImageEncoder
-  decoder: HyperNetwork
+  decoder: WeightDecoder
   layout: SlotLayout
   packer: Packer
   train_encoder: bool
@@ -48,7 +48,7 @@ class Hypernet:
   def predict(self, params: dict[str, Any], frozen_encoder: Any, images: jax.Array,
               refine_steps: int | None = None) -> jax.Array:
     """images [B, H, W, 3] in [-1, 1] -> packed LiDB vectors [B, D] (the image features are computed once)."""
-    tokens = encode_images(self.encoder, self.encoder_params(params, frozen_encoder), images)
+    tokens = image_features(self.encoder, self.encoder_params(params, frozen_encoder), images)
     slots = self.decoder.apply({"params": params["decoder"]}, tokens.astype(jnp.float32), refine_steps)
     return self.layout.to_packed(slots)
 
@@ -66,7 +66,7 @@ def build_hypernet(config: ml_collections.ConfigDict, base: BaseModel) -> Hypern
   encoder = load_image_encoder(config.encoder.pretrained, config.encoder.get("revision") or None)
   layout = slot_layout(base.layers, base.lidb_config)
   m = config.model
-  decoder = HyperNetwork(slot_sizes=layout.sizes, d_model=m.d_model, num_heads=m.num_heads, depth=m.depth,
+  decoder = WeightDecoder(slot_sizes=layout.sizes, d_model=m.d_model, num_heads=m.num_heads, depth=m.depth,
                          mlp_dim=m.mlp_dim, refine_steps=m.refine_steps, head_init_std=m.head_init_std)
   return Hypernet(encoder=encoder, decoder=decoder, layout=layout,
                   packer=adapters.lidb_packer(base.layers, base.lidb_config),

@@ -2,7 +2,7 @@
 
     encoder = load_image_encoder("google/vit-huge-patch14-224-in21k")   # the paper's ViT-H/14
     encoder = load_image_encoder("tiny-vit")                            # tiny random, made on first use
-    tokens = encode_images(encoder, encoder.params, images)             # [-1, 1] NHWC -> [B, T, hidden]
+    tokens = image_features(encoder, encoder.params, images)             # [-1, 1] NHWC -> [B, T, hidden]
 
 A local directory or hub id holding a `ViTModel`, `CLIPVisionModel` or `CLIPModel` config (Flax
 msgpack, or PyTorch safetensors converted on load) works; tiny encoders are saved with
@@ -88,7 +88,7 @@ def load_image_encoder(pretrained: str, revision: str | None = None, dtype: Any 
                       hidden_size=int(config.hidden_size), mean=tuple(mean), std=tuple(std), source=pretrained)
 
 
-def encode_images(encoder: ImageEncoder, params: Any, images: jax.Array) -> jax.Array:
+def image_features(encoder: ImageEncoder, params: Any, images: jax.Array) -> jax.Array:
   """images [B, H, W, 3] in [-1, 1] -> the last hidden states [B, T, hidden] (resized and normalized)."""
   size = encoder.image_size
   if images.shape[1:3] != (size, size):

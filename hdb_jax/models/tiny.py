@@ -4,7 +4,6 @@ Tiny models are saved with `save_pretrained` and read back through `load_stable_
 code that loads the real model, so tests and the offline demo exercise the real loading path.
 """
 
-import dataclasses
 import json
 import os
 from typing import Any
@@ -14,7 +13,6 @@ import numpy as np
 from flax import traverse_util
 
 from hdb_jax.models import configs
-from hdb_jax.models.loading import StableDiffusion, load_stable_diffusion, resolve_pretrained
 from hdb_jax.models.tokenizer import write_tiny_tokenizer
 from hdb_jax.models.quiet import silence_flax_deprecations
 
@@ -112,19 +110,3 @@ def resolve_tiny(pretrained: str) -> str:
   return create_tiny_stable_diffusion(directory or default_tiny_dir())
 
 
-def resolve_model_dir(pretrained: str, revision: str | None = None) -> str:
-  """The local directory a model name stands for: 'tiny[:DIR]' (made on first use), a directory,
-  or a hub snapshot."""
-  if pretrained == TINY_PREFIX or pretrained.startswith(TINY_PREFIX + ":"):
-    return resolve_tiny(pretrained)
-  return resolve_pretrained(pretrained, revision)
-
-
-def load_model(pretrained: str, revision: str | None = None, dtype=None) -> StableDiffusion:
-  """`load_stable_diffusion`, with 'tiny[:DIR]' standing for a tiny model made on first use.
-
-  The model's `source` stays the name given, so identity files record 'tiny' or the hub id.
-  """
-  kwargs = {} if dtype is None else {"dtype": dtype}
-  sd = load_stable_diffusion(resolve_model_dir(pretrained, revision), revision=revision, **kwargs)
-  return dataclasses.replace(sd, source=pretrained)

@@ -1,0 +1,1 @@
+"""python -m hdb_jax.demo: every phase end to end on the tiny offline model (run), then a report (report)."""

@@ -1,0 +1,1 @@
+"""Files and images: atomic writes, format-tagged JSON (files), every image read and written (images)."""

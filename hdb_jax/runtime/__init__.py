@@ -1,0 +1,1 @@
+"""Plumbing every command shares: flags and logging (cli), the device mesh (mesh), the compilation cache."""

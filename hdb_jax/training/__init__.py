@@ -1,1 +1,0 @@
-"""Diffusion training: the loss, optimizers, and the per-example adapter training engine."""
