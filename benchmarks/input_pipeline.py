@@ -78,6 +78,7 @@ def run() -> list[tuple[str, str, float, float]]:
         config.source = f"folder:{os.path.join(tmp, 'jpg')}"
         what = f"{FLAGS.num_files} JPEGs 1024 px (~{kb:.0f} KB)"
       elif name == "tfds":
+        import hdb_jax.data.tfds_folder  # noqa: F401  (registers the builder)
         kb = _write_files(os.path.join(tmp, "png"), FLAGS.num_files, 512, "png")
         config.source, config.prepare = "tfds:hdb_image_folder", True
         config.manual_dir, config.data_dir = os.path.join(tmp, "png"), os.path.join(tmp, "tfds")

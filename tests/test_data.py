@@ -411,6 +411,7 @@ def test_importing_the_package_does_not_import_tensorflow():
 def tfds_config(image_folder, tmp_path_factory):
   """The image folder built as the TFDS dataset `hdb_image_folder` (through manual_dir, like celeb_a_hq)."""
   pytest.importorskip("tensorflow_datasets")
+  import hdb_jax.data.tfds_folder  # noqa: F401  (registers the builder)
   root, _, _ = image_folder
   config = _config(source="tfds:hdb_image_folder", data_dir=str(tmp_path_factory.mktemp("tfds")),
                    manual_dir=str(root), identity_key="filename")
