@@ -3,11 +3,12 @@
     nice python benchmarks/input_pipeline.py                 # 512 px, 2 workers, batches of 8
     python benchmarks/input_pipeline.py --resolution=256 --num_workers=4 --sources=folder
 
-Makes its own data in a temp dir: `--num_files` face photos (synthetic faces with sensor-like noise, so they
-compress like photos) as 1024 px JPEGs for `folder:` (a typical photo folder), and as 512 px PNGs packed into
-the TFDS dataset `hdb_image_folder` for `tfds:` (the format of celeb_a_hq/512). Each source is timed over
-`--batches` batches after one warm-up batch (which starts the workers and, for tfds, tf.data). Takes about
-a minute on 2 CPU cores; prints a markdown table.
+Makes its own data in a temp dir: `--num_files` face photos (synthetic faces with sensor-like noise,
+so they compress like photos) as 1024 px JPEGs for `folder:` (a typical photo folder), and as 512 px
+PNGs packed into the TFDS dataset `hdb_image_folder` for `tfds:` (the format of celeb_a_hq/512).
+Each source is timed over
+`--batches` batches after one warm-up batch (which starts the workers and, for tfds, tf.data). Takes
+about a minute on 2 CPU cores; prints a markdown table.
 """
 
 import os
@@ -52,8 +53,15 @@ def _write_files(root: str, count: int, size: int, ext: str) -> float:
 
 def _time(config, source) -> tuple[float, float]:
   """(images/s, ms per batch) over FLAGS.batches batches after a warm-up batch."""
-  with data.make_iterator(config, FLAGS.batch_size, FLAGS.resolution, process_index=0, process_count=1, seed=0,
-                          source=source) as batches:
+  with data.make_iterator(
+    config,
+    FLAGS.batch_size,
+    FLAGS.resolution,
+    process_index=0,
+    process_count=1,
+    seed=0,
+    source=source,
+  ) as batches:
     next(batches)
     start = time.perf_counter()
     for _ in range(FLAGS.batches):
@@ -79,6 +87,7 @@ def run() -> list[tuple[str, str, float, float]]:
         what = f"{FLAGS.num_files} JPEGs 1024 px (~{kb:.0f} KB)"
       elif name == "tfds":
         import hdb_jax.data.tfds_folder  # noqa: F401  (registers the builder)
+
         kb = _write_files(os.path.join(tmp, "png"), FLAGS.num_files, 512, "png")
         config.source, config.prepare = "tfds:hdb_image_folder", True
         config.manual_dir, config.data_dir = os.path.join(tmp, "png"), os.path.join(tmp, "tfds")
@@ -94,8 +103,11 @@ def run() -> list[tuple[str, str, float, float]]:
 def main(argv):
   del argv
   rows = run()
-  print(f"\ninput pipeline, {FLAGS.resolution} px, batch {FLAGS.batch_size}, {FLAGS.num_workers} workers, "
-        f"augment={FLAGS.augment}, {os.cpu_count()} CPUs")
+  print(
+    f"\ninput pipeline, {FLAGS.resolution} px, batch {FLAGS.batch_size}, {FLAGS.num_workers} "
+    "workers, "
+    f"augment={FLAGS.augment}, {os.cpu_count()} CPUs"
+  )
   print("| source | reads | images/s | ms/batch |")
   print("|---|---|---:|---:|")
   for name, what, images_per_s, ms in rows:

@@ -1,8 +1,11 @@
-"""Evaluation: personalize reference photos with each method, sample the prompt set, score (hdb_jax.evaluate).
+"""Evaluation: personalize reference photos with each method, sample the prompt set, score
+(hdb_jax.evaluate).
 
-Variants (`--config=configs/evaluate.py:<variant>`; fields: hdb_jax/config/phases.py evaluate_config):
+Variants (`--config=configs/evaluate.py:<variant>`; fields: hdb_jax/config/phases.py
+evaluate_config):
 
-  tiny   python -m hdb_jax.evaluate --config=configs/evaluate.py:tiny --config.images=photos/ --workdir=/tmp/eval
+  tiny   python -m hdb_jax.evaluate --config=configs/evaluate.py:tiny --config.images=photos/ \\
+             --workdir=/tmp/eval
          Tiny SD and tiny random CLIP/DINO (offline), no hypernetwork: methods no_hyper and lora@N.
          Measured on 2 CPU cores: ~3 min for one photo, most of it compiling; the scores of random
          models show the plumbing, not quality.

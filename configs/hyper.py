@@ -5,9 +5,10 @@ Variants (`--config=configs/hyper.py:<variant>`; fields: hdb_jax/config/phases.p
   tiny       python -m hdb_jax.train --config=configs/hyper.py:tiny --workdir=/tmp/hyper
              Tiny SD + tiny ViT on 8 procedural faces; with weights='auto' Phase 0 (the `phase0`
              fields) runs first into WORKDIR/phase0 (resumable). Measured on 2 CPU cores: 0.14-0.18
-             s/step at batch 4 (weight loss 609 -> 0.015 in 300 steps); a few minutes, mostly compiling.
-             On 8 fake devices (XLA_FLAGS=--xla_force_host_platform_device_count=8), batch 8: 0.76
-             s/step, weight loss 0.0077 (held out: 1,115; 8 training faces do not generalize).
+             s/step at batch 4 (weight loss 609 -> 0.015 in 300 steps); a few minutes, mostly
+             compiling. On 8 fake devices (XLA_FLAGS=--xla_force_host_platform_device_count=8),
+             batch 8: 0.76 s/step, weight loss 0.0077 (held out: 1,115; 8 training faces do not
+             generalize).
 
   ''         python -m hdb_jax.train --config=configs/hyper.py --workdir=/gcs/bucket/hyper \\
                  --config.weights=/gcs/bucket/phase0/weights --config.data.data_dir=gs://bucket/tfds
@@ -15,7 +16,8 @@ Variants (`--config=configs/hyper.py:<variant>`; fields: hdb_jax/config/phases.p
              remat. Not yet measured (needs an accelerator).
 
   sd15_16gb  SD1.5 on 16 GB accelerators: batch 8 (1 per device on 8), remat of the whole UNet,
-             memory-efficient attention, base weights sharded on 'fsdp' (mesh (-1, 2)). Not yet measured.
+             memory-efficient attention, base weights sharded on 'fsdp' (mesh (-1, 2)). Not yet
+             measured.
 """
 
 import ml_collections

@@ -4,8 +4,9 @@ Variants (`--config=configs/lidb.py:<variant>`; fields: hdb_jax/config/pieces.py
 
   tiny   python -m hdb_jax.preoptimize --config=configs/lidb.py:tiny --workdir=/tmp/phase0
          The tiny random model, 8 procedural faces, 4 per step, 60 steps. Writes
-         /tmp/phase0/weights/{index.json,chunk_*.safetensors}. Measured on 2 CPU cores: 78 s, ~65 s of it
-         compiling; 26 identity-steps/s after (mean final diffusion loss ~0.9 on the random model).
+         /tmp/phase0/weights/{index.json,chunk_*.safetensors}. Measured on 2 CPU cores: 78 s, ~65 s
+         of it compiling; 26 identity-steps/s after (mean final diffusion loss ~0.9 on the random
+         model).
 
   ''     python -m hdb_jax.preoptimize --config=configs/lidb.py --workdir=/gcs/bucket/phase0 \\
              --config.data.data_dir=gs://bucket/tfds

@@ -3,16 +3,18 @@
 Variants (`--config=configs/personalize.py:<variant>`; fields: hdb_jax/config/pieces.py
 personalization_config and phases.py personalize_config):
 
-  tiny   python -m hdb_jax.personalize --config=configs/personalize.py:tiny --config.image=face.jpg \\
-             --workdir=/tmp/me
+  tiny   python -m hdb_jax.personalize --config=configs/personalize.py:tiny \\
+             --config.image=face.jpg --workdir=/tmp/me
          The tiny model, no hypernetwork (LiDB from scratch, the baseline), 40 steps. Writes
          /tmp/me/{identity.safetensors,samples/,record.json,export/}. Measured on 2 CPU cores: the
-         finetune step 0.015 s once compiled (0.05x PyTorch diffusers + peft, benchmarks/finetune.py).
+         finetune step 0.015 s once compiled (0.05x PyTorch diffusers + peft,
+         benchmarks/finetune.py).
 
   ''     python -m hdb_jax.personalize --config=configs/personalize.py --config.image=face.jpg \\
              --config.hypernet=/ckpt/hyper --workdir=/tmp/me
-         SD1.5: hypernetwork prediction, then the rank-relaxed fast finetune (LoRA rank 4, 40 steps).
-         On 2 CPU cores at SD1.5 widths and 32x32 latents: 2.19 s a step (0.48x PyTorch + peft).
+         SD1.5: hypernetwork prediction, then the rank-relaxed fast finetune (LoRA rank 4, 40
+         steps). On 2 CPU cores at SD1.5 widths and 32x32 latents: 2.19 s a step (0.48x PyTorch +
+         peft).
 
 Several photos in one batched run: --config.images=a.jpg,b.jpg (or a folder); one identity each,
 under WORKDIR/<photo name>/.

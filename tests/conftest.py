@@ -11,7 +11,9 @@ import os
 # slower tiny-model steps. Set before JAX starts its backend; subprocesses inherit it. A level
 # given in XLA_FLAGS wins.
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+  os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+  ).strip()
 
 # pylint: disable=wrong-import-position
 import pytest
@@ -30,13 +32,15 @@ def tiny_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def micro_dir(tmp_path_factory) -> str:
-  """The tiny family with a shallower UNet (models.configs.MICRO_UNET: 4 transformer blocks, not 16).
+  """The tiny family with a shallower UNet (models.configs.MICRO_UNET: 4 transformer blocks, not
+  16).
 
   For tests of machinery that does not depend on depth (batching, resume, CLIs, sharding), where
   compiling the 16-block UNet's training step would dominate the suite's time on a CPU.
   """
-  return models.create_tiny_stable_diffusion(str(tmp_path_factory.mktemp("micro_flax")),
-                                             unet_config=models.configs.MICRO_UNET)
+  return models.create_tiny_stable_diffusion(
+    str(tmp_path_factory.mktemp("micro_flax")), unet_config=models.configs.MICRO_UNET
+  )
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +53,7 @@ def tiny_sd(tiny_dir) -> models.StableDiffusion:
 def tiny_torch_dir(tmp_path_factory) -> str:
   """A tiny Stable Diffusion in diffusers PyTorch format (safetensors), same configs as tiny_dir."""
   from hdb_jax.models.torch_models import create_tiny_pytorch_stable_diffusion
+
   return create_tiny_pytorch_stable_diffusion(str(tmp_path_factory.mktemp("tiny_torch")))
 
 
@@ -56,4 +61,3 @@ def tiny_torch_dir(tmp_path_factory) -> str:
 def tiny_torch_sd(tiny_torch_dir) -> models.StableDiffusion:
   """The PyTorch-format tiny model, converted to Flax by the loader."""
   return models.load_stable_diffusion(tiny_torch_dir)
-

@@ -1,9 +1,11 @@
 """`python -m hdb_jax.train` plus a dump of the final parameters, for the multi-device tests.
 
-  python tests/hypernet_worker.py --config=configs/hyper.py:tiny --workdir=DIR --dump=OUT.npz [--config.x=...]
+  python tests/hypernet_worker.py --config=configs/hyper.py:tiny --workdir=DIR \\
+      --dump=OUT.npz [--config.x=...]
 
-Run in a subprocess (8 fake CPU devices via XLA_FLAGS, or as one of several jax.distributed processes);
-each process writes OUT.npz with its own copy of the (replicated) parameters, flattened by path.
+Run in a subprocess (8 fake CPU devices via XLA_FLAGS, or as one of several jax.distributed
+processes); each process writes OUT.npz with its own copy of the (replicated) parameters, flattened
+by path.
 """
 
 import sys
@@ -21,12 +23,18 @@ flags.DEFINE_string("dump", None, "Where to write this process's final parameter
 def main(argv):
   del argv
   import jax  # pylint: disable=import-outside-toplevel
+
   from hdb_jax.train.loop import train
+
   result = train(flags.FLAGS.config, flags.FLAGS.workdir)
   local = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), result.state.params)
   flat = {"/".join(k): v for k, v in traverse_util.flatten_dict(local).items()}
-  np.savez(flags.FLAGS.dump.replace(".npz", f".{jax.process_index()}.npz"), **flat,
-           __devices__=np.asarray(jax.device_count()), __processes__=np.asarray(jax.process_count()))
+  np.savez(
+    flags.FLAGS.dump.replace(".npz", f".{jax.process_index()}.npz"),
+    **flat,
+    __devices__=np.asarray(jax.device_count()),
+    __processes__=np.asarray(jax.process_count()),
+  )
 
 
 if __name__ == "__main__":

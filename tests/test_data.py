@@ -1,4 +1,5 @@
-"""Input pipelines: image decoding, synthetic faces, folder/tfds sources, sharding, positions, pairing."""
+"""Input pipelines: image decoding, synthetic faces, folder/tfds sources, sharding, positions,
+pairing."""
 
 import io
 import logging as std_logging
@@ -11,11 +12,12 @@ import pytest
 from PIL import Image, ImageFile
 
 from hdb_jax import data
-from hdb_jax.data import augment, sources, synthetic
 from hdb_jax.config.pieces import data_config
+from hdb_jax.data import augment, sources, synthetic
 from hdb_jax.io.images import ImageError, load_image
 
-# One 8-bit step in [-1, 1] units is 2/255; JPEG's lossy coding of flat colour stays within a few steps.
+# One 8-bit step in [-1, 1] units is 2/255; JPEG's lossy coding of flat colour stays within a few
+# steps.
 STEP = 2 / 255
 JPEG_TOL = 6 * STEP
 
@@ -27,7 +29,9 @@ def _save(path, image: Image.Image, **kwargs) -> str:
 
 
 def _noise(size: int, seed: int = 0) -> Image.Image:
-  return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+  return Image.fromarray(
+    np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+  )
 
 
 def _corner_image(size: int = 96) -> Image.Image:
@@ -44,22 +48,23 @@ def _rgb(value) -> np.ndarray:
 
 # ----- load_image: the conversions -----
 
+
 def test_modes_convert_to_rgb(tmp_path):
   red = (255, 0, 0)
   grey16 = np.full((80, 80), 0x8000, np.uint16)  # 16-bit half scale -> 8-bit 128
   rgba = np.zeros((80, 80, 4), np.uint8)
-  rgba[:, :40] = (255, 0, 0, 255)                 # opaque red left half, transparent right half
+  rgba[:, :40] = (255, 0, 0, 255)  # opaque red left half, transparent right half
   la = np.zeros((80, 80, 2), np.uint8)
   la[:, :40] = (60, 255)
   p_image = Image.new("RGB", (80, 80), (0, 200, 0)).convert("P", palette=Image.Palette.ADAPTIVE)
   cases = {
-      "grey16.png": (Image.fromarray(grey16), _rgb([128, 128, 128]), _rgb([128, 128, 128]), STEP),
-      "cmyk.jpg": (Image.new("RGB", (80, 80), red).convert("CMYK"), _rgb(red), _rgb(red), JPEG_TOL),
-      "rgba.png": (Image.fromarray(rgba, "RGBA"), _rgb(red), _rgb([255, 255, 255]), STEP),
-      "la.png": (Image.fromarray(la, "LA"), _rgb([60] * 3), _rgb([255] * 3), STEP),
-      "palette.png": (p_image, _rgb([0, 200, 0]), _rgb([0, 200, 0]), STEP),
-      "palette.gif": (p_image, _rgb([0, 200, 0]), _rgb([0, 200, 0]), STEP),
-      "grey.png": (Image.new("L", (80, 80), 30), _rgb([30] * 3), _rgb([30] * 3), STEP),
+    "grey16.png": (Image.fromarray(grey16), _rgb([128, 128, 128]), _rgb([128, 128, 128]), STEP),
+    "cmyk.jpg": (Image.new("RGB", (80, 80), red).convert("CMYK"), _rgb(red), _rgb(red), JPEG_TOL),
+    "rgba.png": (Image.fromarray(rgba, "RGBA"), _rgb(red), _rgb([255, 255, 255]), STEP),
+    "la.png": (Image.fromarray(la, "LA"), _rgb([60] * 3), _rgb([255] * 3), STEP),
+    "palette.png": (p_image, _rgb([0, 200, 0]), _rgb([0, 200, 0]), STEP),
+    "palette.gif": (p_image, _rgb([0, 200, 0]), _rgb([0, 200, 0]), STEP),
+    "grey.png": (Image.new("L", (80, 80), 30), _rgb([30] * 3), _rgb([30] * 3), STEP),
   }
   for name, (image, left, right, tol) in cases.items():
     path = _save(tmp_path / name, image)
@@ -67,7 +72,8 @@ def test_modes_convert_to_rgb(tmp_path):
       assert Image.open(path).mode.startswith("I"), "the fixture must really be a 16-bit file"
     out = load_image(path, 64)
     assert out.shape == (64, 64, 3) and out.dtype == np.float32, name
-    # Columns 4..20 and 44..60 stay clear of the Lanczos ringing at the half-way edge (kernel radius 3 px).
+    # Columns 4..20 and 44..60 stay clear of the Lanczos ringing at the half-way edge (kernel radius
+    # 3 px).
     np.testing.assert_allclose(out[:, 4:20].mean((0, 1)), left, atol=tol, err_msg=name)
     np.testing.assert_allclose(out[:, 44:60].mean((0, 1)), right, atol=tol, err_msg=name)
 
@@ -75,14 +81,18 @@ def test_modes_convert_to_rgb(tmp_path):
 def test_exif_rotation_is_applied(tmp_path):
   upright = _corner_image()
   exif = Image.Exif()
-  exif[0x0112] = 6  # "rotate 90 CW to display": exif_transpose applies ROTATE_270 to the stored pixels
+  exif[0x0112] = (
+    6  # "rotate 90 CW to display": exif_transpose applies ROTATE_270 to the stored pixels
+  )
   stored = upright.transpose(Image.Transpose.ROTATE_90)
   path = _save(tmp_path / "rotated.jpg", stored, exif=exif, quality=95)
   out = load_image(path, 96)
   expected = _rgb(np.asarray(upright))
   assert np.abs(out - expected).mean() < JPEG_TOL
   # Without the rotation the red block would sit in another corner: the test can tell.
-  assert np.abs(_rgb(np.asarray(stored)) - expected).mean() > 0.25  # two of nine blocks differ: 0.296
+  assert (
+    np.abs(_rgb(np.asarray(stored)) - expected).mean() > 0.25
+  )  # two of nine blocks differ: 0.296
   np.testing.assert_allclose(out[5:25, 5:25].mean((0, 1)), _rgb([255, 0, 0]), atol=JPEG_TOL)
 
 
@@ -98,12 +108,17 @@ def test_centre_crop_and_antialiased_resize(tmp_path):
 
 
 def test_jpeg_draft_decoding_matches_full_decoding(tmp_path):
-  """Big JPEGs are decoded at a reduced DCT scale: the result must stay close to a full decode + resize."""
-  big = Image.fromarray(np.kron(np.asarray(_noise(64, seed=3)), np.ones((16, 16, 1), np.uint8)))  # 1024 px
+  """Big JPEGs are decoded at a reduced DCT scale: the result must stay close to a full decode +
+  resize."""
+  big = Image.fromarray(
+    np.kron(np.asarray(_noise(64, seed=3)), np.ones((16, 16, 1), np.uint8))
+  )  # 1024 px
   path = _save(tmp_path / "big.jpg", big, quality=95)
-  reference = _rgb(np.asarray(Image.open(path).convert("RGB").resize((128, 128), Image.Resampling.LANCZOS)))
-  # 1024 px to 128: decoded at 1/4 scale (256 px, a box filter) then Lanczos. Measured mean error 2.2 8-bit
-  # steps on this blocky noise; a plain 1/8-scale decode (box filter only) measures 8.3.
+  reference = _rgb(
+    np.asarray(Image.open(path).convert("RGB").resize((128, 128), Image.Resampling.LANCZOS))
+  )
+  # 1024 px to 128: decoded at 1/4 scale (256 px, a box filter) then Lanczos. Measured mean error
+  # 2.2 8-bit steps on this blocky noise; a plain 1/8-scale decode (box filter only) measures 8.3.
   assert np.abs(load_image(path, 128) - reference).mean() < 4 * STEP
 
 
@@ -118,6 +133,7 @@ def test_small_images_upscale_with_warning_or_fail(tmp_path, caplog):
 
 # ----- load_image: the errors -----
 
+
 def _bad_files(root) -> dict[str, str]:
   """name -> a regex its ImageError must match. Written under root."""
   good = io.BytesIO()
@@ -129,8 +145,12 @@ def _bad_files(root) -> dict[str, str]:
   with open(os.path.join(root, "text.png"), "w", encoding="utf-8") as f:
     f.write("this is not a picture\n")
   _noise(32).save(os.path.join(root, "tiny.png"))
-  return {"truncated.jpg": "truncated or corrupt", "empty.jpg": "empty file", "text.png": "not an image",
-          "tiny.png": "below min_size"}
+  return {
+    "truncated.jpg": "truncated or corrupt",
+    "empty.jpg": "empty file",
+    "text.png": "not an image",
+    "tiny.png": "below min_size",
+  }
 
 
 def test_errors_name_the_file_on_one_line(tmp_path):
@@ -153,9 +173,16 @@ def test_errors_name_the_file_on_one_line(tmp_path):
 
 def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
   monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
-  warned = _save(tmp_path / "warned.png", Image.new("RGB", (120, 100)))  # 12,000 px: Pillow only warns
-  refused = _save(tmp_path / "refused.png", Image.new("RGB", (300, 300)))  # > 2x the limit: Pillow raises
-  with pytest.warns(Image.DecompressionBombWarning), pytest.raises(ImageError, match="decompression.bomb limit"):
+  warned = _save(
+    tmp_path / "warned.png", Image.new("RGB", (120, 100))
+  )  # 12,000 px: Pillow only warns
+  refused = _save(
+    tmp_path / "refused.png", Image.new("RGB", (300, 300))
+  )  # > 2x the limit: Pillow raises
+  with (
+    pytest.warns(Image.DecompressionBombWarning),
+    pytest.raises(ImageError, match="decompression.bomb limit"),
+  ):
     load_image(warned, 64)
   with pytest.raises(ImageError, match=f"^{refused}: refused as a decompression bomb"):
     load_image(refused, 64)
@@ -164,6 +191,7 @@ def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
 
 
 # ----- synthetic faces -----
+
 
 def test_synthetic_is_deterministic():
   params = synthetic.identity_params(seed=5, identity_id=3)
@@ -184,11 +212,14 @@ def test_synthetic_views_are_closer_within_an_identity():
   label = np.repeat(np.arange(num_ids), views)
   same, self_pair = label[:, None] == label[None], np.eye(len(label), dtype=bool)
   intra, inter = dist[same & ~self_pair].mean(), dist[~same].mean()
-  # Measured at seed 0: intra 25.9, inter 48.5 (ratio 0.53); lighting and pose make views differ, but far
-  # less than identities. 0.7 leaves room for small renderer changes without hiding a broken identity.
+  # Measured at seed 0: intra 25.9, inter 48.5 (ratio 0.53); lighting and pose make views differ,
+  # but far less than identities. 0.7 leaves room for small renderer changes without hiding a broken
+  # identity.
   assert intra < 0.7 * inter, (intra, inter)
   nearest = label[np.where(self_pair, np.inf, dist).argmin(1)]
-  assert (nearest == label).mean() >= 0.9  # measured 1.0: every view's nearest face is its own identity's
+  assert (
+    nearest == label
+  ).mean() >= 0.9  # measured 1.0: every view's nearest face is its own identity's
   means = faces.reshape(num_ids, views, -1).astype(np.float32).mean(1)
   between = np.abs(means[:, None] - means[None]).mean(-1)[~np.eye(num_ids, dtype=bool)]
   assert between.min() > 10  # every pair of identities differs visibly (measured min ~20 of 255)
@@ -196,25 +227,55 @@ def test_synthetic_views_are_closer_within_an_identity():
 
 # ----- sources and pipeline -----
 
+
 def _config(**overrides):
   config = data_config()
   config.update(overrides)
   return config
 
 
-def _iterate(config, batches, *, batch_size=4, resolution=32, process_index=0, process_count=1, seed=0,
-             start_position=0, source=None, **kwargs):
-  with data.make_iterator(config, batch_size, resolution, process_index=process_index, process_count=process_count,
-                          seed=seed, start_position=start_position, source=source, **kwargs) as it:
+def _iterate(
+  config,
+  batches,
+  *,
+  batch_size=4,
+  resolution=32,
+  process_index=0,
+  process_count=1,
+  seed=0,
+  start_position=0,
+  source=None,
+  **kwargs,
+):
+  with data.make_iterator(
+    config,
+    batch_size,
+    resolution,
+    process_index=process_index,
+    process_count=process_count,
+    seed=seed,
+    start_position=start_position,
+    source=source,
+    **kwargs,
+  ) as it:
     out = [next(it) for _ in range(batches)]
     return out, it.position, it
 
 
 def test_default_config_and_source_errors(tmp_path):
   config = data_config()
-  assert (config.source, config.image_key, config.data_dir, config.manual_dir, config.augment,
-          config.num_identities, config.views_per_identity, config.seed, config.identity_from_subfolder,
-          config.min_size) == ("synthetic", "image", None, None, False, 8, 4, 0, False, 64)
+  assert (
+    config.source,
+    config.image_key,
+    config.data_dir,
+    config.manual_dir,
+    config.augment,
+    config.num_identities,
+    config.views_per_identity,
+    config.seed,
+    config.identity_from_subfolder,
+    config.min_size,
+  ) == ("synthetic", "image", None, None, False, 8, 4, 0, False, 64)
   with pytest.raises(data.SourceError, match="expected 'synthetic'"):
     data.make_source(_config(source="s3://bucket"))
   with pytest.raises(data.SourceError, match="no such directory"):
@@ -228,7 +289,9 @@ def test_synthetic_batches():
   assert batch["image"].shape == (6, 32, 32, 3) and batch["image"].dtype == np.float32
   assert -1 <= batch["image"].min() < batch["image"].max() <= 1
   assert batch["index"].dtype == np.int64 and sorted(batch["index"].tolist()) == list(range(6))
-  assert sorted(batch["identity_id"].tolist()) == sorted(["synthetic/00000", "synthetic/00001", "synthetic/00002"] * 2)
+  assert sorted(batch["identity_id"].tolist()) == sorted(
+    ["synthetic/00000", "synthetic/00001", "synthetic/00002"] * 2
+  )
   assert position == {"epoch": 0, "offset": 6}
   # Each image is exactly the one its index names.
   i = int(batch["index"][0])
@@ -243,22 +306,33 @@ def test_shuffle_is_seeded_and_per_epoch():
   other, _, _ = _iterate(config, 6, batch_size=4, seed=1)
   order = np.concatenate([b["index"] for b in first])
   np.testing.assert_array_equal(order, np.concatenate([b["index"] for b in again]))
-  assert sorted(order[:12]) == sorted(order[12:]) == list(range(12))  # each epoch covers the source once
-  assert not np.array_equal(order[:12], order[12:])                    # and reshuffles
+  assert (
+    sorted(order[:12]) == sorted(order[12:]) == list(range(12))
+  )  # each epoch covers the source once
+  assert not np.array_equal(order[:12], order[12:])  # and reshuffles
   assert not np.array_equal(order, np.concatenate([b["index"] for b in other]))
 
 
 def test_process_shards_are_disjoint_and_cover():
   source = sources.synthetic_source(7, 3)  # 21 examples: shards of 11 and 10
   for epoch in (0, 1):
-    shards = [[e.index for e in source.epoch(epoch, process_index=p, process_count=2, seed=3, shuffle=True)]
-              for p in (0, 1)]
+    shards = [
+      [e.index for e in source.epoch(epoch, process_index=p, process_count=2, seed=3, shuffle=True)]
+      for p in (0, 1)
+    ]
     assert len(shards[0]) == 11 and len(shards[1]) == 10
     assert not set(shards[0]) & set(shards[1]) and sorted(shards[0] + shards[1]) == list(range(21))
   # The iterators see the same split: one epoch of each process, batch 1.
   config = _config(num_identities=7, views_per_identity=3)
-  seen = [np.concatenate([b["index"] for b in _iterate(config, n, batch_size=1, process_index=p, process_count=2,
-                                                      seed=3)[0]]) for p, n in ((0, 11), (1, 10))]
+  seen = [
+    np.concatenate(
+      [
+        b["index"]
+        for b in _iterate(config, n, batch_size=1, process_index=p, process_count=2, seed=3)[0]
+      ]
+    )
+    for p, n in ((0, 11), (1, 10))
+  ]
   assert sorted(np.concatenate(seen).tolist()) == list(range(21))
 
 
@@ -269,7 +343,9 @@ def _assert_same_batch(a, b):
 
 
 def test_restored_position_gives_the_same_next_batch():
-  config = _config(num_identities=5, views_per_identity=3, augment=True)  # 15: batches of 4 straddle epochs
+  config = _config(
+    num_identities=5, views_per_identity=3, augment=True
+  )  # 15: batches of 4 straddle epochs
   for taken in (0, 3, 4):
     batches, _, _ = _iterate(config, taken + 1, batch_size=4, seed=2)
     _, position, _ = _iterate(config, taken, batch_size=4, seed=2)
@@ -290,25 +366,33 @@ def test_augmentation_flips_and_jitters_a_little():
   assert 70 <= flips <= 130  # Binomial(200, 1/2): 100 +- 7 (1 sd); fixed seeds make it exact anyway
   # Jitter +-0.1 brightness (of 2), +-10% contrast and saturation: small, but it does change pixels.
   assert 0.005 < np.mean(changes) and max(changes) < 0.25
-  assert np.array_equal(augment.augment_image(image, augment.example_rng(0, 0, 7), color_jitter=0.05),
-                        augment.augment_image(image, augment.example_rng(0, 0, 7), color_jitter=0.05))
+  assert np.array_equal(
+    augment.augment_image(image, augment.example_rng(0, 0, 7), color_jitter=0.05),
+    augment.augment_image(image, augment.example_rng(0, 0, 7), color_jitter=0.05),
+  )
 
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
-  """alice/ and bob/ with good files in every awkward mode, plus bad files. -> (root, good names, bad names)."""
+  """alice/ and bob/ with good files in every awkward mode, plus bad files. -> (root, good names,
+  bad names)."""
   root = tmp_path_factory.mktemp("faces")
-  faces = [Image.fromarray(synthetic.render_face(synthetic.identity_params(0, i), v, 72)) for i in range(2)
-           for v in range(2)]
+  faces = [
+    Image.fromarray(synthetic.render_face(synthetic.identity_params(0, i), v, 72))
+    for i in range(2)
+    for v in range(2)
+  ]
   good = {
-      "alice/plain.jpg": lambda p: faces[0].save(p, quality=90),
-      "alice/sixteen.png": lambda p: Image.fromarray((np.asarray(faces[1].convert("L"), np.uint16) * 257)).save(p),
-      "alice/cmyk.jpeg": lambda p: faces[0].convert("CMYK").save(p),
-      "alice/photo.webp": lambda p: faces[1].save(p),
-      "bob/rgba.png": lambda p: faces[2].convert("RGBA").save(p),
-      "bob/palette.PNG": lambda p: faces[3].convert("P", palette=Image.Palette.ADAPTIVE).save(p),
-      "bob/rotated.jpg": lambda p: faces[2].save(p, exif=_orientation(6)),
-      "bob/deeper/more.png": lambda p: faces[3].save(p),
+    "alice/plain.jpg": lambda p: faces[0].save(p, quality=90),
+    "alice/sixteen.png": lambda p: Image.fromarray(
+      (np.asarray(faces[1].convert("L"), np.uint16) * 257)
+    ).save(p),
+    "alice/cmyk.jpeg": lambda p: faces[0].convert("CMYK").save(p),
+    "alice/photo.webp": lambda p: faces[1].save(p),
+    "bob/rgba.png": lambda p: faces[2].convert("RGBA").save(p),
+    "bob/palette.PNG": lambda p: faces[3].convert("P", palette=Image.Palette.ADAPTIVE).save(p),
+    "bob/rotated.jpg": lambda p: faces[2].save(p, exif=_orientation(6)),
+    "bob/deeper/more.png": lambda p: faces[3].save(p),
   }
   for name, write in good.items():
     os.makedirs(os.path.dirname(root / name), exist_ok=True)
@@ -316,7 +400,7 @@ def image_folder(tmp_path_factory):
   os.makedirs(root / "carol", exist_ok=True)
   bad = {f"carol/{name}" for name in _bad_files(root / "carol")}
   faces[0].save(root / "alice" / "ignored.gif")  # not an extension the folder source reads
-  (root / ".hidden.jpg").write_bytes(b"")          # hidden: ignored
+  (root / ".hidden.jpg").write_bytes(b"")  # hidden: ignored
   return root, sorted(good), sorted(bad)
 
 
@@ -334,12 +418,22 @@ def test_folder_source_skips_and_names_bad_files(image_folder, caplog):
   with caplog.at_level(std_logging.WARNING):
     batches, position, it = _iterate(config, 4, batch_size=4, source=source)  # 16 good = two epochs
   ids = [i for b in batches for i in b["identity_id"].tolist()]
-  assert ids[:8] == good and ids[8:] == good  # relative paths, in order; every good file, once an epoch
-  assert it.skipped == len(bad) == 4 and sorted(os.path.relpath(p, root) for p in it.skipped_files) == bad
+  assert (
+    ids[:8] == good and ids[8:] == good
+  )  # relative paths, in order; every good file, once an epoch
+  assert (
+    it.skipped == len(bad) == 4
+    and sorted(os.path.relpath(p, root) for p in it.skipped_files) == bad
+  )
   for name in bad:
-    assert caplog.text.count(f"skipping bad file: {root / name}") == 1, name  # named once, not every epoch
+    assert caplog.text.count(f"skipping bad file: {root / name}") == 1, (
+      name
+    )  # named once, not every epoch
   assert "4 bad file(s) skipped" in caplog.text  # the summary
-  assert position == {"epoch": 1, "offset": 8}  # carol/ (all bad) sorts last: the 16th good file is epoch 1's 8th
+  assert position == {
+    "epoch": 1,
+    "offset": 8,
+  }  # carol/ (all bad) sorts last: the 16th good file is epoch 1's 8th
   # Sub-folder identities.
   config.identity_from_subfolder = True
   (batch,), _, _ = _iterate(config, 1, batch_size=8)
@@ -352,14 +446,17 @@ def test_folder_position_restores_across_bad_files(image_folder):
   config = _config(source=f"folder:{root}")
   batches, _, _ = _iterate(config, 4, batch_size=3, seed=4, process_index=1, process_count=2)
   _, position, _ = _iterate(config, 3, batch_size=3, seed=4, process_index=1, process_count=2)
-  (resumed,), _, _ = _iterate(config, 1, batch_size=3, seed=4, process_index=1, process_count=2,
-                              start_position=position)
+  (resumed,), _, _ = _iterate(
+    config, 1, batch_size=3, seed=4, process_index=1, process_count=2, start_position=position
+  )
   _assert_same_batch(resumed, batches[-1])
 
 
 def test_all_bad_or_empty_sources_are_errors(tmp_path):
   names = _bad_files(tmp_path)
-  with pytest.raises(data.SourceError, match=f"no usable image in a whole epoch.*{len(names)} bad files"):
+  with pytest.raises(
+    data.SourceError, match=f"no usable image in a whole epoch.*{len(names)} bad files"
+  ):
     _iterate(_config(source=f"folder:{tmp_path}"), 1)
   with pytest.raises(data.SourceError, match="empty for process 3 of 4"):
     _iterate(_config(num_identities=1, views_per_identity=3), 1, process_index=3, process_count=4)
@@ -367,16 +464,25 @@ def test_all_bad_or_empty_sources_are_errors(tmp_path):
 
 def test_paired_with_weights_by_identity_id():
   source = sources.synthetic_source(4, 2)
-  weights = {synthetic.identity_name(i): {"layer": {"a_train": np.full((3, 1), i, np.float32)}} for i in (0, 2, 3)}
+  weights = {
+    synthetic.identity_name(i): {"layer": {"a_train": np.full((3, 1), i, np.float32)}}
+    for i in (0, 2, 3)
+  }
   weights["not/in/source"] = weights["synthetic/00000"]
   pairs = data.paired_examples(weights, source)
-  assert len(pairs) == 6 and {e.identity_id for e, _ in pairs} == {"synthetic/00000", "synthetic/00002",
-                                                                    "synthetic/00003"}
+  assert len(pairs) == 6 and {e.identity_id for e, _ in pairs} == {
+    "synthetic/00000",
+    "synthetic/00002",
+    "synthetic/00003",
+  }
   assert all(w is weights[e.identity_id] for e, w in pairs)
-  (batch,), _, _ = _iterate(_config(num_identities=4, views_per_identity=2), 1, batch_size=6, source=source,
-                            weights=weights)
+  (batch,), _, _ = _iterate(
+    _config(num_identities=4, views_per_identity=2), 1, batch_size=6, source=source, weights=weights
+  )
   assert batch["weights"]["layer"]["a_train"].shape == (6, 3, 1)
-  expected = [int(i.rsplit("/", 1)[1]) for i in batch["identity_id"]]  # each row holds its own identity's weights
+  expected = [
+    int(i.rsplit("/", 1)[1]) for i in batch["identity_id"]
+  ]  # each row holds its own identity's weights
   np.testing.assert_array_equal(batch["weights"]["layer"]["a_train"][:, 0, 0], expected)
   with pytest.raises(data.SourceError, match="no image has an identity id of the weights index"):
     data.paired_examples({"someone/else": {}}, source)
@@ -388,19 +494,28 @@ def test_phase1_never_mirrors_a_face_beside_its_phase0_weights():
   photos = {e.index: e.load(32) for e in source.examples}
 
   def mirrored(config, **kwargs):
-    (batch,), _, _ = _iterate(config, 1, batch_size=32, source=source, **kwargs)  # 4 epochs of random draws
-    return [not np.array_equal(image, photos[int(i)]) for image, i in zip(batch["image"], batch["index"])]
+    (batch,), _, _ = _iterate(
+      config, 1, batch_size=32, source=source, **kwargs
+    )  # 4 epochs of random draws
+    return [
+      not np.array_equal(image, photos[int(i)]) for image, i in zip(batch["image"], batch["index"])
+    ]
 
   # With colour jitter off, an augmented image differs from its photo only if it was mirrored.
   config = _config(augment=True, color_jitter=0.0, num_workers=0)
-  assert not any(mirrored(config, weights=weights))  # the targets were fitted to the unmirrored photos
+  assert not any(
+    mirrored(config, weights=weights)
+  )  # the targets were fitted to the unmirrored photos
   config.flip = True
-  assert 8 <= sum(mirrored(config)) <= 24  # without weights flipping is allowed: Binomial(32, 1/2) +- 2 sd
+  assert (
+    8 <= sum(mirrored(config)) <= 24
+  )  # without weights flipping is allowed: Binomial(32, 1/2) +- 2 sd
   with pytest.raises(ValueError, match="mirrored face would be paired with LiDB weights"):
     mirrored(config, weights=weights)
 
 
 # ----- tfds: -----
+
 
 def test_importing_the_package_does_not_import_tensorflow():
   code = "import sys, hdb_jax.data; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
@@ -409,12 +524,18 @@ def test_importing_the_package_does_not_import_tensorflow():
 
 @pytest.fixture(scope="module")
 def tfds_config(image_folder, tmp_path_factory):
-  """The image folder built as the TFDS dataset `hdb_image_folder` (through manual_dir, like celeb_a_hq)."""
+  """The image folder built as the TFDS dataset `hdb_image_folder` (through manual_dir, like
+  celeb_a_hq)."""
   pytest.importorskip("tensorflow_datasets")
   import hdb_jax.data.tfds_folder  # noqa: F401  (registers the builder)
+
   root, _, _ = image_folder
-  config = _config(source="tfds:hdb_image_folder", data_dir=str(tmp_path_factory.mktemp("tfds")),
-                   manual_dir=str(root), identity_key="filename")
+  config = _config(
+    source="tfds:hdb_image_folder",
+    data_dir=str(tmp_path_factory.mktemp("tfds")),
+    manual_dir=str(root),
+    identity_key="filename",
+  )
   with pytest.raises(data.SourceError, match="not prepared.*tfds build hdb_image_folder"):
     data.make_source(config)
   config.prepare = True
@@ -424,8 +545,9 @@ def tfds_config(image_folder, tmp_path_factory):
 def _one_epoch(config, source, process_index, process_count):
   """{identity id: image} of one epoch of a process's shard (batch 1), and its bad-file count."""
   images_by_id = {}
-  with data.make_iterator(config, 1, 32, process_index=process_index, process_count=process_count, seed=0,
-                          source=source) as it:
+  with data.make_iterator(
+    config, 1, 32, process_index=process_index, process_count=process_count, seed=0, source=source
+  ) as it:
     while True:
       batch = next(it)
       if it.position["epoch"] > 0:
@@ -435,19 +557,26 @@ def _one_epoch(config, source, process_index, process_count):
 
 def test_tfds_source(tfds_config, image_folder):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
   root, good, bad = image_folder
   source = data.make_source(tfds_config)
   assert not tf.config.get_visible_devices("GPU")
   assert len(source) == len(good) + len(bad)
-  shards = [[e.index for e in source.epoch(0, process_index=p, process_count=2, seed=0, shuffle=True)]
-            for p in (0, 1)]
-  assert not set(shards[0]) & set(shards[1]) and sorted(shards[0] + shards[1]) == list(range(len(source)))
+  shards = [
+    [e.index for e in source.epoch(0, process_index=p, process_count=2, seed=0, shuffle=True)]
+    for p in (0, 1)
+  ]
+  assert not set(shards[0]) & set(shards[1]) and sorted(shards[0] + shards[1]) == list(
+    range(len(source))
+  )
   # Two processes' epochs: every good record once, bad records skipped and counted.
   (first, skipped_0), (second, skipped_1) = (_one_epoch(tfds_config, source, p, 2) for p in (0, 1))
   assert not set(first) & set(second) and sorted({**first, **second}) == good
   assert skipped_0 + skipped_1 == len(bad)
   # The tfds path decodes with load_image: the same pixels as the folder source.
-  (folder_batch,), _, _ = _iterate(_config(source=f"folder:{root}", shuffle=False), 1, batch_size=len(good))
+  (folder_batch,), _, _ = _iterate(
+    _config(source=f"folder:{root}", shuffle=False), 1, batch_size=len(good)
+  )
   for identity, image in zip(folder_batch["identity_id"].tolist(), folder_batch["image"]):
     np.testing.assert_array_equal(image, {**first, **second}[identity])
   # Restoring a position gives the same next batch (shuffled, augmented, across an epoch boundary).
@@ -462,4 +591,6 @@ def test_tfds_source(tfds_config, image_folder):
   weights = {"alice/plain.jpg": {"w": np.zeros(2)}, "bob/rgba.png": {"w": np.ones(2)}}
   (batch,), _, _ = _iterate(tfds_config, 1, batch_size=4, source=source, weights=weights)
   assert set(batch["identity_id"].tolist()) == set(weights)
-  np.testing.assert_array_equal(batch["weights"]["w"][:, 0], [weights[i]["w"][0] for i in batch["identity_id"]])
+  np.testing.assert_array_equal(
+    batch["weights"]["w"][:, 0], [weights[i]["w"][0] for i in batch["identity_id"]]
+  )

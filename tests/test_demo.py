@@ -1,7 +1,7 @@
 """The offline demo end to end: every phase runs and every artefact it reports exists and loads.
 
-The demo runs on a shallower UNet here (configs.MICRO_UNET, passed with --pretrained) with few steps:
-the code path is the demo's own; only compile time, which would dominate on CPU, shrinks.
+The demo runs on a shallower UNet here (configs.MICRO_UNET, passed with --pretrained) with few
+steps: the code path is the demo's own; only compile time, which would dominate on CPU, shrinks.
 """
 
 import json
@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image
 from safetensors.numpy import load_file
 
-from hdb_jax.formats import identity
 from hdb_jax import models
+from hdb_jax.formats import identity
 from hdb_jax.formats.weights_dataset import open_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,8 +24,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_demo_runs_every_phase_and_reports(micro_dir, tmp_path):
   micro = micro_dir
   workdir = tmp_path / "demo"
-  cmd = [sys.executable, "-m", "hdb_jax.demo", f"--workdir={workdir}", f"--pretrained={micro}", "--identities=3",
-         "--hyper_steps=10", "--finetune_steps=5", "--methods=only_hyper"]
+  cmd = [
+    sys.executable,
+    "-m",
+    "hdb_jax.demo",
+    f"--workdir={workdir}",
+    f"--pretrained={micro}",
+    "--identities=3",
+    "--hyper_steps=10",
+    "--finetune_steps=5",
+    "--methods=only_hyper",
+  ]
   out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "images are noise" in out.stdout and "report:" in out.stdout
@@ -51,5 +60,6 @@ def test_demo_runs_every_phase_and_reports(micro_dir, tmp_path):
   card = json.loads((workdir / "hypernet_export" / "hypernet.json").read_text())
   assert card["step"] == 10 and load_file(str(workdir / "hypernet_export" / "hypernet.safetensors"))
   results = json.loads((workdir / "evaluation" / "results.json").read_text())
-  # The other methods train: test_evaluate runs them; here the evaluation's wiring is what is checked.
+  # The other methods train: test_evaluate runs them; here the evaluation's wiring is what is
+  # checked.
   assert set(results["methods"]) == {"only_hyper"} and results["methods"]["only_hyper"]["means"]

@@ -1,7 +1,7 @@
 """Phase 1: the hypernetwork, its sharded training loop, checkpoints and resume (tiny models, CPU).
 
-The multi-device tests use a shallower UNet (configs.MICRO_UNET: 4 transformer blocks instead of 16):
-what they check (sharding, processes, resume) does not depend on depth, and compile time would
+The multi-device tests use a shallower UNet (configs.MICRO_UNET: 4 transformer blocks instead of
+16): what they check (sharding, processes, resume) does not depend on depth, and compile time would
 otherwise dominate the suite. Targets are random LiDB vectors near the shared Phase 0 start, written
 as a real weights dataset; Phase 0 itself is tested in test_personalization.
 """
@@ -20,26 +20,33 @@ import pytest
 from flax import traverse_util
 
 from hdb_jax import data
-from hdb_jax.diffusion.base import setup_base_model
 from hdb_jax.config import phases
+from hdb_jax.diffusion.base import setup_base_model
+from hdb_jax.engine.optimizers import make_optimizer
 from hdb_jax.formats import hypernet_card, hypernet_checkpoint
 from hdb_jax.formats.hypernet_loading import load_predictor
-from hdb_jax.train.loop import train
-from hdb_jax.train.metrics_log import read_metrics
+from hdb_jax.formats.weights_dataset import create_or_open
 from hdb_jax.hypernet.decoder import WeightDecoder
 from hdb_jax.hypernet.network import build_hypernet
 from hdb_jax.hypernet.slots import slot_layout
-from hdb_jax.train.step import HyperTrainer, LossWeights
+from hdb_jax.io.images import load_image
 from hdb_jax.models.image_encoder import create_tiny_image_encoder
 from hdb_jax.preoptimize.step import shared_lidb_init
-from hdb_jax.engine.optimizers import make_optimizer
-from hdb_jax.formats.weights_dataset import create_or_open
-from hdb_jax.io.images import load_image
+from hdb_jax.train.loop import train
+from hdb_jax.train.metrics_log import read_metrics
+from hdb_jax.train.step import HyperTrainer, LossWeights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_IDENTITIES = 6
 # The run the multi-device and resume tests repeat: both losses on, batch 8, 6 steps.
-SHARED_RUN = {"alpha": 1.0, "beta": 1.0, "batch_size": 8, "steps": 6, "checkpoint_every": 2, "log_every": 1}
+SHARED_RUN = {
+  "alpha": 1.0,
+  "beta": 1.0,
+  "batch_size": 8,
+  "steps": 6,
+  "checkpoint_every": 2,
+  "log_every": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +60,24 @@ def world(tmp_path_factory, micro_dir):
   source = data.make_source(config.data)
   ids = [e.identity_id for e in source.examples]
   start = np.asarray(base_packer(base).pack(shared_lidb_init(base, config.seed)))
-  targets = start + 0.05 * np.random.default_rng(0).standard_normal((len(ids), start.size)).astype(np.float32)
-  dataset = create_or_open(str(root / "weights"), base_model=base.source, base_fingerprint=base.sd.fingerprint(),
-                           layers=base.layers, lidb_config=base.lidb_config, settings={"test": True})
+  targets = start + 0.05 * np.random.default_rng(0).standard_normal((len(ids), start.size)).astype(
+    np.float32
+  )
+  dataset = create_or_open(
+    str(root / "weights"),
+    base_model=base.source,
+    base_fingerprint=base.sd.fingerprint(),
+    layers=base.layers,
+    lidb_config=base.lidb_config,
+    settings={"test": True},
+  )
   dataset.append_chunk(0, ids, [e.name for e in source.examples], targets, [0.0] * len(ids))
   return micro, encoder, str(root / "weights")
 
 
 def base_packer(base):
   from hdb_jax.adapters import lidb_packer
+
   return lidb_packer(base.layers, base.lidb_config)
 
 
@@ -82,17 +98,29 @@ def hyper_config(world, overrides):
 
 def cli_flags(world, overrides):
   micro, encoder, weights = world
-  merged = {"pretrained": micro, "encoder.pretrained": encoder, "weights": weights, "tensorboard": False,
-            "eval.every": 0, "data.num_identities": NUM_IDENTITIES, "data.num_workers": 0, **overrides}
+  merged = {
+    "pretrained": micro,
+    "encoder.pretrained": encoder,
+    "weights": weights,
+    "tensorboard": False,
+    "eval.every": 0,
+    "data.num_identities": NUM_IDENTITIES,
+    "data.num_workers": 0,
+    **overrides,
+  }
   return ["--config=configs/hyper.py:tiny"] + [f"--config.{k}={v}" for k, v in merged.items()]
 
 
 def flat_params(params):
-  return {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(jax.device_get(params)).items()}
+  return {
+    "/".join(k): np.asarray(v)
+    for k, v in traverse_util.flatten_dict(jax.device_get(params)).items()
+  }
 
 
 def test_slot_layout_and_refinement(tiny_sd):
   from hdb_jax.adapters import LidbConfig, select_layers
+
   layers = select_layers(tiny_sd.params)
   layout = slot_layout(layers, LidbConfig())
   packed = jnp.asarray(np.random.default_rng(1).standard_normal((2, layout.total)), jnp.float32)
@@ -101,9 +129,11 @@ def test_slot_layout_and_refinement(tiny_sd):
   np.testing.assert_array_equal(np.asarray(slots) * (1 - layout.mask()), 0.0)  # padding stays zero
   assert layout.num_layers == len(layers) and layout.total == base_size(layers)
 
-  model = WeightDecoder(slot_sizes=layout.sizes, d_model=16, num_heads=2, depth=2, mlp_dim=32, refine_steps=3)
-  tokens = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 8))
-  params = model.init(jax.random.PRNGKey(1), tokens)["params"]
+  model = WeightDecoder(
+    slot_sizes=layout.sizes, d_model=16, num_heads=2, depth=2, mlp_dim=32, refine_steps=3
+  )
+  tokens = jax.random.normal(jax.random.key(0), (2, 5, 8))
+  params = model.init(jax.random.key(1), tokens)["params"]
   params["theta_init"] = slots[0]
   apply = jax.jit(model.apply, static_argnums=2)
   out3, out1 = apply({"params": params}, tokens, 3), apply({"params": params}, tokens, 1)
@@ -118,6 +148,7 @@ def test_slot_layout_and_refinement(tiny_sd):
 
 def base_size(layers):
   from hdb_jax.adapters import LidbConfig, lidb_size
+
   return lidb_size(layers, LidbConfig())
 
 
@@ -126,9 +157,14 @@ def test_encoder_gradients_follow_trainable_flag(world, trainable):
   config = hyper_config(world, {"encoder.trainable": trainable})
   base = setup_base_model(config)
   net = build_hypernet(config, base)
-  trainer = HyperTrainer(net=net, base=base, optimizer=make_optimizer(config.optim, 10),
-                         weights=LossWeights(0.0, 1.0), seed=0)
-  params = net.init_params(jax.random.PRNGKey(0))
+  trainer = HyperTrainer(
+    net=net,
+    base=base,
+    optimizer=make_optimizer(config.optim, 10),
+    weights=LossWeights(0.0, 1.0),
+    seed=0,
+  )
+  params = net.init_params(jax.random.key(0))
   frozen = trainer.frozen()
   images = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)), jnp.float32)
   batch = {"image": images, "weights": jnp.ones((2, net.layout.total)) * 0.1}
@@ -148,12 +184,26 @@ def test_encoder_gradients_follow_trainable_flag(world, trainable):
 
 @pytest.fixture(scope="module")
 def overfit_run(world, tmp_path_factory):
-  """The weight-space loss alone on 4 identities for 150 steps (s=3 refinement): (workdir, metrics, config)."""
+  """The weight-space loss alone on 4 identities for 150 steps (s=3 refinement): (workdir, metrics,
+  config)."""
   workdir = str(tmp_path_factory.mktemp("overfit"))
-  config = hyper_config(world, {"alpha": 0.0, "beta": 1.0, "steps": 150, "batch_size": 4, "log_every": 10,
-                                "checkpoint_every": 150, "data.num_identities": 4, "optim.learning_rate": 3e-3,
-                                "optim.schedule": "constant", "optim.warmup_steps": 0, "optim.weight_decay": 0.0,
-                                "tensorboard": True})
+  config = hyper_config(
+    world,
+    {
+      "alpha": 0.0,
+      "beta": 1.0,
+      "steps": 150,
+      "batch_size": 4,
+      "log_every": 10,
+      "checkpoint_every": 150,
+      "data.num_identities": 4,
+      "optim.learning_rate": 3e-3,
+      "optim.schedule": "constant",
+      "optim.warmup_steps": 0,
+      "optim.weight_decay": 0.0,
+      "tensorboard": True,
+    },
+  )
   result = train(config, workdir)
   return workdir, read_metrics(workdir), config, result
 
@@ -161,18 +211,21 @@ def overfit_run(world, tmp_path_factory):
 def test_overfits_a_handful_of_identities(overfit_run, world):
   workdir, metrics, config, _ = overfit_run
   first, last = metrics[0]["weight_loss"], metrics[-1]["weight_loss"]
-  # Targets differ from their mean by 0.05 per entry: weight loss ||θ̂ - θ*||² ~2.5e-3 x D at init (D = the
-  # LiDB numbers). Fitting 4 images must remove almost all of it; 10% of the start leaves room for the last
-  # steps' Adam noise.
+  # Targets differ from their mean by 0.05 per entry: weight loss ||θ̂ - θ*||² ~2.5e-3 x D at init
+  # (D = the LiDB numbers). Fitting 4 images must remove almost all of it; 10% of the start leaves
+  # room for the last steps' Adam noise.
   assert last < 0.1 * first, (first, last)
   assert [m["step"] for m in metrics] == list(range(10, 151, 10))
-  assert any(n.startswith("events.out.tfevents") for n in os.listdir(os.path.join(workdir, "tensorboard")))
+  assert any(
+    n.startswith("events.out.tfevents") for n in os.listdir(os.path.join(workdir, "tensorboard"))
+  )
   base = setup_base_model(config)
   predictor = load_predictor(workdir, base)
   assert predictor.step == 150 and predictor.net.decoder.refine_steps == 3
   source = data.make_source(config.data)
   images = np.stack([e.load(base.sd.resolution) for e in source.examples])
   from hdb_jax.formats.weights_dataset import open_dataset
+
   targets = open_dataset(world[2]).as_mapping()
   predicted = base_packer(base).pack(predictor(jnp.asarray(images)))
   wanted = np.stack([targets[e.identity_id] for e in source.examples])
@@ -187,12 +240,16 @@ def test_checkpoint_for_other_layers_is_refused(overfit_run):
   with pytest.raises(hypernet_card.CheckpointMismatchError, match="adapted layers"):
     load_predictor(workdir, base)
   with pytest.raises(hypernet_card.CheckpointMismatchError, match="adapted layers"):
-    hypernet_card.write_card(workdir, config, base)  # training into it with other layers is refused too
+    hypernet_card.write_card(
+      workdir, config, base
+    )  # training into it with other layers is refused too
 
 
 def test_checkpoint_whose_aux_bases_regenerate_differently_is_refused(overfit_run, tmp_path):
   import shutil  # pylint: disable=import-outside-toplevel
+
   from hdb_jax.adapters import AuxBasisMismatchError, aux_basis_hash
+
   workdir, _, config, _ = overfit_run
   base = setup_base_model(config)
   card = hypernet_card.read_card(workdir)
@@ -216,10 +273,20 @@ def reference_run(world, tmp_path_factory):
 
 
 def run_worker(world, workdir, dump, overrides, env=None):
-  cmd = [sys.executable, "tests/hypernet_worker.py", f"--workdir={workdir}", f"--dump={dump}"] + \
-      cli_flags(world, {**SHARED_RUN, **overrides})
-  return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  cmd = [
+    sys.executable,
+    "tests/hypernet_worker.py",
+    f"--workdir={workdir}",
+    f"--dump={dump}",
+  ] + cli_flags(world, {**SHARED_RUN, **overrides})
+  return subprocess.Popen(
+    cmd,
+    cwd=REPO,
+    env={**os.environ, **(env or {})},
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def finish(proc, timeout=600):
@@ -230,11 +297,13 @@ def finish(proc, timeout=600):
 
 @pytest.fixture(scope="module")
 def eight_device_proc(world, tmp_path_factory):
-  """SHARED_RUN on 8 fake CPU devices, mesh (4, 2) with the base sharded on 'fsdp', started early: it
-  compiles in its own process while this one runs the reference."""
+  """SHARED_RUN on 8 fake CPU devices, mesh (4, 2) with the base sharded on 'fsdp', started early:
+  it compiles in its own process while this one runs the reference."""
   root = tmp_path_factory.mktemp("eight")
   env = {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"}
-  proc = run_worker(world, root / "run", root / "params.npz", {"mesh": "(4,2)", "shard_frozen": True}, env)
+  proc = run_worker(
+    world, root / "run", root / "params.npz", {"mesh": "(4,2)", "shard_frozen": True}, env
+  )
   return proc, root
 
 
@@ -256,13 +325,25 @@ def test_eight_devices_follow_the_single_device_trajectory(eight_device_proc, re
 
 
 def test_tiny_config_with_evaluation_runs_on_eight_devices(world, tmp_path):
-  """`python -m hdb_jax.train --config=configs/hyper.py:tiny` on 8 devices as it is (batch 8, held-out
-  evaluation with samples on): the evaluation used to crash ("incompatible devices": parameters on 8
-  devices, the frozen encoder on one). Short: 4 steps, evaluated at steps 2 and 4."""
+  """`python -m hdb_jax.train --config=configs/hyper.py:tiny` on 8 devices as it is (batch 8,
+  held-out evaluation with samples on): the evaluation used to crash ("incompatible devices":
+  parameters on 8 devices, the frozen encoder on one). Short: 4 steps, evaluated at steps 2 and 4.
+  """
   workdir = tmp_path / "run"
-  overrides = {"steps": 4, "eval.every": 2, "log_every": 1, "checkpoint_every": 4, "tensorboard": False}
-  cmd = [sys.executable, "-m", "hdb_jax.train", f"--workdir={workdir}"] + cli_flags(world, overrides)
-  env = {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"}
+  overrides = {
+    "steps": 4,
+    "eval.every": 2,
+    "log_every": 1,
+    "checkpoint_every": 4,
+    "tensorboard": False,
+  }
+  cmd = [sys.executable, "-m", "hdb_jax.train", f"--workdir={workdir}"] + cli_flags(
+    world, overrides
+  )
+  env = {
+    **os.environ,
+    "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8",
+  }
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert phases.hyper_config("tiny").batch_size % 8 == 0
@@ -277,11 +358,23 @@ def test_tiny_config_with_evaluation_runs_on_eight_devices(world, tmp_path):
 
 def test_two_processes_agree_on_parameters(world, tmp_path):
   port = 20000 + os.getpid() % 20000
-  # The weight-space loss only: the diffusion term's sharding is the 8-device test's; this one is about
-  # processes (each reading its own shard of the data, joining one mesh, saving one checkpoint).
-  procs = [run_worker(world, tmp_path / "run", tmp_path / "params.npz", {"steps": 3, "alpha": 0.0},
-                      {"JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2",
-                       "JAX_PROCESS_ID": str(i)}) for i in range(2)]
+  # The weight-space loss only: the diffusion term's sharding is the 8-device test's; this one is
+  # about processes (each reading its own shard of the data, joining one mesh, saving one
+  # checkpoint).
+  procs = [
+    run_worker(
+      world,
+      tmp_path / "run",
+      tmp_path / "params.npz",
+      {"steps": 3, "alpha": 0.0},
+      {
+        "JAX_COORDINATOR_ADDRESS": f"localhost:{port}",
+        "JAX_NUM_PROCESSES": "2",
+        "JAX_PROCESS_ID": str(i),
+      },
+    )
+    for i in range(2)
+  ]
   for proc in procs:
     finish(proc)
   first, second = (np.load(tmp_path / f"params.{i}.npz") for i in range(2))
@@ -296,7 +389,9 @@ def test_two_processes_agree_on_parameters(world, tmp_path):
 def test_kill_and_resume_equals_uninterrupted(world, reference_run, tmp_path):
   _, reference, reference_params = reference_run
   workdir = tmp_path / "run"
-  cmd = [sys.executable, "-m", "hdb_jax.train", f"--workdir={workdir}"] + cli_flags(world, SHARED_RUN)
+  cmd = [sys.executable, "-m", "hdb_jax.train", f"--workdir={workdir}"] + cli_flags(
+    world, SHARED_RUN
+  )
   proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 600
   while not (workdir / "checkpoints" / "2").exists():
@@ -320,25 +415,35 @@ def test_kill_and_resume_equals_uninterrupted(world, reference_run, tmp_path):
 
 
 def test_personalize_uses_a_trained_checkpoint(world, overfit_run, tmp_path):
-  """personalize() as the CLI runs it, with --config.hypernet=WORKDIR: prediction + 20 finetune steps
-  (the step count and optimizer of test_personalization, so the compiled finetune is shared)."""
+  """personalize() as the CLI runs it, with --config.hypernet=WORKDIR: prediction + 20 finetune
+  steps (the step count and optimizer of test_personalization, so the compiled finetune is shared).
+  """
   workdir, _, config, _ = overfit_run
   photo = data.make_source(config.data).examples[0]
   from PIL import Image  # pylint: disable=import-outside-toplevel
+
   Image.fromarray(np.uint8((photo.load(64) + 1) * 127.5)).save(tmp_path / "face.png")
   from hdb_jax.personalize.loop import personalize
+
   pconfig = phases.personalize_config("tiny")
-  pconfig.image, pconfig.hypernet, pconfig.pretrained = str(tmp_path / "face.png"), workdir, world[0]
+  pconfig.image, pconfig.hypernet, pconfig.pretrained = (
+    str(tmp_path / "face.png"),
+    workdir,
+    world[0],
+  )
   pconfig.steps, pconfig.optim.learning_rate, pconfig.num_samples, pconfig.export = 20, 3e-2, 0, ""
   (out,) = personalize(pconfig, str(tmp_path / "me"))
   from hdb_jax.formats import identity
+
   ident = identity.load(os.path.join(out, "identity.safetensors"))
   assert ident.meta.extra["method"] == "hyper+finetune" and ident.meta.lora_rank == 4
   base = setup_base_model(hyper_config(world, {}))
   image = load_image(str(tmp_path / "face.png"), 64)  # as personalize read it
   predicted = load_predictor(workdir, base)(jnp.asarray(image[None]))
   for path, factors in list(ident.lidb.items())[:10]:  # the frozen part is the prediction, as saved
-    np.testing.assert_allclose(factors["a_train"], np.asarray(predicted[path]["a_train"][0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+      factors["a_train"], np.asarray(predicted[path]["a_train"][0]), rtol=1e-5, atol=1e-6
+    )
   assert max(np.abs(f["b"]).max() for f in ident.lora.values()) > 0  # the relaxed LoRA was trained
 
 
@@ -349,10 +454,14 @@ def test_exported_hypernet_predicts_like_its_checkpoint(world, overfit_run, tmp_
   result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
+
   tensors = load_file(str(out / "hypernet.safetensors"))
   import json  # pylint: disable=import-outside-toplevel
+
   card = json.loads((out / "hypernet.json").read_text())
-  assert card["step"] == 150 and card["tensors"]["decoder/head_kernel"] == list(tensors["decoder/head_kernel"].shape)
+  assert card["step"] == 150 and card["tensors"]["decoder/head_kernel"] == list(
+    tensors["decoder/head_kernel"].shape
+  )
   assert card["slot_order"] == sorted(p for p, _, _ in card["layers"])
   base = setup_base_model(config)
   images = jnp.asarray(np.random.default_rng(3).uniform(-1, 1, (2, 64, 64, 3)), jnp.float32)
@@ -361,20 +470,29 @@ def test_exported_hypernet_predicts_like_its_checkpoint(world, overfit_run, tmp_
   for path in from_checkpoint:
     np.testing.assert_array_equal(from_export[path]["b_train"], from_checkpoint[path]["b_train"])
   from hdb_jax.formats.hypernet_export import export_hypernet
+
   with pytest.raises(FileExistsError, match="--overwrite"):
     export_hypernet(workdir, str(out))  # existing output is kept unless asked
 
 
 def test_image_encoder_loads_pytorch_weights(tmp_path):
   import torch  # pylint: disable=import-outside-toplevel
+
   from hdb_jax.models.image_encoder import image_features, load_image_encoder
   from hdb_jax.models.torch_models import create_tiny_pytorch_dino
-  reference = create_tiny_pytorch_dino(str(tmp_path / "vit_pt"))  # a ViT in PyTorch safetensors only
+
+  reference = create_tiny_pytorch_dino(
+    str(tmp_path / "vit_pt")
+  )  # a ViT in PyTorch safetensors only
   encoder = load_image_encoder(str(tmp_path / "vit_pt"))
-  images = np.random.default_rng(4).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)  # encoder size: no resize
+  images = (
+    np.random.default_rng(4).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+  )  # encoder size: no resize
   pixels = ((images + 1) / 2 - np.asarray(encoder.mean)) / np.asarray(encoder.std)
   with torch.no_grad():
     expected = reference(torch.tensor(pixels.transpose(0, 3, 1, 2))).last_hidden_state.numpy()
   tokens = image_features(encoder, encoder.params, jnp.asarray(images))
   assert tokens.shape == (2, encoder.num_tokens, encoder.hidden_size)
-  np.testing.assert_allclose(tokens, expected, atol=1e-4)  # fp32 on both sides; same tolerance as DINO's test
+  np.testing.assert_allclose(
+    tokens, expected, atol=1e-4
+  )  # fp32 on both sides; same tolerance as DINO's test

@@ -8,8 +8,8 @@ import pytest
 from safetensors.numpy import save_file
 
 from hdb_jax import adapters
-from hdb_jax.formats import identity
 from hdb_jax.adapters import LidbConfig
+from hdb_jax.formats import identity
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +20,17 @@ def layers(tiny_sd):
 @pytest.fixture(scope="module")
 def ident(tiny_sd, layers):
   config = LidbConfig(aux_seed=7, b_init_std=0.1)
-  lidb = adapters.init_lidb(layers, config, jax.random.PRNGKey(0))
-  lora = jax.tree.map(lambda x: x + 0.01, adapters.init_lora(layers, 4, jax.random.PRNGKey(1)))
-  return identity.from_arrays(layers, base_model="tiny", base_fingerprint=tiny_sd.fingerprint(),
-                              lidb_config=config, lidb=lidb, lora=lora, token="sks")
+  lidb = adapters.init_lidb(layers, config, jax.random.key(0))
+  lora = jax.tree.map(lambda x: x + 0.01, adapters.init_lora(layers, 4, jax.random.key(1)))
+  return identity.from_arrays(
+    layers,
+    base_model="tiny",
+    base_fingerprint=tiny_sd.fingerprint(),
+    lidb_config=config,
+    lidb=lidb,
+    lora=lora,
+    token="sks",
+  )
 
 
 def test_round_trip_is_exact(ident, tmp_path, tiny_sd):
@@ -92,7 +99,9 @@ def test_file_for_another_base_model_names_the_layer(ident, tmp_path, tiny_sd):
   with pytest.raises(identity.IdentityFileError, match="unet/elsewhere.*does not exist"):
     other.check_compatible(tiny_sd.params)
   reshaped = {p: ((n + 1, m) if p == layer else v) for p, v in ident.meta.layers.items()}
-  other = identity.Identity(meta=ident.meta.__class__(**{**ident.meta.__dict__, "layers": reshaped}))
+  other = identity.Identity(
+    meta=ident.meta.__class__(**{**ident.meta.__dict__, "layers": reshaped})
+  )
   with pytest.raises(identity.IdentityFileError, match=f"{layer}.*kernel shape"):
     other.check_compatible(tiny_sd.params)
   identity.save(path, ident)
@@ -109,8 +118,10 @@ def test_newer_format_version_is_refused(ident):
 
 @pytest.fixture
 def drifted_numpy_stream(monkeypatch):
-  """Stands in for a numpy whose Generator streams changed: every layer's bases regenerate differently."""
+  """Stands in for a numpy whose Generator streams changed: every layer's bases regenerate
+  differently."""
   from hdb_jax.adapters import lidb
+
   original = lidb._layer_rng  # pylint: disable=protected-access
   monkeypatch.setattr(lidb, "_layer_rng", lambda seed, path: original(seed + 1000, path))
   lidb._layer_bases.cache_clear()  # pylint: disable=protected-access
@@ -122,9 +133,14 @@ def test_aux_basis_hash_round_trips_and_drift_is_refused(ident, layers, tmp_path
   path = str(tmp_path / "me.safetensors")
   identity.save(path, ident)
   stored = identity.load(path).meta
-  assert stored.aux_hash == adapters.aux_basis_hash(layers, ident.meta.lidb) and len(stored.aux_hash) == 16
+  assert (
+    stored.aux_hash == adapters.aux_basis_hash(layers, ident.meta.lidb)
+    and len(stored.aux_hash) == 16
+  )
   assert stored.aux_numpy == np.__version__
-  assert adapters.aux_basis_hash(layers, LidbConfig(aux_seed=8)) != stored.aux_hash  # the seed is hashed too
+  assert (
+    adapters.aux_basis_hash(layers, LidbConfig(aux_seed=8)) != stored.aux_hash
+  )  # the seed is hashed too
   request.getfixturevalue("drifted_numpy_stream")
   assert adapters.aux_basis_hash(layers, ident.meta.lidb) != stored.aux_hash
   with pytest.raises(adapters.AuxBasisMismatchError, match=f"hash {stored.aux_hash}.*numpy"):
@@ -143,15 +159,30 @@ def test_files_from_before_the_hash_load_unchecked(ident, tmp_path):
 
 def test_weights_dataset_refuses_drifted_bases(layers, tmp_path, request):
   from hdb_jax.formats import weights_dataset
+
   config = LidbConfig(aux_seed=7)
-  dataset = weights_dataset.create_or_open(str(tmp_path), base_model="tiny", base_fingerprint="f" * 16,
-                                           layers=layers, lidb_config=config, settings={})
+  dataset = weights_dataset.create_or_open(
+    str(tmp_path),
+    base_model="tiny",
+    base_fingerprint="f" * 16,
+    layers=layers,
+    lidb_config=config,
+    settings={},
+  )
   vector = np.zeros((1, adapters.lidb_size(layers, config)), np.float32)
   dataset.append_chunk(0, ["id0"], ["src0"], vector, [0.5])
-  assert weights_dataset.open_dataset(str(tmp_path)).index["aux_hash"] == adapters.aux_basis_hash(layers, config)
+  assert weights_dataset.open_dataset(str(tmp_path)).index["aux_hash"] == adapters.aux_basis_hash(
+    layers, config
+  )
   request.getfixturevalue("drifted_numpy_stream")
   with pytest.raises(adapters.AuxBasisMismatchError, match="weights dataset"):
     weights_dataset.open_dataset(str(tmp_path))
   with pytest.raises(adapters.AuxBasisMismatchError):
-    weights_dataset.create_or_open(str(tmp_path), base_model="tiny", base_fingerprint="f" * 16, layers=layers,
-                                   lidb_config=config, settings={})
+    weights_dataset.create_or_open(
+      str(tmp_path),
+      base_model="tiny",
+      base_fingerprint="f" * 16,
+      layers=layers,
+      lidb_config=config,
+      settings={},
+    )

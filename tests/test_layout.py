@@ -16,9 +16,30 @@ from hdb_jax.errors import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "hdb_jax"
-LAYERS = ("errors", "io", "models", "adapters", "data", "runtime", "config", "diffusion", "engine", "hypernet",
-          "formats", "export", "preoptimize", "train", "personalize", "evaluate", "generate", "demo")
-THIRD_PARTY_MODELS = ("diffusers", "transformers")  # only hdb_jax.models imports them (the Flax pin lives there)
+LAYERS = (
+  "errors",
+  "io",
+  "models",
+  "adapters",
+  "data",
+  "runtime",
+  "config",
+  "diffusion",
+  "engine",
+  "hypernet",
+  "formats",
+  "export",
+  "preoptimize",
+  "train",
+  "personalize",
+  "evaluate",
+  "generate",
+  "demo",
+)
+THIRD_PARTY_MODELS = (
+  "diffusers",
+  "transformers",
+)  # only hdb_jax.models imports them (the Flax pin lives there)
 
 
 def module_name(path: pathlib.Path) -> str:
@@ -30,8 +51,8 @@ MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
 def imports_of(path: pathlib.Path) -> list[tuple[str, int]]:
-  """(imported module, line) for every import in the file, at any depth; `from a import b` is a.b when
-  a.b is a module."""
+  """(imported module, line) for every import in the file, at any depth; `from a import b` is a.b
+  when a.b is a module."""
   found = []
   for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
     if isinstance(node, ast.Import):
@@ -47,13 +68,17 @@ def top(module: str) -> str:
   return module.split(".")[1] if module.count(".") else ""
 
 
-GRAPH = {name: [(m, line) for m, line in imports_of(path) if m.startswith("hdb_jax.") or m == "hdb_jax"]
-         for name, path in MODULES.items()}
+GRAPH = {
+  name: [(m, line) for m, line in imports_of(path) if m.startswith("hdb_jax.") or m == "hdb_jax"]
+  for name, path in MODULES.items()
+}
 
 
 def test_every_top_level_module_has_a_layer():
   tops = {top(name) for name in MODULES if name != "hdb_jax"}
-  assert tops == set(LAYERS), f"add new packages to LAYERS (and the README's layout): {tops ^ set(LAYERS)}"
+  assert tops == set(LAYERS), (
+    f"add new packages to LAYERS (and the README's layout): {tops ^ set(LAYERS)}"
+  )
 
 
 def test_imports_only_go_down_the_layers():
@@ -65,15 +90,21 @@ def test_imports_only_go_down_the_layers():
       if target == "hdb_jax" or top(target) == top(name):
         continue
       if LAYERS.index(top(target)) > LAYERS.index(top(name)):
-        upward.append(f"{MODULES[name].relative_to(ROOT)}:{line} imports {target} (layer {top(target)} is above "
-                      f"{top(name)})")
+        upward.append(
+          f"{MODULES[name].relative_to(ROOT)}:{line} imports {target} (layer {top(target)} is "
+          "above "
+          f"{top(name)})"
+        )
   assert not upward, "\n".join(upward)
 
 
 def test_no_import_loops_and_no_package_imports_its_own_init():
-  inside = [f"{MODULES[n].relative_to(ROOT)}:{line} imports its own package's __init__ ({t})"
-            for n, edges in GRAPH.items() for t, line in edges
-            if t != n and MODULES[n].name != "__init__.py" and n.startswith(t + ".") and t != "hdb_jax"]
+  inside = [
+    f"{MODULES[n].relative_to(ROOT)}:{line} imports its own package's __init__ ({t})"
+    for n, edges in GRAPH.items()
+    for t, line in edges
+    if t != n and MODULES[n].name != "__init__.py" and n.startswith(t + ".") and t != "hdb_jax"
+  ]
   assert not inside, "\n".join(inside)
   state: dict[str, int] = {}  # 1: on the current path, 2: done
 
@@ -83,7 +114,7 @@ def test_no_import_loops_and_no_package_imports_its_own_init():
       if target not in GRAPH:
         continue
       if state.get(target) == 1:
-        loop = path[path.index(target):] + [target] if target in path else [node, target]
+        loop = path[path.index(target) :] + [target] if target in path else [node, target]
         raise AssertionError("import loop: " + " -> ".join(loop))
       if target not in state:
         visit(target, path + [target])
@@ -95,22 +126,30 @@ def test_no_import_loops_and_no_package_imports_its_own_init():
 
 
 def test_no_module_imports_a_command_main_and_none_reads_configs_folder():
-  offenders = [f"{n} imports {t}" for n, edges in GRAPH.items() for t, _ in edges if t.endswith("__main__")]
+  offenders = [
+    f"{n} imports {t}" for n, edges in GRAPH.items() for t, _ in edges if t.endswith("__main__")
+  ]
   assert not offenders
   for name, path in MODULES.items():
     text = path.read_text(encoding="utf-8")
-    assert "spec_from_file_location" not in text, f"{name} executes a file; configs come from hdb_jax.config"
+    assert "spec_from_file_location" not in text, (
+      f"{name} executes a file; configs come from hdb_jax.config"
+    )
 
 
 def test_only_the_models_package_imports_diffusers_and_transformers():
-  offenders = [f"{MODULES[n].relative_to(ROOT)}:{line} imports {m}" for n in MODULES
-               for m, line in imports_of(MODULES[n])
-               if m.split(".")[0] in THIRD_PARTY_MODELS and top(n) != "models"]
+  offenders = [
+    f"{MODULES[n].relative_to(ROOT)}:{line} imports {m}"
+    for n in MODULES
+    for m, line in imports_of(MODULES[n])
+    if m.split(".")[0] in THIRD_PARTY_MODELS and top(n) != "models"
+  ]
   assert not offenders, "\n".join(offenders)
 
 
 def test_the_checker_sees_function_level_imports_and_loops(tmp_path):
-  """The checks above would catch the kind of loop issue 13 found (an import hidden in a function)."""
+  """The checks above would catch the kind of loop issue 13 found (an import hidden in a
+  function)."""
   source = tmp_path / "m.py"
   source.write_text("def f():\n  from hdb_jax.formats import hypernet_export\n", encoding="utf-8")
   assert ("hdb_jax.formats.hypernet_export", 2) in imports_of(source)
@@ -120,27 +159,35 @@ def test_the_checker_sees_function_level_imports_and_loops(tmp_path):
 
 
 def _repo_config(name: str, variant: str):
-  spec = importlib.util.spec_from_file_location(f"repo_config_{name}", ROOT / "configs" / f"{name}.py")
+  spec = importlib.util.spec_from_file_location(
+    f"repo_config_{name}", ROOT / "configs" / f"{name}.py"
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(variant)
 
 
-@pytest.mark.parametrize("name,build,variants", [
+@pytest.mark.parametrize(
+  "name,build,variants",
+  [
     ("lidb", phases.preoptimize_config, ("", "tiny")),
     ("hyper", phases.hyper_config, phases.HYPER_VARIANTS),
     ("personalize", phases.personalize_config, ("", "tiny")),
     ("evaluate", phases.evaluate_config, ("", "tiny")),
-])
+  ],
+)
 def test_config_files_return_the_package_configs_and_refuse_unknown_variants(name, build, variants):
   for variant in variants:
     assert _repo_config(name, variant).to_dict() == build(variant).to_dict()
   with pytest.raises(ConfigError, match="unknown config variant 'huge'"):
     _repo_config(name, "huge")
-  docstring = ast.get_docstring(ast.parse((ROOT / "configs" / f"{name}.py").read_text(encoding="utf-8")))
+  docstring = ast.get_docstring(
+    ast.parse((ROOT / "configs" / f"{name}.py").read_text(encoding="utf-8"))
+  )
   for variant in variants:
-    assert f"--config=configs/{name}.py{':' + variant if variant else ''}" in docstring or \
-        (variant and f"\n  {variant} " in docstring), f"configs/{name}.py does not document variant {variant!r}"
+    assert f"--config=configs/{name}.py{':' + variant if variant else ''}" in docstring or (
+      variant and f"\n  {variant} " in docstring
+    ), f"configs/{name}.py does not document variant {variant!r}"
 
 
 def test_phase1_auto_weights_runs_phase0_with_phase1s_model_and_data():
@@ -149,6 +196,10 @@ def test_phase1_auto_weights_runs_phase0_with_phase1s_model_and_data():
   phase0 = phases.phase0_of(hyper)
   reference = phases.preoptimize_config("tiny")
   assert set(phase0.keys()) == set(reference.keys())
-  assert (phase0.pretrained, phase0.num_identities, phase0.steps, phase0.data.num_identities) == \
-      ("tiny:/elsewhere", 5, 7, 5)
+  assert (phase0.pretrained, phase0.num_identities, phase0.steps, phase0.data.num_identities) == (
+    "tiny:/elsewhere",
+    5,
+    7,
+    5,
+  )
   assert phase0.optim.to_dict() == reference.optim.to_dict()

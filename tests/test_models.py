@@ -1,4 +1,5 @@
-"""Model loading: tiny models through the real loader, PyTorch->Flax conversion, actionable errors."""
+"""Model loading: tiny models through the real loader, PyTorch->Flax conversion, actionable
+errors."""
 
 import json
 import os
@@ -26,8 +27,11 @@ def test_tiny_model_keeps_sd15_topology(tiny_sd):
   assert list(config.down_block_types).count("CrossAttnDownBlock2D") == 3
   assert config.layers_per_block == 2
   # 16 transformer blocks: 3 down levels x 2 + mid 1 + 3 up levels x 3.
-  blocks = {k.split("/transformer_blocks_0")[0] for k in _flat_keys(tiny_sd.params["unet"])
-            if "/transformer_blocks_0/" in k}
+  blocks = {
+    k.split("/transformer_blocks_0")[0]
+    for k in _flat_keys(tiny_sd.params["unet"])
+    if "/transformer_blocks_0/" in k
+  }
   assert len(blocks) == 16
   assert all(c % 32 == 0 for c in config.block_out_channels)  # Flax GroupNorm uses 32 groups
   assert tiny_sd.resolution == 64
@@ -35,6 +39,7 @@ def test_tiny_model_keeps_sd15_topology(tiny_sd):
 
 def _flat_keys(tree):
   from flax import traverse_util  # pylint: disable=import-outside-toplevel
+
   return ["/".join(k) for k in traverse_util.flatten_dict(tree)]
 
 
@@ -47,26 +52,35 @@ def test_pytorch_and_flax_tiny_models_agree(tiny_torch_dir, tiny_torch_sd):
   """
   rng = np.random.default_rng(0)
   ids = models.tokenize(tiny_torch_sd, ["a photo of sks face", "a painting of a man"])
-  text_flax = np.asarray(models.encode_text(tiny_torch_sd, tiny_torch_sd.params["text_encoder"], jnp.asarray(ids)))
+  text_flax = np.asarray(
+    models.encode_text(tiny_torch_sd, tiny_torch_sd.params["text_encoder"], jnp.asarray(ids))
+  )
   with torch.no_grad():
     text_torch = load_pytorch_text_encoder(tiny_torch_dir)(torch.from_numpy(ids).long())[0].numpy()
   np.testing.assert_allclose(text_flax, text_torch, atol=1e-5)
 
   latents = rng.standard_normal((2, 8, 8, 4)).astype(np.float32)
   timesteps = np.array([10, 700])
-  unet_flax = jax.jit(lambda p, x, e: models.unet_apply(tiny_torch_sd, p, x, jnp.asarray(timesteps), e))(
-      tiny_torch_sd.params["unet"], latents, text_flax)
+  unet_flax = jax.jit(
+    lambda p, x, e: models.unet_apply(tiny_torch_sd, p, x, jnp.asarray(timesteps), e)
+  )(tiny_torch_sd.params["unet"], latents, text_flax)
   with torch.no_grad():
-    unet_torch = load_pytorch_unet(tiny_torch_dir)(
-        torch.from_numpy(latents).permute(0, 3, 1, 2), torch.from_numpy(timesteps),
-        torch.from_numpy(text_torch)).sample.permute(0, 2, 3, 1).numpy()
+    unet_torch = (
+      load_pytorch_unet(tiny_torch_dir)(
+        torch.from_numpy(latents).permute(0, 3, 1, 2),
+        torch.from_numpy(timesteps),
+        torch.from_numpy(text_torch),
+      )
+      .sample.permute(0, 2, 3, 1)
+      .numpy()
+    )
   assert np.abs(unet_torch).max() > 0.1  # a real signal to compare
   np.testing.assert_allclose(np.asarray(unet_flax), unet_torch, atol=1e-4)
 
 
 def test_vae_roundtrip_shapes(tiny_sd):
   images = jnp.zeros((2, 64, 64, 3))
-  latents = models.vae_encode(tiny_sd, tiny_sd.params["vae"], images, jax.random.PRNGKey(0))
+  latents = models.vae_encode(tiny_sd, tiny_sd.params["vae"], images, jax.random.key(0))
   assert latents.shape == (2, 8, 8, 4)
   decoded = models.vae_decode(tiny_sd, tiny_sd.params["vae"], latents)
   assert decoded.shape == (2, 64, 64, 3) and bool(jnp.isfinite(decoded).all())
@@ -77,20 +91,38 @@ def test_tokenizer_is_saved_in_clip_format(tiny_dir, tiny_sd):
   ids = models.tokenize(tiny_sd, ["a photo of sks face"])
   assert ids.shape == (1, 77)
   tokens = tiny_sd.tokenizer.convert_ids_to_tokens(ids[0, :7].tolist())
-  assert tokens == ["<|startoftext|>", "a</w>", "photo</w>", "of</w>", "sks</w>", "face</w>", "<|endoftext|>"]
+  assert tokens == [
+    "<|startoftext|>",
+    "a</w>",
+    "photo</w>",
+    "of</w>",
+    "sks</w>",
+    "face</w>",
+    "<|endoftext|>",
+  ]
   with pytest.raises(ValueError, match="empty prompt"):
     models.tokenize(tiny_sd, ["  "])
 
 
-@pytest.mark.parametrize("vocabulary, refused", [
-    ("tiny", "zqxj"), ("tiny", ""), ("tiny", "two words"),
-    ("without sks", "sks"), ("without sks", "zqxj"), ("without sks", "two words"),
-])
+@pytest.mark.parametrize(
+  "vocabulary, refused",
+  [
+    ("tiny", "zqxj"),
+    ("tiny", ""),
+    ("tiny", "two words"),
+    ("without sks", "sks"),
+    ("without sks", "zqxj"),
+    ("without sks", "two words"),
+  ],
+)
 def test_refused_token_suggests_single_tokens_of_this_tokenizer(tmp_path, vocabulary, refused):
-  """The refusal names up to 3 words that this tokenizer keeps as one token, never the refused one; a
-  tokenizer without 'sks' (none of the classic rare identifiers) gets words from its own vocabulary."""
+  """The refusal names up to 3 words that this tokenizer keeps as one token, never the refused one;
+  a tokenizer without 'sks' (none of the classic rare identifiers) gets words from its own
+  vocabulary."""
   words = TINY_WORDS if vocabulary == "tiny" else tuple(w for w in TINY_WORDS if w != "sks")
-  sd = types.SimpleNamespace(tokenizer=write_tiny_tokenizer(str(tmp_path), words))  # check_token needs only this
+  sd = types.SimpleNamespace(
+    tokenizer=write_tiny_tokenizer(str(tmp_path), words)
+  )  # check_token needs only this
   with pytest.raises(UserError, match="single token") as error:
     models.check_token(sd, refused)
   suggested = re.findall(r"'([^']*)'", str(error.value).partition("e.g. ")[2])
@@ -111,28 +143,46 @@ def _break_unet_config(unet_dir):
   (unet_dir / "config.json").write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("source, damage, message", [
+@pytest.mark.parametrize(
+  "source, damage, message",
+  [
     ("flax", lambda d: shutil.rmtree(d / "vae"), "no 'vae/' subfolder"),
-    ("flax", lambda d: shutil.copy(d / "vae" / "config.json", d / "unet" / "config.json"),
-     "describes a (Flax)?AutoencoderKL"),
-    ("flax", lambda d: os.rename(d / "unet" / "diffusion_flax_model.msgpack",
-                                 d / "unet" / "diffusion_pytorch_model.bin"), "only pickled weights"),
+    (
+      "flax",
+      lambda d: shutil.copy(d / "vae" / "config.json", d / "unet" / "config.json"),
+      "describes a (Flax)?AutoencoderKL",
+    ),
+    (
+      "flax",
+      lambda d: os.rename(
+        d / "unet" / "diffusion_flax_model.msgpack", d / "unet" / "diffusion_pytorch_model.bin"
+      ),
+      "only pickled weights",
+    ),
     ("torch", lambda d: _break_unet_config(d / "unet"), "has shape"),
-], ids=["missing-subfolder", "not-a-unet", "pickle-only", "misshaped-weights"])
+  ],
+  ids=["missing-subfolder", "not-a-unet", "pickle-only", "misshaped-weights"],
+)
 def test_broken_model_directory_is_a_clear_error(request, tmp_path, source, damage, message):
   broken = tmp_path / "broken"
-  shutil.copytree(request.getfixturevalue("tiny_dir" if source == "flax" else "tiny_torch_dir"), broken)
+  shutil.copytree(
+    request.getfixturevalue("tiny_dir" if source == "flax" else "tiny_torch_dir"), broken
+  )
   damage(broken)
   with pytest.raises(models.ModelLoadError, match=message):
     models.load_stable_diffusion(str(broken))
 
 
 def test_hub_id_while_offline_is_a_clear_error():
-  code = ("from hdb_jax import models\n"
-          "try:\n  models.load_stable_diffusion('no-such-org/no-such-model')\n"
-          "except models.ModelLoadError as e:\n  print('ERR', e)\n")
+  code = (
+    "from hdb_jax import models\n"
+    "try:\n  models.load_stable_diffusion('no-such-org/no-such-model')\n"
+    "except models.ModelLoadError as e:\n  print('ERR', e)\n"
+  )
   env = dict(os.environ, HF_HUB_OFFLINE="1")
-  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+  out = subprocess.run(
+    [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+  )
   assert "ERR could not fetch 'no-such-org/no-such-model'" in out.stdout, out.stderr[-2000:]
   assert "offline" in out.stdout
 

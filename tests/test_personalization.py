@@ -1,9 +1,9 @@
 """Phase 0 (batched pre-optimization), Phase 2 (personalize) and generation on the tiny family.
 
-These properties (batch equivalence, resume, NaN handling, CLIs, determinism) do not depend on depth,
-so the tests use the shallower micro UNet (conftest.micro_dir): compiling the 16-block tiny UNet's
-training step takes about a minute on 2 cores. Every test uses the same step count, optimizer and
-batch sizes (1 and 2), so compiled programs are shared through JAX's persistent cache, also with
+These properties (batch equivalence, resume, NaN handling, CLIs, determinism) do not depend on
+depth, so the tests use the shallower micro UNet (conftest.micro_dir): compiling the 16-block tiny
+UNet's training step takes about a minute on 2 cores. Every test uses the same step count, optimizer
+and batch sizes (1 and 2), so compiled programs are shared through JAX's persistent cache, also with
 the subprocesses.
 """
 
@@ -22,17 +22,17 @@ import pytest
 from PIL import Image
 
 from hdb_jax import adapters, models
-from hdb_jax.formats import identity
-from hdb_jax.diffusion.base import encode_latents, setup_base_model
 from hdb_jax.data import synthetic
+from hdb_jax.diffusion.base import encode_latents, setup_base_model
 from hdb_jax.diffusion.generation import generate
-from hdb_jax.personalize.loop import personalize
-from hdb_jax.personalize.step import personalize_images
-from hdb_jax.preoptimize.step import init_lidb_batch, lidb_trainer, train_lidb_batch
-from hdb_jax.preoptimize.loop import preoptimize
 from hdb_jax.diffusion.sampling import SamplingConfig
 from hdb_jax.engine.trainer import TrainingDivergedError, example_keys
+from hdb_jax.formats import identity
 from hdb_jax.formats.weights_dataset import open_dataset
+from hdb_jax.personalize.loop import personalize
+from hdb_jax.personalize.step import personalize_images
+from hdb_jax.preoptimize.loop import preoptimize
+from hdb_jax.preoptimize.step import init_lidb_batch, lidb_trainer, train_lidb_batch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 20
@@ -41,7 +41,9 @@ COMMON = {"steps": STEPS, "optim.learning_rate": 3e-2}
 
 def _config(name: str, micro_dir: str, **overrides) -> ml_collections.ConfigDict:
   sys.path.insert(0, REPO)
-  from configs import lidb, personalize as personalize_config  # pylint: disable=import-outside-toplevel
+  from configs import lidb  # pylint: disable=import-outside-toplevel
+  from configs import personalize as personalize_config
+
   config = {"lidb": lidb, "personalize": personalize_config}[name].get_config("tiny")
   config.pretrained = micro_dir
   for key, value in {**COMMON, **overrides}.items():
@@ -54,7 +56,9 @@ def _config(name: str, micro_dir: str, **overrides) -> ml_collections.ConfigDict
 
 
 def _overrides_as_flags(micro_dir: str, **overrides) -> list[str]:
-  return [f"--config.pretrained={micro_dir}"] + [f"--config.{k}={v}" for k, v in {**COMMON, **overrides}.items()]
+  return [f"--config.pretrained={micro_dir}"] + [
+    f"--config.{k}={v}" for k, v in {**COMMON, **overrides}.items()
+  ]
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +74,13 @@ def base(phase0_config):
 @pytest.fixture(scope="module")
 def faces():
   """Four procedural faces at the tiny model's 64 px, in [-1, 1]."""
-  return np.stack([synthetic.render_face(synthetic.identity_params(0, i), 0, 64) for i in range(4)]
-                  ).astype(np.float32) / 127.5 - 1
+  return (
+    np.stack(
+      [synthetic.render_face(synthetic.identity_params(0, i), 0, 64) for i in range(4)]
+    ).astype(np.float32)
+    / 127.5
+    - 1
+  )
 
 
 def _fixed_key_loss(base, config, vectors, faces, draws=8):
@@ -82,18 +91,21 @@ def _fixed_key_loss(base, config, vectors, faces, draws=8):
   total = 0.0
   for d in range(draws):
     keys = example_keys(1000 + d, jnp.arange(len(faces)))
-    total += np.asarray(losses(base.sd.params, vectors, None, latents, base.prompt_batch(len(faces)), keys))
+    total += np.asarray(
+      losses(base.sd.params, vectors, None, latents, base.prompt_batch(len(faces)), keys)
+    )
   return total / draws
 
 
 def test_phase0_batch_equals_single_runs_and_loss_falls(base, phase0_config, faces):
   together, losses = train_lidb_batch(base, phase0_config, faces[:2], [0, 1])
-  alone = [train_lidb_batch(base, phase0_config, faces[i:i + 1], [i]) for i in range(2)]
+  alone = [train_lidb_batch(base, phase0_config, faces[i : i + 1], [i]) for i in range(2)]
   # Same per-identity seeds and no interaction between examples. Batched matmuls differ from
   # unbatched ones in the last bit (measured: 1 ulp on the step-0 loss, 1e-7 on its gradient), and
   # 20 Adam steps at lr 3e-2 amplify that ~5x per step (Adam normalizes tiny gradient components to
-  # +-lr, so last-bit noise flips their sign: a chaotic optimizer, not coupling). So the trajectories
-  # must agree tightly where float noise has not yet grown (the first steps), and stay close after.
+  # +-lr, so last-bit noise flips their sign: a chaotic optimizer, not coupling). So the
+  # trajectories must agree tightly where float noise has not yet grown (the first steps), and stay
+  # close after.
   for i in range(2):
     np.testing.assert_allclose(losses[:3, i], alone[i][1][:3, 0], rtol=3e-3)  # measured <= 3e-5
     assert abs(losses[:, i].mean() - alone[i][1][:, 0].mean()) < 0.05 * losses[:, i].mean()
@@ -102,8 +114,9 @@ def test_phase0_batch_equals_single_runs_and_loss_falls(base, phase0_config, fac
   initial = trainer.packer.pack(init_lidb_batch(base, phase0_config.seed, [0, 1]))
   before = _fixed_key_loss(base, phase0_config, initial, faces[:2])
   after = _fixed_key_loss(base, phase0_config, together, faces[:2])
-  # On 8 fixed draws per identity the loss must fall by at least 5% for each identity (measured ~15%);
-  # the random tiny UNet leaves most of the noise unexplained, so large drops are not expected.
+  # On 8 fixed draws per identity the loss must fall by at least 5% for each identity (measured
+  # ~15%); the random tiny UNet leaves most of the noise unexplained, so large drops are not
+  # expected.
   assert (after < 0.95 * before).all(), (before, after)
 
 
@@ -116,8 +129,9 @@ def test_phase0_nan_loss_stops_and_keeps_last_good_state(base, phase0_config, fa
   state = trainer.init(init_lidb_batch(base, phase0_config.seed, [0]))
   initial = np.asarray(state.trainable)
   latents = jnp.full((1, 8, 8, 4), jnp.nan)
-  state, _ = trainer.make_run(STEPS)(base.sd.params, None, latents, base.prompt_batch(1),
-                                     example_keys(0, jnp.arange(1)), state)
+  state, _ = trainer.make_run(STEPS)(
+    base.sd.params, None, latents, base.prompt_batch(1), example_keys(0, jnp.arange(1)), state
+  )
   np.testing.assert_array_equal(np.asarray(state.trainable), initial)  # never updated with NaN
   assert int(state.diverged_at[0]) == 0
 
@@ -125,9 +139,16 @@ def test_phase0_nan_loss_stops_and_keeps_last_good_state(base, phase0_config, fa
 def test_phase0_kill_and_resume_equals_uninterrupted(micro_dir, phase0_config, tmp_path):
   reference = preoptimize(phase0_config, str(tmp_path / "reference"))
   workdir = tmp_path / "killed"
-  cmd = [sys.executable, "-m", "hdb_jax.preoptimize", "--config=configs/lidb.py:tiny", f"--workdir={workdir}"] + \
-      _overrides_as_flags(micro_dir, num_identities=4, identities_per_step=2)
-  proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  cmd = [
+    sys.executable,
+    "-m",
+    "hdb_jax.preoptimize",
+    "--config=configs/lidb.py:tiny",
+    f"--workdir={workdir}",
+  ] + _overrides_as_flags(micro_dir, num_identities=4, identities_per_step=2)
+  proc = subprocess.Popen(
+    cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+  )
   index = workdir / "weights" / "index.json"
   deadline = time.time() + 600
   while time.time() < deadline and proc.poll() is None:
@@ -149,11 +170,15 @@ def test_phase0_kill_and_resume_equals_uninterrupted(micro_dir, phase0_config, t
 
 def _fake_predictor(base, scale=0.3):
   """Stands in for the hypernetwork: a fixed, clearly non-zero LiDB per image (from its pixels)."""
+
   def predict(images):
     seeds = [int(abs(float(np.asarray(im).sum())) * 1000) % 2**31 for im in images]
     config = adapters.LidbConfig(**{**base.lidb_config.__dict__, "b_init_std": scale})
-    return jax.tree.map(lambda *x: jnp.stack(x), *[
-        adapters.init_lidb(base.layers, config, jax.random.PRNGKey(s)) for s in seeds])
+    return jax.tree.map(
+      lambda *x: jnp.stack(x),
+      *[adapters.init_lidb(base.layers, config, jax.random.key(s)) for s in seeds],
+    )
+
   return predict
 
 
@@ -162,14 +187,19 @@ def test_personalize_with_prediction_composes_and_batches(micro_dir, faces):
   base = setup_base_model(config)
   predictor = _fake_predictor(base)
   together = personalize_images(base, config, faces[:2], predictor)
-  alone = [personalize_images(base, config, faces[i:i + 1], predictor) for i in range(2)]
+  alone = [personalize_images(base, config, faces[i : i + 1], predictor) for i in range(2)]
   for i in range(2):
     ident = together.identities[i]
     assert ident.lidb is not None and ident.meta.lora_rank == config.lora_rank
     # Each photo is trained as if alone: its prediction, random stream and loss curve do not depend
     # on the batch (see the Phase 0 test for why only the first steps are compared tightly).
-    np.testing.assert_allclose(together.losses[:3, i], alone[i].losses[:3, 0], rtol=3e-3)  # measured <= 1.5e-3
-    assert abs(together.losses[:, i].mean() - alone[i].losses[:, 0].mean()) < 0.05 * together.losses[:, i].mean()
+    np.testing.assert_allclose(
+      together.losses[:3, i], alone[i].losses[:3, 0], rtol=3e-3
+    )  # measured <= 1.5e-3
+    assert (
+      abs(together.losses[:, i].mean() - alone[i].losses[:, 0].mean())
+      < 0.05 * together.losses[:, i].mean()
+    )
     single = alone[i].identities[0]
     for path in ident.lidb:
       np.testing.assert_array_equal(ident.lidb[path]["a_train"], single.lidb[path]["a_train"])
@@ -178,8 +208,9 @@ def test_personalize_with_prediction_composes_and_batches(micro_dir, faces):
     deltas = ident.delta_weights()
     for path in list(ident.lora)[:20]:
       lora_delta = ident.lora[path]["a"] @ ident.lora[path]["b"]
-      np.testing.assert_allclose(deltas[f"{path}/kernel"], np.asarray(lidb_delta[path]) + lora_delta,
-                                 rtol=1e-5, atol=1e-6)
+      np.testing.assert_allclose(
+        deltas[f"{path}/kernel"], np.asarray(lidb_delta[path]) + lora_delta, rtol=1e-5, atol=1e-6
+      )
     assert max(np.abs(ident.lora[p]["b"]).max() for p in ident.lora) > 0  # the LoRA was trained
   assert np.isfinite(together.losses).all()
 
@@ -187,32 +218,46 @@ def test_personalize_with_prediction_composes_and_batches(micro_dir, faces):
 def test_personalize_cli_end_to_end(micro_dir, tmp_path):
   photo = tmp_path / "astronaut.png"
   import skimage.data  # pylint: disable=import-outside-toplevel
+
   Image.fromarray(skimage.data.astronaut()).save(photo)
   workdir = tmp_path / "me"
-  cmd = [sys.executable, "-m", "hdb_jax.personalize", "--config=configs/personalize.py:tiny",
-         f"--config.image={photo}", f"--workdir={workdir}"] + _overrides_as_flags(micro_dir)
+  cmd = [
+    sys.executable,
+    "-m",
+    "hdb_jax.personalize",
+    "--config=configs/personalize.py:tiny",
+    f"--config.image={photo}",
+    f"--workdir={workdir}",
+  ] + _overrides_as_flags(micro_dir)
   out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
   sd = models.load_stable_diffusion(micro_dir)
   ident = identity.load(str(workdir / "identity.safetensors"), base=sd)
   assert ident.lidb is not None and ident.meta.extra["method"] == "lidb-from-scratch"
   record = json.loads((workdir / "record.json").read_text())
-  assert len(record["losses"]) == STEPS and {"compile_s", "finetune_s", "samples_s"} <= set(record["timings_s"])
+  assert len(record["losses"]) == STEPS and {"compile_s", "finetune_s", "samples_s"} <= set(
+    record["timings_s"]
+  )
   grid = Image.open(workdir / "samples" / "grid.png")
   assert grid.size == (64, 64 * 3)  # one sample for each of the 3 default prompts
   assert (workdir / "export" / "diffusers" / "pytorch_lora_weights.safetensors").exists()
   again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert again.returncode == 1 and "already holds an identity" in again.stderr.strip().splitlines()[-1]
+  assert (
+    again.returncode == 1 and "already holds an identity" in again.stderr.strip().splitlines()[-1]
+  )
 
 
-@pytest.mark.parametrize("case, message", [
+@pytest.mark.parametrize(
+  "case, message",
+  [
     ("missing", "no such file|not found|does not exist"),
     ("corrupt", "truncated|corrupt|cannot|not an image|unidentified"),
     ("text", "not an image|cannot identify|unidentified"),
     ("tiny", "below min_size"),
     ("token", "single token|single non-empty word"),
     ("prompt", "must contain"),
-])
+  ],
+)
 def test_personalize_bad_input_fails_cleanly(micro_dir, tmp_path, case, message):
   good = tmp_path / "face.png"
   Image.fromarray(synthetic.render_face(synthetic.identity_params(0, 0), 0, 128)).save(good)
@@ -243,16 +288,24 @@ def test_generation_is_deterministic_and_batches_identities(micro_dir):
   sd = models.load_stable_diffusion(micro_dir)
   layers = adapters.select_layers(sd.params)
   config = adapters.LidbConfig(b_init_std=0.5)
-  idents = [identity.from_arrays(layers, micro_dir, sd.fingerprint(), config,
-                                 lidb=adapters.init_lidb(layers, config, jax.random.PRNGKey(s)), token="sks")
-            for s in range(2)]
+  idents = [
+    identity.from_arrays(
+      layers,
+      micro_dir,
+      sd.fingerprint(),
+      config,
+      lidb=adapters.init_lidb(layers, config, jax.random.key(s)),
+      token="sks",
+    )
+    for s in range(2)
+  ]
   sampling = SamplingConfig(steps=4, guidance=7.5, seed=3)
   prompts = ["a {token} face"]
   both = generate(sd, idents, prompts, 1, sampling)
   again = generate(sd, idents, prompts, 1, sampling)
   np.testing.assert_array_equal(both, again)
   for i in range(2):
-    alone = generate(sd, idents[i:i + 1], prompts, 1, sampling)
+    alone = generate(sd, idents[i : i + 1], prompts, 1, sampling)
     # uint8 images from float math in different batch shapes: allow one level of rounding.
     assert np.abs(alone[0].astype(int) - both[i].astype(int)).max() <= 1
   assert np.abs(both[0].astype(int) - both[1].astype(int)).max() > 5  # identities differ
@@ -263,6 +316,7 @@ def test_generation_is_deterministic_and_batches_identities(micro_dir):
 @pytest.mark.parametrize("source", ["generate", "synthetic"])
 def test_prior_preservation_adds_the_weighted_class_loss(base, phase0_config, faces, source):
   from hdb_jax.diffusion.prior import make_class_prior
+
   config = phase0_config.copy_and_resolve_references()
   config.prior.update(weight=0.5, source=source, num_images=2, sample_steps=2)
   prior = make_class_prior(base, config)

@@ -17,7 +17,8 @@ from hdb_jax.adapters.lora import Factors
 
 
 def merge(params: Mapping[str, object], factors: Factors, scale: float = 1.0) -> dict:
-  """{'unet': tree, 'text_encoder': tree} + A B on each factor's kernel; untouched leaves are shared.
+  """{'unet': tree, 'text_encoder': tree} + A B on each factor's kernel; untouched leaves are
+  shared.
 
   factors: path -> (A [n, r], B [r, m]) without a batch axis; path starts with the model name.
   """
@@ -43,7 +44,7 @@ def merge(params: Mapping[str, object], factors: Factors, scale: float = 1.0) ->
 def model_factors(factors: Factors, model: str) -> Factors:
   """The factors of one model, keyed by the path inside it (prefix removed)."""
   prefix = model + "/"
-  return {path[len(prefix):]: f for path, f in factors.items() if path.startswith(prefix)}
+  return {path[len(prefix) :]: f for path, f in factors.items() if path.startswith(prefix)}
 
 
 @contextlib.contextmanager
@@ -84,4 +85,7 @@ def batched_adapters(factors: Factors, scale: float = 1.0) -> Iterator[None]:
 def tile_factors(factors: Factors, copies: int) -> Factors:
   """Stacks `copies` copies of the batch of factors, for a batch made as concat([x] * copies)
   (e.g. classifier-free guidance's [unconditional; conditional] batch)."""
-  return {p: (jnp.concatenate([a] * copies), jnp.concatenate([b] * copies)) for p, (a, b) in factors.items()}
+  return {
+    p: (jnp.concatenate([a] * copies), jnp.concatenate([b] * copies))
+    for p, (a, b) in factors.items()
+  }

@@ -21,12 +21,13 @@ from hdb_jax.adapters.targets import LayerSpec
 from hdb_jax.errors import UserError
 
 LidbParams = dict[str, dict[str, jax.Array]]  # path -> {'a_train': [a, r], 'b_train': [r, b]}
-AuxBases = dict[str, dict[str, jax.Array]]    # path -> {'a_aux': [n, a], 'b_aux': [b, m]}
+AuxBases = dict[str, dict[str, jax.Array]]  # path -> {'a_aux': [n, a], 'b_aux': [b, m]}
 
 
 @dataclasses.dataclass(frozen=True)
 class LidbConfig:
   """LiDB sizes and initialisation. Paper defaults: a=100, b=50, r=1."""
+
   a: int = 100
   b: int = 50
   rank: int = 1
@@ -54,10 +55,12 @@ def _orthonormal_columns(rng: np.random.Generator, rows: int, cols: int) -> np.n
 
 
 @functools.lru_cache(maxsize=1024)
-def _layer_bases(aux_seed: int, aux_scale: float, path: str, n: int, m: int, a: int, b: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(A_aux [n, a], B_aux [b, m]) of one layer in float32, and 8 of their entries in float64 (A_aux[:4, 0],
-  B_aux[0, :4], for aux_basis_hash); cached, since regenerating SD1.5's bases takes seconds."""
+def _layer_bases(
+  aux_seed: int, aux_scale: float, path: str, n: int, m: int, a: int, b: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(A_aux [n, a], B_aux [b, m]) of one layer in float32, and 8 of their entries in float64
+  (A_aux[:4, 0], B_aux[0, :4], for aux_basis_hash); cached, since regenerating SD1.5's bases takes
+  seconds."""
   rng = _layer_rng(aux_seed, path)
   a_aux = _orthonormal_columns(rng, n, a) * aux_scale
   b_aux = _orthonormal_columns(rng, m, b).T * aux_scale
@@ -69,7 +72,9 @@ def _layer_bases(aux_seed: int, aux_scale: float, path: str, n: int, m: int, a: 
 
 
 def _numpy_bases(layer: LayerSpec, config: LidbConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  return _layer_bases(config.aux_seed, float(config.aux_scale), layer.path, layer.n, layer.m, *config.dims(layer))
+  return _layer_bases(
+    config.aux_seed, float(config.aux_scale), layer.path, layer.n, layer.m, *config.dims(layer)
+  )
 
 
 def aux_bases(layers: Sequence[LayerSpec], config: LidbConfig) -> AuxBases:
@@ -82,40 +87,54 @@ def aux_bases(layers: Sequence[LayerSpec], config: LidbConfig) -> AuxBases:
 
 
 class AuxBasisMismatchError(UserError):
-  """A file's LiDB weights were trained through other frozen bases than this installation regenerates."""
+  """A file's LiDB weights were trained through other frozen bases than this installation
+  regenerates."""
 
 
 def aux_basis_hash(layers: Sequence[LayerSpec], config: LidbConfig) -> str:
   """A short hash (16 hex digits) of the frozen bases regenerated for `layers`.
 
-  Files store only aux_seed, so they also store this: bases regenerated differently (numpy's Generator
-  streams are not frozen across versions) are refused instead of silently applying the weights through
-  other bases. It hashes, per layer, the first 4 entries of A_aux's first column and of B_aux's first row
-  (float64) rounded to 4 decimals: any change of the random stream changes them all, while float64 QR
-  rounding differences between LAPACKs (~1e-16) would cross a rounding boundary about once in 1e9 files.
+  Files store only aux_seed, so they also store this: bases regenerated differently (numpy's
+  Generator streams are not frozen across versions) are refused instead of silently applying the
+  weights through other bases. It hashes, per layer, the first 4 entries of A_aux's first column and
+  of B_aux's first row (float64) rounded to 4 decimals: any change of the random stream changes them
+  all, while float64 QR rounding differences between LAPACKs (~1e-16) would cross a rounding
+  boundary about once in 1e9 files.
   """
   digest = hashlib.sha256(f"{config.aux_seed}:{config.aux_scale}".encode())
   for layer in sorted(layers, key=lambda l: l.path):
     probe = _numpy_bases(layer, config)[2]
-    digest.update(f"{layer.path}:{layer.n}x{layer.m}:".encode() + " ".join(f"{v:.4f}" for v in probe).encode())
+    digest.update(
+      f"{layer.path}:{layer.n}x{layer.m}:".encode() + " ".join(f"{v:.4f}" for v in probe).encode()
+    )
   return digest.hexdigest()[:16]
 
 
-def check_aux_basis_hash(stored: str | None, layers: Sequence[LayerSpec], config: LidbConfig, what: str,
-                         made_with_numpy: str | None = None) -> None:
-  """Raises AuxBasisMismatchError if `stored` (a file's aux_basis_hash) differs from the bases regenerated
-  here. Files from before hashes were stored (`stored` empty) are accepted unchecked."""
+def check_aux_basis_hash(
+  stored: str | None,
+  layers: Sequence[LayerSpec],
+  config: LidbConfig,
+  what: str,
+  made_with_numpy: str | None = None,
+) -> None:
+  """Raises AuxBasisMismatchError if `stored` (a file's aux_basis_hash) differs from the bases
+  regenerated here. Files from before hashes were stored (`stored` empty) are accepted unchecked."""
   if not stored:
     return
   here = aux_basis_hash(layers, config)
   if stored != here:
     origin = f" (it was made with numpy {made_with_numpy})" if made_with_numpy else ""
     raise AuxBasisMismatchError(
-        f"{what}: its LiDB weights were trained through frozen random bases with hash {stored}, but the bases "
-        f"regenerated here from aux_seed={config.aux_seed} hash to {here}. The bases are never stored, only "
-        f"regenerated with numpy (version {np.__version__} here{origin}), and numpy's random streams can change "
-        "between versions: applying these weights through other bases would give garbage. Install the numpy "
-        "version the file was made with.")
+      f"{what}: its LiDB weights were trained through frozen random bases with hash {stored}, but "
+      "the bases "
+      f"regenerated here from aux_seed={config.aux_seed} hash to {here}. The bases are never "
+      "stored, only "
+      f"regenerated with numpy (version {np.__version__} here{origin}), and numpy's random streams "
+      "can change "
+      "between versions: applying these weights through other bases would give garbage. Install "
+      "the numpy "
+      "version the file was made with."
+    )
 
 
 def init_lidb(layers: Sequence[LayerSpec], config: LidbConfig, rng: jax.Array) -> LidbParams:
@@ -125,8 +144,8 @@ def init_lidb(layers: Sequence[LayerSpec], config: LidbConfig, rng: jax.Array) -
     a, b = config.dims(layer)
     key_a, key_b = jax.random.split(key)
     params[layer.path] = {
-        "a_train": config.a_init_std / np.sqrt(a) * jax.random.normal(key_a, (a, config.rank)),
-        "b_train": config.b_init_std * jax.random.normal(key_b, (config.rank, b)),
+      "a_train": config.a_init_std / np.sqrt(a) * jax.random.normal(key_a, (a, config.rank)),
+      "b_train": config.b_init_std * jax.random.normal(key_b, (config.rank, b)),
     }
   return params
 
@@ -139,8 +158,10 @@ def lidb_factors(lidb_params: LidbParams, aux: AuxBases) -> dict[str, tuple[jax.
   factors = {}
   for path, p in lidb_params.items():
     a_aux, b_aux = aux[path]["a_aux"], aux[path]["b_aux"]
-    factors[path] = (jnp.einsum("na,...ar->...nr", a_aux, p["a_train"]),
-                     jnp.einsum("...rb,bm->...rm", p["b_train"], b_aux))
+    factors[path] = (
+      jnp.einsum("na,...ar->...nr", a_aux, p["a_train"]),
+      jnp.einsum("...rb,bm->...rm", p["b_train"], b_aux),
+    )
   return factors
 
 
@@ -149,11 +170,10 @@ def lidb_size(layers: Sequence[LayerSpec], config: LidbConfig) -> int:
   return sum(config.rank * sum(config.dims(layer)) for layer in layers)
 
 
-
 def lidb_packer(layers: Sequence[LayerSpec], config: LidbConfig) -> Packer:
   """Packs LiDB params into one vector [..., D] (sorted layers; a_train then b_train per layer).
 
   This vector is what Phase 0 stores per identity and the hypernetwork predicts;
   D = lidb_size(layers, config).
   """
-  return Packer.from_template(jax.eval_shape(lambda: init_lidb(layers, config, jax.random.PRNGKey(0))))
+  return Packer.from_template(jax.eval_shape(lambda: init_lidb(layers, config, jax.random.key(0))))

@@ -4,7 +4,7 @@ A LoRA layer is a pair (A [n, r], B [r, m]) with delta W = A B. Factors of sever
 same layer compose exactly by concatenation: [A | A'] [B ; B'] = A B + A' B'.
 """
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -13,10 +13,12 @@ from hdb_jax.adapters.packing import Packer
 from hdb_jax.adapters.targets import LayerSpec
 
 Factors = dict[str, tuple[jax.Array, jax.Array]]  # path -> (A [..., n, r], B [..., r, m])
-LoraParams = dict[str, dict[str, jax.Array]]      # path -> {'a': [n, r], 'b': [r, m]}
+LoraParams = dict[str, dict[str, jax.Array]]  # path -> {'a': [n, r], 'b': [r, m]}
 
 
-def init_lora(layers: Sequence[LayerSpec], rank: int, rng: jax.Array, a_init_std: float = 1.0) -> LoraParams:
+def init_lora(
+  layers: Sequence[LayerSpec], rank: int, rng: jax.Array, a_init_std: float = 1.0
+) -> LoraParams:
   """LoRA with A ~ N(0, a_init_std^2 / n) and B = 0: delta W starts at exactly zero.
 
   Used on top of a merged prediction (the rank-relaxed finetune), where B receives gradient
@@ -24,8 +26,10 @@ def init_lora(layers: Sequence[LayerSpec], rank: int, rng: jax.Array, a_init_std
   """
   params = {}
   for layer, key in zip(layers, jax.random.split(rng, len(layers))):
-    params[layer.path] = {"a": a_init_std / jnp.sqrt(layer.n) * jax.random.normal(key, (layer.n, rank)),
-                          "b": jnp.zeros((rank, layer.m))}
+    params[layer.path] = {
+      "a": a_init_std / jnp.sqrt(layer.n) * jax.random.normal(key, (layer.n, rank)),
+      "b": jnp.zeros((rank, layer.m)),
+    }
   return params
 
 
@@ -39,8 +43,13 @@ def concat_factors(*factor_sets: Factors) -> Factors:
   for factors in factor_sets[1:]:
     if set(factors) != paths:
       raise ValueError("adapters to compose must cover the same layers")
-  return {path: (jnp.concatenate([f[path][0] for f in factor_sets], axis=-1),
-                 jnp.concatenate([f[path][1] for f in factor_sets], axis=-2)) for path in sorted(paths)}
+  return {
+    path: (
+      jnp.concatenate([f[path][0] for f in factor_sets], axis=-1),
+      jnp.concatenate([f[path][1] for f in factor_sets], axis=-2),
+    )
+    for path in sorted(paths)
+  }
 
 
 def delta_weights(factors: Factors) -> dict[str, jax.Array]:
@@ -52,10 +61,6 @@ def lora_size(layers: Sequence[LayerSpec], rank: int) -> int:
   return sum(rank * (layer.n + layer.m) for layer in layers)
 
 
-def factor_ranks(factors: Mapping[str, tuple[jax.Array, jax.Array]]) -> set[int]:
-  return {int(a.shape[-1]) for a, _ in factors.values()}
-
-
 def lora_packer(layers: Sequence[LayerSpec], rank: int) -> Packer:
   """Packs LoRA params of these layers and rank into one vector [..., D]."""
-  return Packer.from_template(jax.eval_shape(lambda: init_lora(layers, rank, jax.random.PRNGKey(0))))
+  return Packer.from_template(jax.eval_shape(lambda: init_lora(layers, rank, jax.random.key(0))))

@@ -20,6 +20,7 @@ class Packer:
   Leaf order is jax.tree's (dict keys sorted), so for LiDB params of sorted layers this is
   the same order as `lidb_packer`.
   """
+
   treedef: Any
   shapes: tuple[tuple[int, ...], ...]
 
@@ -34,7 +35,7 @@ class Packer:
 
   def pack(self, tree: Any) -> jax.Array:
     leaves = jax.tree.leaves(tree)
-    lead = leaves[0].shape[:leaves[0].ndim - len(self.shapes[0])]
+    lead = leaves[0].shape[: leaves[0].ndim - len(self.shapes[0])]
     return jnp.concatenate([jnp.reshape(leaf, lead + (-1,)) for leaf in leaves], axis=-1)
 
   def unpack(self, vector: jax.Array) -> Any:
@@ -46,4 +47,6 @@ class Packer:
     sizes = [math.prod(shape) for shape in self.shapes]
     pieces = jax.lax.split(vector, sizes, axis=vector.ndim - 1)
     lead = vector.shape[:-1]
-    return jax.tree.unflatten(self.treedef, [piece.reshape(lead + shape) for piece, shape in zip(pieces, self.shapes)])
+    return jax.tree.unflatten(
+      self.treedef, [piece.reshape(lead + shape) for piece, shape in zip(pieces, self.shapes)]
+    )

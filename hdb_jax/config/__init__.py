@@ -1,1 +1,2 @@
-"""Configs: shared pieces (pieces) and each phase's whole config (phases); configs/*.py return them."""
+"""Configs: shared pieces (pieces) and each phase's whole config (phases); configs/*.py return
+them."""

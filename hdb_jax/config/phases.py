@@ -1,14 +1,19 @@
 """Each phase's whole config, composed from hdb_jax.config.pieces: what configs/*.py return.
 
 The package owns them (not configs/) so that library code that needs a phase's config (Phase 1's
-weights='auto' runs Phase 0, the demo runs every phase) works from a plain `pip install .`; the files
-in configs/ are what users pass with --config, and their docstrings give each variant's command and
-measured result.
+weights='auto' runs Phase 0, the demo runs every phase) works from a plain `pip install .`; the
+files in configs/ are what users pass with --config, and their docstrings give each variant's
+command and measured result.
 """
 
 import ml_collections
 
-from hdb_jax.config.pieces import base_config, optimizer_config, personalization_config, preoptimize_settings
+from hdb_jax.config.pieces import (
+  base_config,
+  optimizer_config,
+  personalization_config,
+  preoptimize_settings,
+)
 
 HYPER_VARIANTS = ("", "tiny", "sd15_16gb")
 
@@ -32,33 +37,57 @@ def phase0_of(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def hyper_config(variant: str) -> ml_collections.ConfigDict:
-  """Phase 1 (configs/hyper.py): the hypernetwork, its losses, the mesh, checkpoints and evaluation."""
+  """Phase 1 (configs/hyper.py): the hypernetwork, its losses, the mesh, checkpoints and
+  evaluation."""
   tiny = variant == "tiny"
   config = base_config("tiny" if tiny else "")
-  config.weights = "auto" if tiny else ""  # Phase 0 weights dataset dir; 'auto': run Phase 0 into WORKDIR/phase0
-  config.phase0 = preoptimize_settings("tiny" if tiny else "")  # Phase 0's settings when weights='auto'
-  config.encoder = ml_collections.ConfigDict(dict(
-      pretrained="tiny-vit" if tiny else "google/vit-huge-patch14-224-in21k",  # ViT-H/14 as in the paper
+  config.weights = (
+    "auto" if tiny else ""
+  )  # Phase 0 weights dataset dir; 'auto': run Phase 0 into WORKDIR/phase0
+  config.phase0 = preoptimize_settings(
+    "tiny" if tiny else ""
+  )  # Phase 0's settings when weights='auto'
+  config.encoder = ml_collections.ConfigDict(
+    dict(
+      pretrained="tiny-vit"
+      if tiny
+      else "google/vit-huge-patch14-224-in21k",  # ViT-H/14 as in the paper
       revision=ml_collections.config_dict.placeholder(str),
-      trainable=False))
-  config.model = ml_collections.ConfigDict(dict(
-      d_model=64 if tiny else 768, num_heads=4 if tiny else 12, depth=2, mlp_dim=128 if tiny else 3072,
-      refine_steps=3,           # s: iterative refinement steps (1 = the paper's k=1 ablation)
-      head_init_std=1e-3))
-  config.alpha = 1.0            # diffusion loss weight (the per-example MSE, ~0.1-1)
-  # Weight-space loss weight on ||θ̂ - θ*||², the squared L2 norm over all D LiDB numbers (the paper's term;
-  # D = 28,800 on SD1.5's default layers). At 1 it matters: on :tiny (D = 12,224) it starts at ~600 beside
-  # a diffusion loss of ~0.9 and falls to 0.015 in 300 steps (weight MSE 1.2e-6), measured with
-  # `python -m hdb_jax.train --config=configs/hyper.py:tiny --config.steps=300 --config.eval.every=0
-  # --config.batch_size=4`; at the default batch 8 on 8 devices, 200 steps: 0.0077 (held out: 1,115).
+      trainable=False,
+    )
+  )
+  config.model = ml_collections.ConfigDict(
+    dict(
+      d_model=64 if tiny else 768,
+      num_heads=4 if tiny else 12,
+      depth=2,
+      mlp_dim=128 if tiny else 3072,
+      refine_steps=3,  # s: iterative refinement steps (1 = the paper's k=1 ablation)
+      head_init_std=1e-3,
+    )
+  )
+  config.alpha = 1.0  # diffusion loss weight (the per-example MSE, ~0.1-1)
+  # Weight-space loss weight on ||θ̂ - θ*||², the squared L2 norm over all D LiDB numbers (the
+  # paper's term; D = 28,800 on SD1.5's default layers). At 1 it matters: on :tiny (D = 12,224) it
+  # starts at ~600 beside a diffusion loss of ~0.9 and falls to 0.015 in 300 steps (weight MSE
+  # 1.2e-6), measured with `python -m hdb_jax.train --config=configs/hyper.py:tiny
+  # --config.steps=300 --config.eval.every=0 --config.batch_size=4`; at the default batch 8 on 8
+  # devices, 200 steps: 0.0077 (held out: 1,115).
   config.beta = 1.0
-  config.batch_size = 8 if tiny else 64  # global: split over processes and devices (8: 1 per device on 8)
+  config.batch_size = (
+    8 if tiny else 64
+  )  # global: split over processes and devices (8: 1 per device on 8)
   config.steps = 200 if tiny else 50_000
-  config.optim = optimizer_config(1e-3 if tiny else 1e-4, optimizer="adamw", weight_decay=1e-4,
-                                  schedule="cosine", warmup_steps=10 if tiny else 1000)
-  config.mesh = (-1, 1)         # ('data', 'fsdp') sizes; -1 = the remaining devices
-  config.shard_frozen = False   # split large frozen base weights on 'fsdp'
-  config.remat = not tiny       # rematerialize the UNet in the backward pass
+  config.optim = optimizer_config(
+    1e-3 if tiny else 1e-4,
+    optimizer="adamw",
+    weight_decay=1e-4,
+    schedule="cosine",
+    warmup_steps=10 if tiny else 1000,
+  )
+  config.mesh = (-1, 1)  # ('data', 'fsdp') sizes; -1 = the remaining devices
+  config.shard_frozen = False  # split large frozen base weights on 'fsdp'
+  config.remat = not tiny  # rematerialize the UNet in the backward pass
   config.memory_efficient_attention = not tiny
   config.log_every = 10 if tiny else 50
   config.checkpoint_every = 50 if tiny else 1000
@@ -66,13 +95,23 @@ def hyper_config(variant: str) -> ml_collections.ConfigDict:
   config.async_checkpoint = True
   config.max_nonfinite_steps = 10  # stop after this many steps in a row with a NaN/inf loss
   config.tensorboard = True
-  config.eval = ml_collections.ConfigDict(dict(
+  config.eval = ml_collections.ConfigDict(
+    dict(
       every=100 if tiny else 2000,  # 0: never
       num_identities=2 if tiny else 64,  # held out of training (chosen by a hash of the id)
-      samples=True, sample_steps=4 if tiny else 25, guidance=7.5))
-  config.distributed = ml_collections.ConfigDict(dict(
-      coordinator_address="", num_processes=0, process_id=-1,  # or JAX_COORDINATOR_ADDRESS etc.
-      auto=not tiny))  # jax.distributed.initialize() discovers TPU pods / SLURM by itself
+      samples=True,
+      sample_steps=4 if tiny else 25,
+      guidance=7.5,
+    )
+  )
+  config.distributed = ml_collections.ConfigDict(
+    dict(
+      coordinator_address="",
+      num_processes=0,
+      process_id=-1,  # or JAX_COORDINATOR_ADDRESS etc.
+      auto=not tiny,
+    )
+  )  # jax.distributed.initialize() discovers TPU pods / SLURM by itself
   config.data.augment = not tiny
   config.data.views_per_identity = 1
   if tiny:
@@ -85,11 +124,15 @@ def hyper_config(variant: str) -> ml_collections.ConfigDict:
 
 
 def personalize_config(variant: str) -> ml_collections.ConfigDict:
-  """Phase 2 (configs/personalize.py): personalization_config + the sample prompts and the export."""
+  """Phase 2 (configs/personalize.py): personalization_config + the sample prompts and the
+  export."""
   config = personalization_config(variant)
-  config.sample_prompts = ["a {token} face", "a {token} face as a rock star",
-                           "a {token} face in impressionist style"]
-  config.export = "diffusers"   # '' to skip; diffusers|kohya|merged
+  config.sample_prompts = [
+    "a {token} face",
+    "a {token} face as a rock star",
+    "a {token} face in impressionist style",
+  ]
+  config.export = "diffusers"  # '' to skip; diffusers|kohya|merged
   return config
 
 
@@ -100,15 +143,24 @@ def evaluate_config(variant: str) -> ml_collections.ConfigDict:
   config.baseline = "lora"  # every from-scratch method here trains a LoRA of rank lora_rank
   config.steps = 20 if tiny else 40  # finetune steps of full, k1 and no_hyper
   # comma-separated: full, only_hyper, no_hyper, k1, lora@N (N steps; several allowed)
-  config.methods = ("no_hyper,lora@40" if tiny else
-                    "full,only_hyper,no_hyper,k1,lora@40,lora@400,lora@1200")
-  config.prompts = "tiny" if tiny else "all"  # a set of evaluate/prompts.py, or 'p1|p2' (each with {token})
+  config.methods = (
+    "no_hyper,lora@40" if tiny else "full,only_hyper,no_hyper,k1,lora@40,lora@400,lora@1200"
+  )
+  config.prompts = (
+    "tiny" if tiny else "all"
+  )  # a set of evaluate/prompts.py, or 'p1|p2' (each with {token})
   config.num_samples = 1 if tiny else 4
   config.sample_batch = 2 if tiny else 16  # images per sampling call (prompts x samples)
   config.identities_per_batch = 1 if tiny else 8  # photos personalized together
-  config.clip_model = "tiny-clip" if tiny else "openai/clip-vit-base-patch32"  # hub id, local dir, tiny-clip[:DIR]
-  config.dino_model = "tiny-dino" if tiny else "facebook/dino-vits16"  # hub id, local dir, tiny-dino[:DIR]
+  config.clip_model = (
+    "tiny-clip" if tiny else "openai/clip-vit-base-patch32"
+  )  # hub id, local dir, tiny-clip[:DIR]
+  config.dino_model = (
+    "tiny-dino" if tiny else "facebook/dino-vits16"
+  )  # hub id, local dir, tiny-dino[:DIR]
   config.face_rec = True  # dlib face descriptors (the `face` extra); False to skip Face Rec
-  config.face_upsample = 1  # dlib detector upsampling: 1 finds faces from ~40 px; 0 from ~80 px, ~3x faster
+  config.face_upsample = (
+    1  # dlib detector upsampling: 1 finds faces from ~40 px; 0 from ~80 px, ~3x faster
+  )
   config.embed_batch = 8  # images per CLIP/DINO call
   return config

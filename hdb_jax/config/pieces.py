@@ -17,72 +17,101 @@ SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
 def parse_variant(variant: str, variants: Sequence[str] = ("", "tiny")) -> str:
-  """The variant after `file.py:` (`configs/hyper.py:tiny` -> 'tiny'), checked against the file's variants."""
+  """The variant after `file.py:` (`configs/hyper.py:tiny` -> 'tiny'), checked against the file's
+  variants."""
   if variant not in variants:
-    raise ConfigError(f"unknown config variant {variant!r} (use one of {', '.join(repr(v) for v in variants)})")
+    raise ConfigError(
+      f"unknown config variant {variant!r} (use one of {', '.join(repr(v) for v in variants)})"
+    )
   return variant
 
 
 def data_config() -> ml_collections.ConfigDict:
   """`config.data` of every phase; see hdb_jax/data/sources.py for what each source reads."""
-  return ml_collections.ConfigDict(dict(
-      source="synthetic",            # 'synthetic' | 'folder:<path>' | 'tfds:<name>[/<config>]'
+  return ml_collections.ConfigDict(
+    dict(
+      source="synthetic",  # 'synthetic' | 'folder:<path>' | 'tfds:<name>[/<config>]'
       # tfds: sources
       image_key="image",
-      identity_key=config_dict.placeholder(str),  # a feature naming the identity; None: '<split>[<index>]'
+      identity_key=config_dict.placeholder(
+        str
+      ),  # a feature naming the identity; None: '<split>[<index>]'
       split="train",
-      data_dir=config_dict.placeholder(str),      # TFDS data_dir (None: ~/tensorflow_datasets)
-      manual_dir=config_dict.placeholder(str),    # manual downloads (celeb_a_hq: the data<R>x<R>.tar files)
-      prepare=False,                 # build an unprepared TFDS dataset on first use
-      shuffle_buffer=1024,           # tf.data shuffle buffer (encoded images) per process
+      data_dir=config_dict.placeholder(str),  # TFDS data_dir (None: ~/tensorflow_datasets)
+      manual_dir=config_dict.placeholder(
+        str
+      ),  # manual downloads (celeb_a_hq: the data<R>x<R>.tar files)
+      prepare=False,  # build an unprepared TFDS dataset on first use
+      shuffle_buffer=1024,  # tf.data shuffle buffer (encoded images) per process
       # synthetic source
       num_identities=8,
       views_per_identity=4,
-      seed=0,                        # the synthetic identities (the shuffle seed is the run's)
+      seed=0,  # the synthetic identities (the shuffle seed is the run's)
       # folder: source
       identity_from_subfolder=False,
       # every source
-      min_size=64,                   # smaller images are skipped as bad
-      upscale=True,                  # images between min_size and the resolution are upscaled (with a warning)
+      min_size=64,  # smaller images are skipped as bad
+      upscale=True,  # images between min_size and the resolution are upscaled (with a warning)
       shuffle=True,
-      num_workers=2,                 # decoding threads
-      augment=False,                 # colour jitter (hypernetwork training)
-      flip=False,                    # with augment: also mirror left-right; refused beside Phase 0 weights
+      num_workers=2,  # decoding threads
+      augment=False,  # colour jitter (hypernetwork training)
+      flip=False,  # with augment: also mirror left-right; refused beside Phase 0 weights
       color_jitter=0.05,
-  ))
+    )
+  )
 
 
 def optimizer_config(learning_rate: float, **overrides) -> ml_collections.ConfigDict:
-  """Fields of hdb_jax.engine.optimizers.make_optimizer: Adam at a constant rate, clipped at norm 1."""
-  fields = dict(optimizer="adam", learning_rate=learning_rate, weight_decay=0.0, grad_clip=1.0, schedule="constant",
-                warmup_steps=0)
+  """Fields of hdb_jax.engine.optimizers.make_optimizer: Adam at a constant rate, clipped at norm
+  1."""
+  fields = dict(
+    optimizer="adam",
+    learning_rate=learning_rate,
+    weight_decay=0.0,
+    grad_clip=1.0,
+    schedule="constant",
+    warmup_steps=0,
+  )
   unknown = set(overrides) - set(fields)
   if unknown:
-    raise ConfigError(f"unknown optimizer field(s) {sorted(unknown)}; the fields are {sorted(fields)}")
+    raise ConfigError(
+      f"unknown optimizer field(s) {sorted(unknown)}; the fields are {sorted(fields)}"
+    )
   return ml_collections.ConfigDict({**fields, **overrides})
 
 
 def prior_config(tiny: bool) -> ml_collections.ConfigDict:
   """DreamBooth prior preservation (hdb_jax/diffusion/prior.py); off by default."""
-  return ml_collections.ConfigDict(dict(
-      weight=0.0,                # off; DreamBooth uses 1.0
+  return ml_collections.ConfigDict(
+    dict(
+      weight=0.0,  # off; DreamBooth uses 1.0
       class_prompt="a face",
-      source="generate",         # drawn by the base model, or a data source: 'synthetic', 'folder:<path>', ...
+      # drawn by the base model, or a data source: 'synthetic', 'folder:<path>', ...
+      source="generate",
       num_images=4 if tiny else 100,
-      sample_steps=4 if tiny else 25, guidance=7.5))
+      sample_steps=4 if tiny else 25,
+      guidance=7.5,
+    )
+  )
 
 
 def base_config(variant: str) -> ml_collections.ConfigDict:
-  """Fields read by hdb_jax.diffusion.base.setup_base_model, for SD1.5 or (variant 'tiny') the tiny model."""
+  """Fields read by hdb_jax.diffusion.base.setup_base_model, for SD1.5 or (variant 'tiny') the tiny
+  model."""
   tiny = variant == "tiny"
   config = ml_collections.ConfigDict()
   config.pretrained = "tiny" if tiny else SD15  # hub id, local diffusers dir, or 'tiny[:DIR]'
   config.revision = ml_collections.config_dict.placeholder(str)
-  config.compute_dtype = "float32" if tiny else "bfloat16"  # frozen model's compute; trainables stay fp32
-  config.memory_efficient_attention = False  # chunked attention in the UNet (large images, small memory)
+  config.compute_dtype = (
+    "float32" if tiny else "bfloat16"
+  )  # frozen model's compute; trainables stay fp32
+  config.memory_efficient_attention = (
+    False  # chunked attention in the UNet (large images, small memory)
+  )
   config.targets = list(DEFAULT_TARGETS)
-  config.lidb = ml_collections.ConfigDict(dict(a=100, b=50, rank=1, aux_seed=0, aux_scale=1.0,
-                                               a_init_std=1.0, b_init_std=1e-3))
+  config.lidb = ml_collections.ConfigDict(
+    dict(a=100, b=50, rank=1, aux_seed=0, aux_scale=1.0, a_init_std=1.0, b_init_std=1e-3)
+  )
   config.token = "sks"
   config.prompt = "a {token} face"
   config.seed = 0
@@ -95,29 +124,36 @@ def base_config(variant: str) -> ml_collections.ConfigDict:
   return config
 
 
-BASE_FIELDS = tuple(base_config("tiny").keys())  # what every phase shares (Phase 1 hands them to Phase 0)
+BASE_FIELDS = tuple(
+  base_config("tiny").keys()
+)  # what every phase shares (Phase 1 hands them to Phase 0)
 
 
 def preoptimize_settings(variant: str) -> ml_collections.ConfigDict:
-  """Phase 0's own fields (beside base_config): how many faces, how many per step, steps, optimizer."""
+  """Phase 0's own fields (beside base_config): how many faces, how many per step, steps,
+  optimizer."""
   tiny = variant == "tiny"
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict(
+    dict(
       num_identities=8 if tiny else 0,  # 0: every identity of the source
       identities_per_step=4 if tiny else 16,
       steps=60 if tiny else 400,
       final_loss_window=10,  # the recorded final loss: mean over the last steps (per identity)
-      optim=optimizer_config(3e-2 if tiny else 5e-3)))
+      optim=optimizer_config(3e-2 if tiny else 5e-3),
+    )
+  )
 
 
 def personalization_config(variant: str) -> ml_collections.ConfigDict:
-  """base_config plus what Phase 2 personalization and its sampling read (personalize and evaluate)."""
+  """base_config plus what Phase 2 personalization and its sampling read (personalize and
+  evaluate)."""
   tiny = variant == "tiny"
   config = base_config(variant)
-  config.image = ""             # the photo to personalize
-  config.images = ""            # or several: comma-separated files, or a folder
-  config.hypernet = "none"      # hypernetwork checkpoint dir, or 'none' (DreamBooth from scratch)
-  config.baseline = "lidb"      # without a hypernetwork: train 'lidb' or 'lora' from scratch
-  config.lora_rank = 4          # r' of the rank-relaxed finetune (and of the 'lora' baseline)
+  config.image = ""  # the photo to personalize
+  config.images = ""  # or several: comma-separated files, or a folder
+  config.hypernet = "none"  # hypernetwork checkpoint dir, or 'none' (DreamBooth from scratch)
+  config.baseline = "lidb"  # without a hypernetwork: train 'lidb' or 'lora' from scratch
+  config.lora_rank = 4  # r' of the rank-relaxed finetune (and of the 'lora' baseline)
   config.steps = 40
   config.optim = optimizer_config(3e-2 if tiny else 1e-3)
   config.num_samples = 1 if tiny else 2

@@ -7,10 +7,9 @@
 
 Modules: `synthetic` (procedural faces), `sources` (synthetic,
 folder:, tfds:, and the CelebA-HQ manual download steps), `pipeline` (sharding, shuffle, workers,
-positions), `augment`, `paired` (Phase 0 weights joined with images by identity id), `held_out` (Phase 1's
-held-out identities). Every image is
-decoded by hdb_jax.io.images.
-TensorFlow is imported only when a tfds: source is made.
+positions), `augment`, `paired` (Phase 0 weights joined with images by identity id), `held_out`
+(Phase 1's held-out identities). Every image is decoded by hdb_jax.io.images. TensorFlow is imported
+only when a tfds: source is made.
 """
 
 from hdb_jax.data.held_out import identity_images, split_identities
@@ -18,9 +17,18 @@ from hdb_jax.data.paired import paired_examples, paired_source, stack_weights
 from hdb_jax.data.pipeline import DataIterator, Position, make_iterator
 from hdb_jax.data.sources import Example, ImageSource, ListSource, SourceError, make_source
 
-
 __all__ = [
-    "identity_images", "split_identities",
-    "paired_examples", "paired_source", "stack_weights", "DataIterator", "Position",
-    "make_iterator", "Example", "ImageSource", "ListSource", "SourceError", "make_source",
+  "identity_images",
+  "split_identities",
+  "paired_examples",
+  "paired_source",
+  "stack_weights",
+  "DataIterator",
+  "Position",
+  "make_iterator",
+  "Example",
+  "ImageSource",
+  "ListSource",
+  "SourceError",
+  "make_source",
 ]

@@ -1,4 +1,5 @@
-"""Procedural faces: an identity is a parameter vector, a view is a small pose/lighting/background jitter.
+"""Procedural faces: an identity is a parameter vector, a view is a small pose/lighting/background
+jitter.
 
 Everything is drawn with numpy and Pillow and is a pure function of (seed, identity id, view id), so
 identity-conditioned learning can be measured offline: views of one identity are far more alike than
@@ -15,25 +16,67 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
-# The identity vector: every entry in [0, 1]; colours are RGB fractions, the rest are mapped to a range
-# when drawn (see `_Face`).
+# The identity vector: every entry in [0, 1]; colours are RGB fractions, the rest are mapped to a
+# range when drawn (see `_Face`).
 PARAM_NAMES = (
-    "face_width", "face_aspect",
-    "skin_r", "skin_g", "skin_b",
-    "hair_r", "hair_g", "hair_b", "hair_style", "hair_volume",
-    "iris_r", "iris_g", "iris_b", "eye_spacing", "eye_size",
-    "nose_length", "nose_width", "mouth_width", "mouth_height", "brow_thickness",
-    "shirt_r", "shirt_g", "shirt_b", "ear_size",
+  "face_width",
+  "face_aspect",
+  "skin_r",
+  "skin_g",
+  "skin_b",
+  "hair_r",
+  "hair_g",
+  "hair_b",
+  "hair_style",
+  "hair_volume",
+  "iris_r",
+  "iris_g",
+  "iris_b",
+  "eye_spacing",
+  "eye_size",
+  "nose_length",
+  "nose_width",
+  "mouth_width",
+  "mouth_height",
+  "brow_thickness",
+  "shirt_r",
+  "shirt_g",
+  "shirt_b",
+  "ear_size",
 )
 NUM_PARAMS = len(PARAM_NAMES)
 HAIR_STYLES = ("short", "long", "bald", "bun")
 
-_SKIN_TONES = np.array([[0.36, 0.22, 0.14], [0.55, 0.36, 0.24], [0.76, 0.57, 0.42],
-                        [0.90, 0.72, 0.58], [0.98, 0.85, 0.75]])
-_HAIR_COLOURS = np.array([[0.08, 0.06, 0.05], [0.30, 0.18, 0.09], [0.55, 0.35, 0.16], [0.85, 0.70, 0.40],
-                          [0.60, 0.22, 0.08], [0.70, 0.70, 0.72], [0.20, 0.25, 0.60], [0.75, 0.25, 0.50]])
-_IRIS_COLOURS = np.array([[0.30, 0.18, 0.08], [0.15, 0.35, 0.65], [0.25, 0.50, 0.25], [0.45, 0.40, 0.30],
-                          [0.50, 0.55, 0.60]])
+_SKIN_TONES = np.array(
+  [
+    [0.36, 0.22, 0.14],
+    [0.55, 0.36, 0.24],
+    [0.76, 0.57, 0.42],
+    [0.90, 0.72, 0.58],
+    [0.98, 0.85, 0.75],
+  ]
+)
+_HAIR_COLOURS = np.array(
+  [
+    [0.08, 0.06, 0.05],
+    [0.30, 0.18, 0.09],
+    [0.55, 0.35, 0.16],
+    [0.85, 0.70, 0.40],
+    [0.60, 0.22, 0.08],
+    [0.70, 0.70, 0.72],
+    [0.20, 0.25, 0.60],
+    [0.75, 0.25, 0.50],
+  ]
+)
+_IRIS_COLOURS = np.array(
+  [
+    [0.30, 0.18, 0.08],
+    [0.15, 0.35, 0.65],
+    [0.25, 0.50, 0.25],
+    [0.45, 0.40, 0.30],
+    [0.50, 0.55, 0.60],
+  ]
+)
 _BACKGROUND = np.array([0.78, 0.80, 0.84])
 _SUPERSAMPLE = 2
 
@@ -43,7 +86,8 @@ def _identity_rng(seed: int, identity_id: int) -> np.random.Generator:
 
 
 def identity_params(seed: int, identity_id: int) -> np.ndarray:
-  """The identity's parameter vector: float32 [NUM_PARAMS] in [0, 1], a pure function of (seed, identity_id)."""
+  """The identity's parameter vector: float32 [NUM_PARAMS] in [0, 1], a pure function of (seed,
+  identity_id)."""
   rng = _identity_rng(seed, identity_id)
 
   def pick(palette: np.ndarray, spread: float) -> np.ndarray:
@@ -71,6 +115,7 @@ def _rgb(values: np.ndarray, alpha: int = 255) -> tuple[int, int, int, int]:
 @dataclasses.dataclass(frozen=True)
 class _Face:
   """The parameter vector mapped to drawing units (fractions of the image side)."""
+
   p: dict[str, float]
 
   def __getattr__(self, key: str) -> float:
@@ -80,11 +125,20 @@ class _Face:
     return _rgb(scale * np.array([self.p[f"{prefix}_{c}"] for c in "rgb"]))
 
 
-Polygon = tuple[np.ndarray, tuple[int, int, int, int]]  # points [k, 2] (fractions of the side), fill
+Polygon = tuple[
+  np.ndarray, tuple[int, int, int, int]
+]  # points [k, 2] (fractions of the side), fill
 
 
-def _ellipse(cx: float, cy: float, rx: float, ry: float, start: float = 0.0, stop: float = 360.0,
-             points: int = 40) -> np.ndarray:
+def _ellipse(
+  cx: float,
+  cy: float,
+  rx: float,
+  ry: float,
+  start: float = 0.0,
+  stop: float = 360.0,
+  points: int = 40,
+) -> np.ndarray:
   """An ellipse (or, with start/stop in degrees, a chord of it) as polygon points [k, 2]."""
   t = np.deg2rad(np.linspace(start, stop, points, endpoint=stop - start < 360))
   return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
@@ -95,33 +149,44 @@ def _box(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
 
 
 def face_polygons(params: np.ndarray) -> list[Polygon]:
-  """The head and shoulders, unposed, as filled polygons in back-to-front order (units: image side)."""
+  """The head and shoulders, unposed, as filled polygons in back-to-front order (units: image
+  side)."""
   f = _Face(dict(zip(PARAM_NAMES, (float(v) for v in params))))
-  fw = _lerp(0.30, 0.44, f.face_width)          # face width
-  fh = fw * _lerp(1.12, 1.45, f.face_aspect)    # face height
+  fw = _lerp(0.30, 0.44, f.face_width)  # face width
+  fh = fw * _lerp(1.12, 1.45, f.face_aspect)  # face height
   cx, cy = 0.5, 0.47
   top, bottom = cy - fh / 2, cy + fh / 2
   skin, hair = f.colour("skin"), f.colour("hair")
   style = HAIR_STYLES[min(int(f.hair_style * len(HAIR_STYLES)), len(HAIR_STYLES) - 1)]
   volume = _lerp(0.02, 0.08, f.hair_volume)
   shapes: list[Polygon] = [
-      (_ellipse(0.5, bottom + 0.26, 0.42, 0.28), f.colour("shirt")),
-      (_box(cx - 0.22 * fw, cy, cx + 0.22 * fw, bottom + 0.06), f.colour("skin", 0.85)),
+    (_ellipse(0.5, bottom + 0.26, 0.42, 0.28), f.colour("shirt")),
+    (_box(cx - 0.22 * fw, cy, cx + 0.22 * fw, bottom + 0.06), f.colour("skin", 0.85)),
   ]
   if style == "long":
     half = fw / 2 + volume
     hem = bottom + 0.12
-    shapes.append((np.concatenate([_ellipse(cx, top + half, half, half, 180, 360),
-                                   [[cx + half, hem], [cx - half, hem]]]), hair))
+    shapes.append(
+      (
+        np.concatenate(
+          [_ellipse(cx, top + half, half, half, 180, 360), [[cx + half, hem], [cx - half, hem]]]
+        ),
+        hair,
+      )
+    )
   if style == "bun":
     r = 0.28 * fw + volume
     shapes.append((_ellipse(cx, top - 0.6 * r, r, r), hair))
   ear_w, ear_h = fw * _lerp(0.10, 0.18, f.ear_size), fh * _lerp(0.14, 0.22, f.ear_size)
   for side in (-1, 1):
-    shapes.append((_ellipse(cx + side * fw / 2, cy - ear_h / 4, ear_w, 0.75 * ear_h), f.colour("skin", 0.92)))
+    shapes.append(
+      (_ellipse(cx + side * fw / 2, cy - ear_h / 4, ear_w, 0.75 * ear_h), f.colour("skin", 0.92))
+    )
   shapes.append((_ellipse(cx, cy, fw / 2, fh / 2), skin))
   if style != "bald":
-    shapes.append((_ellipse(cx, top + 0.375 * fh, fw / 2 + volume, 0.375 * fh + volume, 180, 360), hair))
+    shapes.append(
+      (_ellipse(cx, top + 0.375 * fh, fw / 2 + volume, 0.375 * fh + volume, 180, 360), hair)
+    )
   else:
     for side in (-1, 1):  # a fringe above each ear
       shapes.append((_ellipse(cx + side * 0.46 * fw, cy - 0.15 * fh, 0.07 * fw, 0.15 * fh), hair))
@@ -132,14 +197,25 @@ def face_polygons(params: np.ndarray) -> list[Polygon]:
   brow_t = fh * _lerp(0.012, 0.04, f.brow_thickness)
   for side in (-1, 1):
     ex = cx + side * eye_dx
-    shapes += [(_ellipse(ex, eye_y, 1.5 * eye_r, eye_r), (250, 250, 250, 255)),
-               (_ellipse(ex, eye_y, eye_r, eye_r, points=24), f.colour("iris")),
-               (_ellipse(ex, eye_y, 0.45 * eye_r, 0.45 * eye_r, points=16), (15, 15, 15, 255)),
-               (_box(ex - 1.6 * eye_r, eye_y - 2.0 * eye_r - brow_t, ex + 1.6 * eye_r, eye_y - 2.0 * eye_r), hair)]
+    shapes += [
+      (_ellipse(ex, eye_y, 1.5 * eye_r, eye_r), (250, 250, 250, 255)),
+      (_ellipse(ex, eye_y, eye_r, eye_r, points=24), f.colour("iris")),
+      (_ellipse(ex, eye_y, 0.45 * eye_r, 0.45 * eye_r, points=16), (15, 15, 15, 255)),
+      (
+        _box(ex - 1.6 * eye_r, eye_y - 2.0 * eye_r - brow_t, ex + 1.6 * eye_r, eye_y - 2.0 * eye_r),
+        hair,
+      ),
+    ]
   nose_len, nose_w = fh * _lerp(0.12, 0.22, f.nose_length), fw * _lerp(0.07, 0.14, f.nose_width)
   nose_top = eye_y + 0.5 * eye_r
-  shapes.append((np.array([[cx, nose_top], [cx - nose_w, nose_top + nose_len], [cx + nose_w, nose_top + nose_len]]),
-                 f.colour("skin", 0.8)))
+  shapes.append(
+    (
+      np.array(
+        [[cx, nose_top], [cx - nose_w, nose_top + nose_len], [cx + nose_w, nose_top + nose_len]]
+      ),
+      f.colour("skin", 0.8),
+    )
+  )
   mouth_y = nose_top + nose_len + 0.08 * fh
   mouth_w, mouth_h = fw * _lerp(0.16, 0.30, f.mouth_width), fh * _lerp(0.025, 0.07, f.mouth_height)
   lips = _rgb(0.55 * np.array([f.skin_r, f.skin_g, f.skin_b]) + np.array([0.35, 0.05, 0.08]))
@@ -155,17 +231,22 @@ def _view_rng(params: np.ndarray, view_id: int, seed: int) -> np.random.Generato
 def render_face(params: np.ndarray, view_id: int, resolution: int, seed: int = 0) -> np.ndarray:
   """One view of an identity: uint8 [resolution, resolution, 3].
 
-  The view (pose shift and rotation, scale, lighting direction and strength, background colour) is drawn
-  from (seed, params, view_id); the same arguments always give the same pixels.
+  The view (pose shift and rotation, scale, lighting direction and strength, background colour) is
+  drawn from (seed, params, view_id); the same arguments always give the same pixels.
   """
   rng = _view_rng(params, view_id, seed)
   shift = rng.uniform(-0.04, 0.04, 2)
   angle = np.deg2rad(rng.uniform(-8, 8))
   scale = rng.uniform(0.95, 1.05)
-  light_angle, light_strength, exposure = rng.uniform(0, 2 * np.pi), rng.uniform(0.05, 0.2), rng.uniform(0.95, 1.05)
+  light_angle, light_strength, exposure = (
+    rng.uniform(0, 2 * np.pi),
+    rng.uniform(0.05, 0.2),
+    rng.uniform(0.95, 1.05),
+  )
   background = np.clip(_BACKGROUND + rng.uniform(-0.06, 0.06, 3), 0, 1)
 
-  # The pose: rotate and scale about the image centre, then shift (applied to polygon points, so it is exact).
+  # The pose: rotate and scale about the image centre, then shift (applied to polygon points, so it
+  # is exact).
   pose = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
   size = resolution * _SUPERSAMPLE
   canvas = Image.new("RGB", (size, size), _rgb(background)[:3])
@@ -185,9 +266,11 @@ def identity_name(identity_id: int) -> str:
   return f"synthetic/{identity_id:05d}"
 
 
-def synthetic_examples(num_identities: int, views_per_identity: int, resolution: int,
-                       seed: int = 0) -> Iterator[tuple[str, int, np.ndarray]]:
-  """(identity name, view id, uint8 [resolution, resolution, 3]) for every view of every identity, in order."""
+def synthetic_examples(
+  num_identities: int, views_per_identity: int, resolution: int, seed: int = 0
+) -> Iterator[tuple[str, int, np.ndarray]]:
+  """(identity name, view id, uint8 [resolution, resolution, 3]) for every view of every identity,
+  in order."""
   for identity_id in range(num_identities):
     params = identity_params(seed, identity_id)
     for view_id in range(views_per_identity):

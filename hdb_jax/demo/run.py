@@ -1,4 +1,5 @@
-"""The demo's phases on the tiny offline model: Phase 0, Phase 1, personalization, exports, evaluation.
+"""The demo's phases on the tiny offline model: Phase 0, Phase 1, personalization, exports,
+evaluation.
 
 Every phase runs through its library call with its package config (hdb_jax.config.phases, the
 same configs configs/*.py give) at the tiny variant, adjusted by `DemoSettings`.
@@ -13,7 +14,7 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image
 
-from hdb_jax import data
+from hdb_jax import data, models
 from hdb_jax.config import phases
 from hdb_jax.evaluate.loop import evaluate
 from hdb_jax.formats.hypernet_export import export_hypernet
@@ -26,21 +27,29 @@ from hdb_jax.train.loop import train
 @dataclasses.dataclass(frozen=True)
 class DemoSettings:
   """What the demo's flags set (python -m hdb_jax.demo --help)."""
-  identities: int = 6        # procedural training faces for Phase 0 (one is held out of Phase 1)
-  hyper_steps: int = 100     # hypernetwork training steps
-  finetune_steps: int = 20   # rank-relaxed finetune steps per photo
-  evaluate: bool = True      # run the evaluation on the personalized photos
-  methods: str = "full,only_hyper,no_hyper"  # the evaluation's methods (hdb_jax/evaluate/methods.py)
-  pretrained: str = "tiny"   # base model of every phase (tiny[:DIR], a diffusers directory or hub id)
+
+  identities: int = 6  # procedural training faces for Phase 0 (one is held out of Phase 1)
+  hyper_steps: int = 100  # hypernetwork training steps
+  finetune_steps: int = 20  # rank-relaxed finetune steps per photo
+  evaluate: bool = True  # run the evaluation on the personalized photos
+  methods: str = (
+    "full,only_hyper,no_hyper"  # the evaluation's methods (hdb_jax/evaluate/methods.py)
+  )
+  pretrained: str = (
+    "tiny"  # base model of every phase (tiny[:DIR], a diffusers directory or hub id)
+  )
 
 
 def demo_photo(path: str) -> str:
-  """The scikit-image astronaut (a real face photo shipped with the package), or a procedural face."""
+  """The scikit-image astronaut (a real face photo shipped with the package), or a procedural
+  face."""
   try:
     import skimage.data  # pylint: disable=import-outside-toplevel
+
     image = skimage.data.astronaut()
   except ImportError:
     from hdb_jax.data import synthetic
+
     image = synthetic.render_face(synthetic.identity_params(123, 0), 0, 256)
   Image.fromarray(image).save(path)
   return path
@@ -60,26 +69,35 @@ def run_phases(workdir: str, settings: DemoSettings, timings: dict[str, float]) 
   with timed(timings, "phase 0: pre-optimize"):
     phase0 = phases.preoptimize_config("tiny")
     phase0.pretrained = settings.pretrained
-    phase0.num_identities = phase0.data.num_identities = phase0.identities_per_step = settings.identities
+    phase0.num_identities = phase0.data.num_identities = phase0.identities_per_step = (
+      settings.identities
+    )
     dataset = preoptimize(phase0, os.path.join(workdir, "phase0"))
   with timed(timings, "phase 1: train the hypernetwork"):
     hyper = phases.hyper_config("tiny")
     hyper.weights, hyper.pretrained = dataset.directory, settings.pretrained
     hyper.data.num_identities = settings.identities
     hyper.steps = hyper.checkpoint_every = hyper.eval.every = settings.hyper_steps
-    hyper.eval.num_identities, hyper.eval.samples = 1, False  # the held-out face's samples come in Phase 2
+    hyper.eval.num_identities, hyper.eval.samples = (
+      1,
+      False,
+    )  # the held-out face's samples come in Phase 2
     hyper_dir = os.path.join(workdir, "hyper")
     train(hyper, hyper_dir)
   _, (held_out,) = data.split_identities(sorted(dataset.identity_ids()), 1)
   held_out_photo = os.path.join(workdir, "held_out_face.png")
-  face = data.identity_images(hyper.data, [held_out], 64, hyper.seed)[0]
+  face = data.identity_images(hyper.data, [held_out], models.configs.TINY_RESOLUTION, hyper.seed)[0]
   save_png(held_out_photo, np.uint8(np.round((face + 1) * 127.5)))
   photos = [demo_photo(os.path.join(workdir, "astronaut.png")), held_out_photo]
   with timed(timings, "phase 2: personalize 2 photos (+ samples, export)"):
     config = phases.personalize_config("tiny")
     config.pretrained = settings.pretrained
-    config.images, config.hypernet, config.steps, config.overwrite = ",".join(photos), hyper_dir, \
-        settings.finetune_steps, True
+    config.images, config.hypernet, config.steps, config.overwrite = (
+      ",".join(photos),
+      hyper_dir,
+      settings.finetune_steps,
+      True,
+    )
     outputs = personalize(config, os.path.join(workdir, "personalized"))
   with timed(timings, "export the hypernetwork"):
     export_hypernet(hyper_dir, os.path.join(workdir, "hypernet_export"), overwrite=True)
@@ -88,9 +106,19 @@ def run_phases(workdir: str, settings: DemoSettings, timings: dict[str, float]) 
     with timed(timings, f"evaluate: {settings.methods}"):
       econfig = phases.evaluate_config("tiny")
       econfig.pretrained = settings.pretrained
-      econfig.images, econfig.hypernet, econfig.steps, econfig.overwrite = ",".join(photos), hyper_dir, \
-          settings.finetune_steps, True
+      econfig.images, econfig.hypernet, econfig.steps, econfig.overwrite = (
+        ",".join(photos),
+        hyper_dir,
+        settings.finetune_steps,
+        True,
+      )
       econfig.methods, econfig.identities_per_batch = settings.methods, 2
       results = evaluate(econfig, os.path.join(workdir, "evaluation"))
-  return {"dataset": dataset, "hyper_dir": hyper_dir, "outputs": outputs, "photos": photos,
-          "held_out": held_out, "evaluation": results}
+  return {
+    "dataset": dataset,
+    "hyper_dir": hyper_dir,
+    "outputs": outputs,
+    "photos": photos,
+    "held_out": held_out,
+    "evaluation": results,
+  }

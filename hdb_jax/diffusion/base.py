@@ -12,8 +12,9 @@ import numpy as np
 
 from hdb_jax import adapters, models
 from hdb_jax.adapters import AuxBases, LayerSpec, LidbConfig
-from hdb_jax.runtime.compilation_cache import enable_compilation_cache
 from hdb_jax.errors import ConfigError
+from hdb_jax.runtime.compilation_cache import enable_compilation_cache
+from hdb_jax.runtime.overview import log_parameters
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -21,6 +22,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 @dataclasses.dataclass(frozen=True)
 class BaseModel:
   """The loaded base model, the adapted layers, LiDB layout and the tokenized training prompt."""
+
   sd: models.StableDiffusion
   layers: tuple[LayerSpec, ...]
   lidb_config: LidbConfig
@@ -35,7 +37,8 @@ class BaseModel:
 
   @functools.cached_property
   def vae_encoder(self) -> Callable[[Any, jax.Array], jax.Array]:
-    """The VAE's posterior mean under one jax.jit kept with the model (traced once per image shape)."""
+    """The VAE's posterior mean under one jax.jit kept with the model (traced once per image
+    shape)."""
     return jax.jit(lambda vae_params, images: models.vae_encode(self.sd, vae_params, images))
 
   def prompt_batch(self, batch: int) -> jax.Array:
@@ -47,8 +50,9 @@ def lidb_config_from(config: ml_collections.ConfigDict) -> LidbConfig:
 
 
 def setup_base_model(config: ml_collections.ConfigDict) -> BaseModel:
-  """config fields: pretrained, revision, compute_dtype, targets, lidb, token, prompt, compilation_cache,
-  memory_efficient_attention (optional)."""
+  """config: hdb_jax.config.pieces.base_config's fields (pretrained, revision, compute_dtype,
+  memory_efficient_attention, targets, lidb, token, prompt, compilation_cache[_dir]). Logs a
+  parameter table of the loaded model and the adapter count."""
   if config.compilation_cache:
     enable_compilation_cache(config.compilation_cache_dir or None)
   dtype = config.compute_dtype
@@ -64,8 +68,24 @@ def setup_base_model(config: ml_collections.ConfigDict) -> BaseModel:
   if "{token}" not in config.prompt:
     raise ConfigError(f"prompt {config.prompt!r} must contain '{{token}}', e.g. 'a {{token}} face'")
   prompt = config.prompt.format(token=config.token)
-  return BaseModel(sd=sd, layers=layers, lidb_config=lidb_config, aux=adapters.aux_bases(layers, lidb_config),
-                   token=config.token, prompt=prompt, prompt_ids=models.tokenize(sd, [prompt]))
+  log_parameters({"base model": sd.params})
+  logging.info(
+    "adapted: %d layers, %s LiDB numbers (a=%d, b=%d, r=%d)",
+    len(layers),
+    f"{adapters.lidb_size(layers, lidb_config):,}",
+    lidb_config.a,
+    lidb_config.b,
+    lidb_config.rank,
+  )
+  return BaseModel(
+    sd=sd,
+    layers=layers,
+    lidb_config=lidb_config,
+    aux=adapters.aux_bases(layers, lidb_config),
+    token=config.token,
+    prompt=prompt,
+    prompt_ids=models.tokenize(sd, [prompt]),
+  )
 
 
 def encode_latents(base: BaseModel, images: np.ndarray) -> jax.Array:

@@ -1,9 +1,11 @@
 """Text-to-image generation with personalized weights: many identities and prompts in one batch.
 
-    images = generate(sd, identities, ["a {token} face as a rock star"], num_images=4, sampling=SamplingConfig())
+    images = generate(sd, identities, ["a {token} face as a rock star"], num_images=4,
+                      sampling=SamplingConfig())
 
-`{token}` in a prompt becomes each identity's token ([V]). An identity is anything with a `token` and
-`factors()` (per-layer LoRA factors): an identity file (hdb_jax.formats.identity) or one built in memory.
+`{token}` in a prompt becomes each identity's token ([V]). An identity is anything with a `token`
+and `factors()` (per-layer LoRA factors): an identity file (hdb_jax.formats.identity) or one built
+in memory.
 """
 
 from typing import Protocol, Sequence
@@ -13,26 +15,40 @@ import numpy as np
 
 from hdb_jax import models
 from hdb_jax.adapters import Factors
-from hdb_jax.diffusion.sampling import SamplingConfig, check_latents, make_sampler, stack_identity_factors
+from hdb_jax.diffusion.sampling import (
+  SamplingConfig,
+  check_latents,
+  make_sampler,
+  stack_identity_factors,
+)
 from hdb_jax.io.images import to_uint8
 
 
 class AdaptedIdentity(Protocol):
-  """What generation needs of an identity: its token and its per-layer factors {path: (A [n, r], B [r, m])}."""
+  """What generation needs of an identity: its token and its per-layer factors {path: (A [n, r], B
+  [r, m])}."""
+
   token: str
 
-  def factors(self) -> Factors:
-    ...
+  def factors(self) -> Factors: ...
 
 
-def generate(sd: models.StableDiffusion, identities: Sequence[AdaptedIdentity], prompts: Sequence[str],
-             num_images: int, sampling: SamplingConfig, negative_prompt: str = "", sampler=None,
-             latents: np.ndarray | None = None) -> np.ndarray:
+def generate(
+  sd: models.StableDiffusion,
+  identities: Sequence[AdaptedIdentity],
+  prompts: Sequence[str],
+  num_images: int,
+  sampling: SamplingConfig,
+  negative_prompt: str = "",
+  sampler=None,
+  latents: np.ndarray | None = None,
+) -> np.ndarray:
   """Images [len(identities), len(prompts), num_images, H, W, 3] uint8, sampled in one batch.
 
   Image k of every (identity, prompt) starts from the noise of (seed, k), or from latents[k] when
-  `latents` (float32 [num_images, C, h, w], diffusers' layout, as a diffusers pipeline's `latents=`) is
-  given. Many calls can share one `sampler = make_sampler(sd, sampling)` (traced once per batch shape).
+  `latents` (float32 [num_images, C, h, w], diffusers' layout, as a diffusers pipeline's `latents=`)
+  is given. Many calls can share one `sampler = make_sampler(sd, sampling)` (traced once per batch
+  shape).
   """
   if latents is not None:
     latents = check_latents(sd, latents, num_images)
@@ -49,7 +65,13 @@ def generate(sd: models.StableDiffusion, identities: Sequence[AdaptedIdentity], 
   uncond = np.repeat(models.tokenize(sd, [negative_prompt], allow_empty=True), len(cond), axis=0)
   factors = stack_identity_factors(factor_list) if factor_list[0] else None
   sample = sampler or make_sampler(sd, sampling)
-  images = sample(sd.params, factors, jnp.asarray(np.stack(cond)), jnp.asarray(uncond),
-                  jnp.asarray(noise_ids, jnp.int32), None if latents is None else jnp.asarray(latents[noise_ids]))
+  images = sample(
+    sd.params,
+    factors,
+    jnp.asarray(np.stack(cond)),
+    jnp.asarray(uncond),
+    jnp.asarray(noise_ids, jnp.int32),
+    None if latents is None else jnp.asarray(latents[noise_ids]),
+  )
   images = to_uint8(images)
   return images.reshape((len(identities), len(prompts), num_images) + images.shape[1:])

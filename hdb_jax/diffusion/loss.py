@@ -9,8 +9,11 @@ from hdb_jax import adapters, models
 from hdb_jax.adapters import Factors
 
 
-def draw_noise(sd: models.StableDiffusion, keys: jax.Array, shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
-  """Per-example noise [B, *shape] and timestep [B] (uniform over the training timesteps) from keys [B]."""
+def draw_noise(
+  sd: models.StableDiffusion, keys: jax.Array, shape: tuple[int, ...]
+) -> tuple[jax.Array, jax.Array]:
+  """Per-example noise [B, *shape] and timestep [B] (uniform over the training timesteps) from keys
+  [B]."""
   num_steps = sd.scheduler.config.num_train_timesteps
 
   def draw(key):
@@ -20,8 +23,9 @@ def draw_noise(sd: models.StableDiffusion, keys: jax.Array, shape: tuple[int, ..
   return jax.vmap(draw)(keys)
 
 
-def noised_and_target(sd: models.StableDiffusion, latents: jax.Array, noise: jax.Array, timesteps: jax.Array
-                      ) -> tuple[jax.Array, jax.Array]:
+def noised_and_target(
+  sd: models.StableDiffusion, latents: jax.Array, noise: jax.Array, timesteps: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   """(noisy latents, regression target) for given noise and timesteps, on the model's own schedule:
   noisy = sqrt(ᾱ_t) x + sqrt(1 - ᾱ_t) ε (diffusers' add_noise), target ε for 'epsilon' prediction or
   v = sqrt(ᾱ_t) ε - sqrt(1 - ᾱ_t) x (diffusers' get_velocity) for 'v_prediction'."""
@@ -34,8 +38,14 @@ def noised_and_target(sd: models.StableDiffusion, latents: jax.Array, noise: jax
   raise ValueError(f"unsupported prediction_type {prediction_type!r}")
 
 
-def conditioned_prediction(sd: models.StableDiffusion, params: dict[str, Any], factors: Factors | None,
-                           noisy: jax.Array, timesteps: jax.Array, input_ids: jax.Array) -> jax.Array:
+def conditioned_prediction(
+  sd: models.StableDiffusion,
+  params: dict[str, Any],
+  factors: Factors | None,
+  noisy: jax.Array,
+  timesteps: jax.Array,
+  input_ids: jax.Array,
+) -> jax.Array:
   """The UNet's prediction with per-example adapters on both text encoder and UNet.
 
   factors: layer path -> (A [B, n, R], B [B, R, m]) or None for the base model.
@@ -47,17 +57,31 @@ def conditioned_prediction(sd: models.StableDiffusion, params: dict[str, Any], f
     return models.unet_apply(sd, params["unet"], noisy, timesteps, text)
 
 
-def per_example_loss(sd: models.StableDiffusion, params: dict[str, Any], factors: Factors | None,
-                     latents: jax.Array, input_ids: jax.Array, keys: jax.Array) -> jax.Array:
+def per_example_loss(
+  sd: models.StableDiffusion,
+  params: dict[str, Any],
+  factors: Factors | None,
+  latents: jax.Array,
+  input_ids: jax.Array,
+  keys: jax.Array,
+) -> jax.Array:
   """Diffusion MSE per example: [B] (mean over latent pixels and channels, in float32)."""
   noise, timesteps = draw_noise(sd, keys, latents.shape[1:])
   return loss_for_noise(sd, params, factors, latents, input_ids, noise, timesteps)
 
 
-def loss_for_noise(sd: models.StableDiffusion, params: dict[str, Any], factors: Factors | None,
-                   latents: jax.Array, input_ids: jax.Array, noise: jax.Array, timesteps: jax.Array) -> jax.Array:
-  """The diffusion MSE per example [B] for given noise [B, h, w, 4] and timesteps [B]: what a diffusers
-  training script computes as F.mse_loss(unet(add_noise(x, ε, t), t, text), target) per example."""
+def loss_for_noise(
+  sd: models.StableDiffusion,
+  params: dict[str, Any],
+  factors: Factors | None,
+  latents: jax.Array,
+  input_ids: jax.Array,
+  noise: jax.Array,
+  timesteps: jax.Array,
+) -> jax.Array:
+  """The diffusion MSE per example [B] for given noise [B, h, w, 4] and timesteps [B]: what a
+  diffusers training script computes as F.mse_loss(unet(add_noise(x, ε, t), t, text), target) per
+  example."""
   noisy, target = noised_and_target(sd, latents, noise, timesteps)
   pred = conditioned_prediction(sd, params, factors, noisy, timesteps, input_ids)
   return jnp.mean(jnp.square(pred.astype(jnp.float32) - target.astype(jnp.float32)), axis=(1, 2, 3))

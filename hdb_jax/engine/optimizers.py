@@ -6,9 +6,12 @@ import optax
 from hdb_jax.errors import ConfigError
 
 
-def make_optimizer(config: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
-  """config: hdb_jax.config.pieces.optimizer_config's fields: optimizer ('adam'|'adamw'), learning_rate, weight_decay, grad_clip (0 = off),
-  schedule ('constant'|'cosine'|'linear'), warmup_steps."""
+def make_optimizer(
+  config: ml_collections.ConfigDict, num_steps: int
+) -> optax.GradientTransformation:
+  """config: hdb_jax.config.pieces.optimizer_config's fields: optimizer ('adam'|'adamw'),
+  learning_rate, weight_decay, grad_clip (0 = off), schedule ('constant'|'cosine'|'linear'),
+  warmup_steps."""
   lr = config.learning_rate
   warmup = min(int(config.warmup_steps), max(num_steps - 1, 0))
   schedule_name = config.schedule

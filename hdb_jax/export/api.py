@@ -5,20 +5,25 @@ from typing import Sequence
 
 from safetensors.numpy import save_file
 
-from hdb_jax.formats import identity as identity_lib
 from hdb_jax.errors import UserError
 from hdb_jax.export import kohya, merged, peft
+from hdb_jax.formats import identity as identity_lib
 from hdb_jax.io.files import atomic_path
 
 FORMATS: Sequence[str] = ("diffusers", "kohya", "merged")
-LORA_FORMATS = {"diffusers": peft, "kohya": kohya}  # each: file_name, state_dict, safetensors_metadata
+LORA_FORMATS = {
+  "diffusers": peft,
+  "kohya": kohya,
+}  # each: file_name, state_dict, safetensors_metadata
 
 
 class ExportError(UserError, RuntimeError):
   """An export was refused or failed; the message says why and what to do."""
 
 
-def _as_identity(identity: str | os.PathLike | identity_lib.Identity) -> tuple[identity_lib.Identity, str]:
+def _as_identity(
+  identity: str | os.PathLike | identity_lib.Identity,
+) -> tuple[identity_lib.Identity, str]:
   """(identity, a short name for file names: the file's stem, or 'identity')."""
   if isinstance(identity, identity_lib.Identity):
     return identity, "identity"
@@ -27,9 +32,11 @@ def _as_identity(identity: str | os.PathLike | identity_lib.Identity) -> tuple[i
 
 
 def _check_base(identity: identity_lib.Identity, pretrained: str) -> None:
-  """Refuses an identity made for another model than `pretrained` (configs only, no weights read)."""
+  """Refuses an identity made for another model than `pretrained` (configs only, no weights
+  read)."""
   from hdb_jax.models import ModelLoadError
   from hdb_jax.models.describe import describe_model
+
   try:
     base = describe_model(pretrained)
   except ModelLoadError as e:
@@ -41,7 +48,9 @@ def _check_base(identity: identity_lib.Identity, pretrained: str) -> None:
 
 
 def _different_base(pretrained: str, error: Exception) -> identity_lib.IdentityFileError:
-  return identity_lib.IdentityFileError(f"refusing to export for {pretrained!r}, a different base model: {error}")
+  return identity_lib.IdentityFileError(
+    f"refusing to export for {pretrained!r}, a different base model: {error}"
+  )
 
 
 def _refuse_existing(path: str, overwrite: bool) -> None:
@@ -51,11 +60,18 @@ def _refuse_existing(path: str, overwrite: bool) -> None:
 
 def _info(identity: identity_lib.Identity, name: str) -> dict[str, object]:
   """What the exported file says about its origin (in the safetensors header)."""
-  return {"source": name, "base_model": identity.meta.base_model, "token": identity.meta.token,
-          "base_fingerprint": identity.meta.base_fingerprint, "exporter": "hdb_jax"}
+  return {
+    "source": name,
+    "base_model": identity.meta.base_model,
+    "token": identity.meta.token,
+    "base_fingerprint": identity.meta.base_fingerprint,
+    "exporter": "hdb_jax",
+  }
 
 
-def _write_lora(identity: identity_lib.Identity, name: str, fmt: str, out_dir: str, overwrite: bool) -> str:
+def _write_lora(
+  identity: identity_lib.Identity, name: str, fmt: str, out_dir: str, overwrite: bool
+) -> str:
   """Writes out_dir/<the format's file name> atomically; returns its path."""
   lora_format = LORA_FORMATS[fmt]
   path = os.path.join(out_dir, lora_format.file_name(name))
@@ -71,20 +87,27 @@ def _write_lora(identity: identity_lib.Identity, name: str, fmt: str, out_dir: s
   return path
 
 
-def _write_merged(identity: identity_lib.Identity, out_dir: str, pretrained: str, overwrite: bool) -> list[str]:
+def _write_merged(
+  identity: identity_lib.Identity, out_dir: str, pretrained: str, overwrite: bool
+) -> list[str]:
   if os.path.isdir(out_dir) and os.listdir(out_dir):
     if not overwrite:
-      raise ExportError(f"{out_dir} exists and is not empty; pass --overwrite (overwrite=True) to replace it")
+      raise ExportError(
+        f"{out_dir} exists and is not empty; pass --overwrite (overwrite=True) to replace it"
+      )
     if not os.path.exists(os.path.join(out_dir, "model_index.json")):
-      raise ExportError(f"{out_dir} is not a pipeline directory (no model_index.json); refusing to replace it "
-                        "even with --overwrite: choose a new or empty directory")
+      raise ExportError(
+        f"{out_dir} is not a pipeline directory (no model_index.json); refusing to replace it "
+        "even with --overwrite: choose a new or empty directory"
+      )
   elif os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise ExportError(f"{out_dir} exists and is not a directory")
   try:
-    import torch  # pylint: disable=import-outside-toplevel,unused-import
+    import torch  # noqa: F401  (only: is PyTorch installed?)
   except ImportError as e:
     raise ExportError("the merged export needs PyTorch: pip install 'hdb_jax[torch]'") from e
   from hdb_jax.models import ModelLoadError
+
   try:
     return merged.write_merged(identity, out_dir, pretrained)
   except ModelLoadError as e:
@@ -93,9 +116,16 @@ def _write_merged(identity: identity_lib.Identity, out_dir: str, pretrained: str
     raise _different_base(pretrained, e) from e
 
 
-def export_identity(identity: str | os.PathLike | identity_lib.Identity, fmt: str, out_dir: str, *,
-                    pretrained: str | None = None, overwrite: bool = False) -> list[str]:
-  """Writes `identity` (a path or an Identity) in format `fmt` under `out_dir`; returns the written files.
+def export_identity(
+  identity: str | os.PathLike | identity_lib.Identity,
+  fmt: str,
+  out_dir: str,
+  *,
+  pretrained: str | None = None,
+  overwrite: bool = False,
+) -> list[str]:
+  """Writes `identity` (a path or an Identity) in format `fmt` under `out_dir`; returns the written
+  files.
 
   fmt: 'diffusers' (PEFT LoRA), 'kohya' (kohya/A1111 LoRA) or 'merged' (full PyTorch pipeline).
   pretrained: the base model (hub id, directory or 'tiny[:DIR]'); merged defaults to the identity's

@@ -1,8 +1,8 @@
 """kohya-ss / A1111 LoRA (web UIs, ComfyUI; diffusers' `load_lora_weights` converts it too).
 
 Per layer: `lora_unet_<module with _>.lora_down.weight` = Aᵀ [R, n], `.lora_up.weight` = Bᵀ [m, R],
-`.alpha` = R (a 0-d tensor); kohya scales by alpha / R, so the scale is exactly 1. Text-encoder layers
-are `lora_te_<module>`.
+`.alpha` = R (a 0-d tensor); kohya scales by alpha / R, so the scale is exactly 1. Text-encoder
+layers are `lora_te_<module>`.
 """
 
 import json
@@ -32,8 +32,14 @@ def state_dict(factors: Factors) -> dict[str, np.ndarray]:
 
 
 def safetensors_metadata(factors: Factors, info: Mapping[str, object]) -> dict[str, str]:
-  """kohya's own `ss_*` keys that tools read (module, dim, alpha) plus our `info` (base model, token)."""
+  """kohya's own `ss_*` keys that tools read (module, dim, alpha) plus our `info` (base model,
+  token)."""
   ranks = sorted({int(a.shape[1]) for a, _ in factors.values()})
   rank = str(ranks[0]) if len(ranks) == 1 else "dynamic"
-  return {"format": "pt", "ss_network_module": "networks.lora", "ss_network_dim": rank,
-          "ss_network_alpha": rank, "hdb_jax.export": json.dumps(dict(info), sort_keys=True)}
+  return {
+    "format": "pt",
+    "ss_network_module": "networks.lora",
+    "ss_network_dim": rank,
+    "ss_network_alpha": rank,
+    "hdb_jax.export": json.dumps(dict(info), sort_keys=True),
+  }

@@ -1,10 +1,10 @@
-"""merged: the base pipeline with the identity's ΔW added to the UNet and text-encoder kernels, written
-as a full diffusers PyTorch pipeline (safetensors). Needs the `torch` extra."""
+"""merged: the base pipeline with the identity's ΔW added to the UNet and text-encoder kernels,
+written as a full diffusers PyTorch pipeline (safetensors). Needs the `torch` extra."""
 
 import os
 
-from hdb_jax.formats import identity as identity_lib
 from hdb_jax.adapters import merge
+from hdb_jax.formats import identity as identity_lib
 from hdb_jax.io.files import atomic_directory
 
 
@@ -15,9 +15,11 @@ def write_merged(identity: identity_lib.Identity, out_dir: str, pretrained: str)
   cannot be loaded, ImportError without torch.
   """
   # pylint: disable=import-outside-toplevel
-  from hdb_jax.models.pytorch_export import save_pytorch_pipeline  # torch: first, to fail before loading
   from hdb_jax.models import load_model
   from hdb_jax.models.pretrained import resolve_model_dir
+  from hdb_jax.models.pytorch_export import (
+    save_pytorch_pipeline,
+  )  # torch: first, to fail before loading
 
   root = resolve_model_dir(pretrained)
   sd = load_model(root)

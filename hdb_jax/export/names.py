@@ -7,7 +7,8 @@ This is string mapping only (no torch); tests check it against every Linear of t
 
 import re
 
-# PyTorch attribute names that end in _<digit> themselves (diffusers' TimestepEmbedding), not list items.
+# PyTorch attribute names that end in _<digit> themselves (diffusers' TimestepEmbedding), not list
+# items.
 PYTORCH_NAMES_WITH_DIGITS = frozenset({"linear_1", "linear_2"})
 KOHYA_PREFIXES = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
 _LIST_ITEM = re.compile(r"^(.+)_(\d+)$")
@@ -28,6 +29,7 @@ def pytorch_module_name(layer_path: str) -> tuple[str, str]:
 
 
 def kohya_name(layer_path: str) -> str:
-  """'unet/down_blocks_0/.../attn1/to_q' -> 'lora_unet_down_blocks_0_..._attn1_to_q' (kohya-ss, A1111)."""
+  """'unet/down_blocks_0/.../attn1/to_q' -> 'lora_unet_down_blocks_0_..._attn1_to_q' (kohya-ss,
+  A1111)."""
   model, name = pytorch_module_name(layer_path)
   return KOHYA_PREFIXES[model] + name.replace(".", "_")

@@ -2,8 +2,8 @@
 
 Per adapted layer, Flax ΔW = A B (A [n, R], B [R, m], y = x W) is PyTorch ΔW = Bᵀ Aᵀ [m, n]
 (y = x Wᵀ), so `lora_A.weight` = Aᵀ [R, n] and `lora_B.weight` = Bᵀ [m, R]. PEFT scales by
-lora_alpha / r; the file's adapter metadata sets lora_alpha = r, so the scale is exactly 1 (diffusers
-infers the same, alpha = r, from files without metadata).
+lora_alpha / r; the file's adapter metadata sets lora_alpha = r, so the scale is exactly 1
+(diffusers infers the same, alpha = r, from files without metadata).
 """
 
 import json
@@ -33,7 +33,8 @@ def file_name(stem: str) -> str:  # pylint: disable=unused-argument
 
 
 def state_dict(factors: Factors) -> dict[str, np.ndarray]:
-  """'<model>.<module>.lora_A.weight': Aᵀ [R, n], '<model>.<module>.lora_B.weight': Bᵀ [m, R] (float32)."""
+  """'<model>.<module>.lora_A.weight': Aᵀ [R, n], '<model>.<module>.lora_B.weight': Bᵀ [m, R]
+  (float32)."""
   tensors = {}
   for path, (a, b) in sorted(factors.items()):
     model, module = pytorch_module_name(path)
@@ -43,7 +44,8 @@ def state_dict(factors: Factors) -> dict[str, np.ndarray]:
 
 
 def peft_adapter_metadata(factors: Factors) -> dict[str, object]:
-  """peft LoraConfig arguments per model, keyed '<model>.<arg>' as diffusers' save_lora_weights writes them."""
+  """peft LoraConfig arguments per model, keyed '<model>.<arg>' as diffusers' save_lora_weights
+  writes them."""
   rank = uniform_rank(factors)
   modules: dict[str, list[str]] = {}
   for path in sorted(factors):
@@ -51,13 +53,22 @@ def peft_adapter_metadata(factors: Factors) -> dict[str, object]:
     modules.setdefault(model, []).append(module)
   metadata: dict[str, object] = {}
   for model, names in modules.items():
-    config = {"r": rank, "lora_alpha": rank, "target_modules": names, "rank_pattern": {}, "alpha_pattern": {}}
+    config = {
+      "r": rank,
+      "lora_alpha": rank,
+      "target_modules": names,
+      "rank_pattern": {},
+      "alpha_pattern": {},
+    }
     metadata.update({f"{model}.{key}": value for key, value in config.items()})
   return metadata
 
 
 def safetensors_metadata(factors: Factors, info: Mapping[str, object]) -> dict[str, str]:
-  """The header metadata: torch format tag, PEFT adapter config, and our own `info` (base model, token)."""
-  return {"format": "pt",
-          ADAPTER_METADATA_KEY: json.dumps(peft_adapter_metadata(factors), indent=2, sort_keys=True),
-          "hdb_jax.export": json.dumps(dict(info), sort_keys=True)}
+  """The header metadata: torch format tag, PEFT adapter config, and our own `info` (base model,
+  token)."""
+  return {
+    "format": "pt",
+    ADAPTER_METADATA_KEY: json.dumps(peft_adapter_metadata(factors), indent=2, sort_keys=True),
+    "hdb_jax.export": json.dumps(dict(info), sort_keys=True),
+  }

@@ -1,10 +1,12 @@
-"""The hypernetwork card, WORKDIR/hypernet.json: what a trained hypernetwork predicts for and how it is built.
+"""The hypernetwork card, WORKDIR/hypernet.json: what a trained hypernetwork predicts for and how it
+is built.
 
 A Phase 1 WORKDIR (and an export of it) holds:
-  hypernet.json      format, base model + fingerprint, adapted layers, LiDB config and aux-basis hash,
-                     token and prompt, encoder and decoder sizes: all a predictor needs besides the
-                     weights (written atomically when training starts; a workdir of another run is refused)
-  config.json        the full training config
+  hypernet.json   format, base model + fingerprint, adapted layers, LiDB config and aux-basis hash,
+                  token and prompt, encoder and decoder sizes: all a predictor needs besides the
+                  weights (written atomically when training starts; a workdir of another run is
+                  refused)
+  config.json     the full training config
 Its weights are orbax checkpoints (hypernet_checkpoint) or one safetensors file (hypernet_export).
 """
 
@@ -31,11 +33,20 @@ class CheckpointMismatchError(UserError):
 
 def card(config: ml_collections.ConfigDict, base: BaseModel) -> dict[str, Any]:
   """What a checkpoint predicts for and how its network is built."""
-  return {"format": FORMAT_NAME, "format_version": 1, "base_model": base.source,
-          "base_fingerprint": base.sd.fingerprint(), "layers": [[l.path, l.n, l.m] for l in base.layers],
-          "lidb": dataclasses.asdict(base.lidb_config), "token": base.token, "prompt": config.prompt,
-          "encoder": config.encoder.to_dict(), "model": config.model.to_dict(),
-          "aux_hash": aux_basis_hash(base.layers, base.lidb_config), "aux_numpy": np.__version__}
+  return {
+    "format": FORMAT_NAME,
+    "format_version": 1,
+    "base_model": base.source,
+    "base_fingerprint": base.sd.fingerprint(),
+    "layers": [[l.path, l.n, l.m] for l in base.layers],
+    "lidb": dataclasses.asdict(base.lidb_config),
+    "token": base.token,
+    "prompt": config.prompt,
+    "encoder": config.encoder.to_dict(),
+    "model": config.model.to_dict(),
+    "aux_hash": aux_basis_hash(base.layers, base.lidb_config),
+    "aux_numpy": np.__version__,
+  }
 
 
 def write_card(workdir: str, config: ml_collections.ConfigDict, base: BaseModel) -> None:
@@ -45,16 +56,22 @@ def write_card(workdir: str, config: ml_collections.ConfigDict, base: BaseModel)
   if os.path.exists(path):
     saved = read_card(workdir)
     check_card(saved, new, workdir)
-    check_aux_basis_hash(saved.get("aux_hash"), base.layers, base.lidb_config, workdir, saved.get("aux_numpy"))
+    check_aux_basis_hash(
+      saved.get("aux_hash"), base.layers, base.lidb_config, workdir, saved.get("aux_numpy")
+    )
   write_text_atomic(path, json.dumps(new, indent=1))
   write_text_atomic(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
 
 
 def read_card(workdir: str) -> dict[str, Any]:
   try:
-    return read_format_json(os.path.join(workdir, CARD), FORMAT_NAME, "an hdb_jax hypernetwork card")
+    return read_format_json(
+      os.path.join(workdir, CARD), FORMAT_NAME, "an hdb_jax hypernetwork card"
+    )
   except FileNotFoundError as e:
-    raise MissingFileError(f"{workdir} is not a hypernetwork checkpoint or export (no {CARD})") from e
+    raise MissingFileError(
+      f"{workdir} is not a hypernetwork checkpoint or export (no {CARD})"
+    ) from e
   except ValueError as e:
     raise CheckpointMismatchError(str(e)) from e
 
@@ -63,18 +80,30 @@ def check_card(saved: dict[str, Any], expected: dict[str, Any], where: str) -> N
   """Raises CheckpointMismatchError naming the first difference that matters."""
   saved_layers, layers = saved["layers"], expected["layers"]
   if saved_layers != layers:
-    first = next((i for i, (a, b) in enumerate(zip(saved_layers, layers)) if a != b), min(len(saved_layers),
-                                                                                          len(layers)))
-    detail = (f"layer {first}: checkpoint has {saved_layers[first] if first < len(saved_layers) else 'none'}, "
-              f"model has {layers[first] if first < len(layers) else 'none'}")
+    first = next(
+      (i for i, (a, b) in enumerate(zip(saved_layers, layers)) if a != b),
+      min(len(saved_layers), len(layers)),
+    )
+    detail = (
+      f"layer {first}: checkpoint has "
+      f"{saved_layers[first] if first < len(saved_layers) else 'none'}, "
+      f"model has {layers[first] if first < len(layers) else 'none'}"
+    )
     raise CheckpointMismatchError(
-        f"{where} was trained for {len(saved_layers)} adapted layers of {saved['base_model']!r}; the base model "
-        f"{expected['base_model']!r} with these targets has {len(layers)} ({detail}). Use the base model and "
-        "--config.targets it was trained with.")
+      f"{where} was trained for {len(saved_layers)} adapted layers of {saved['base_model']!r}; the "
+      "base model "
+      f"{expected['base_model']!r} with these targets has {len(layers)} ({detail}). Use the base "
+      "model and "
+      "--config.targets it was trained with."
+    )
   for key in ("lidb", "base_fingerprint", "encoder", "model"):
-    if key in expected and json.loads(json.dumps(saved.get(key))) != json.loads(json.dumps(expected[key])):
-      raise CheckpointMismatchError(f"{where} was made with a different {key!r}: {saved.get(key)} "
-                                    f"(here: {expected[key]}); use a new --workdir or the original settings")
+    if key in expected and json.loads(json.dumps(saved.get(key))) != json.loads(
+      json.dumps(expected[key])
+    ):
+      raise CheckpointMismatchError(
+        f"{where} was made with a different {key!r}: {saved.get(key)} "
+        f"(here: {expected[key]}); use a new --workdir or the original settings"
+      )
 
 
 def config_from_card(info: dict[str, Any]) -> ml_collections.ConfigDict:

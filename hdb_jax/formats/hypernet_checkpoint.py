@@ -17,37 +17,55 @@ CHECKPOINTS = "checkpoints"
 
 
 def manager(workdir: str, keep: int = 3, use_async: bool = True) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=use_async, create=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINTS), options=options,
-                               item_names=("state", "meta"))
+  options = ocp.CheckpointManagerOptions(
+    max_to_keep=keep, enable_async_checkpointing=use_async, create=True
+  )
+  return ocp.CheckpointManager(
+    os.path.join(os.path.abspath(workdir), CHECKPOINTS),
+    options=options,
+    item_names=("state", "meta"),
+  )
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:
-  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+def save_state(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:
+  mngr.save(
+    step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+  )
 
 
-def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
-  """The state (placed like `abstract_state`, ShapeDtypeStructs with shardings) and meta of `step`."""
-  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                                         meta=ocp.args.JsonRestore()))
+def restore_state(
+  mngr: ocp.CheckpointManager, step: int, abstract_state: Any
+) -> tuple[Any, dict[str, Any]]:
+  """The state (placed like `abstract_state`, ShapeDtypeStructs with shardings) and meta of
+  `step`."""
+  restored = mngr.restore(
+    step,
+    args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+    ),
+  )
   return restored.state, restored.meta
 
 
 def latest_params(workdir: str) -> tuple[int, Any]:
   """(step, trainable params) of the newest checkpoint in WORKDIR, on this process's first device.
 
-  Works whatever mesh or number of processes saved it (the shapes come from the checkpoint's metadata).
+  Works whatever mesh or number of processes saved it (the shapes come from the checkpoint's
+  metadata).
   """
   handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
-  mngr = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINTS), item_names=("state", "meta"),
-                               item_handlers=handlers)
+  mngr = ocp.CheckpointManager(
+    os.path.join(os.path.abspath(workdir), CHECKPOINTS),
+    item_names=("state", "meta"),
+    item_handlers=handlers,
+  )
   step = mngr.latest_step()
   if step is None:
     raise MissingFileError(f"{workdir} has no finished checkpoint in {CHECKPOINTS}/")
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                        mngr.item_metadata(step)["state"])
+  target = jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+    mngr.item_metadata(step)["state"],
+  )
   state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))).state
   return step, state["params"]
-
-

@@ -1,4 +1,5 @@
-"""A predictor from a trained hypernetwork directory: a Phase 1 WORKDIR (orbax checkpoints) or an export.
+"""A predictor from a trained hypernetwork directory: a Phase 1 WORKDIR (orbax checkpoints) or an
+export.
 
     predictor = load_predictor("/ckpt/hyper", base)   # images [B, H, W, 3] -> LiDB params [B, ...]
 
@@ -19,9 +20,11 @@ from hdb_jax.hypernet.network import build_hypernet
 from hdb_jax.hypernet.predictor import HypernetPredictor
 
 
-def load_predictor(path: str, base: BaseModel, refine_steps: int | None = None) -> HypernetPredictor:
-  """A predictor for `base` from a training WORKDIR (its newest checkpoint) or an exported hypernetwork
-  directory (hdb_jax.export --hypernet), refused if it was trained for other layers.
+def load_predictor(
+  path: str, base: BaseModel, refine_steps: int | None = None
+) -> HypernetPredictor:
+  """A predictor for `base` from a training WORKDIR (its newest checkpoint) or an exported
+  hypernetwork directory (hdb_jax.export --hypernet), refused if it was trained for other layers.
 
   refine_steps overrides the trained number of refinement iterations (e.g. 1 for the k=1 ablation).
   """
@@ -29,10 +32,18 @@ def load_predictor(path: str, base: BaseModel, refine_steps: int | None = None) 
     raise MissingFileError(f"hypernetwork checkpoint not found: {path}")
   info = read_card(path)
   layers = [[l.path, l.n, l.m] for l in base.layers]
-  check_card(info, {"layers": layers, "base_model": base.source,
-                    "lidb": dataclasses.asdict(base.lidb_config)}, path)
-  check_aux_basis_hash(info.get("aux_hash"), base.layers, base.lidb_config, f"hypernetwork {path}",
-                       info.get("aux_numpy"))
+  check_card(
+    info,
+    {"layers": layers, "base_model": base.source, "lidb": dataclasses.asdict(base.lidb_config)},
+    path,
+  )
+  check_aux_basis_hash(
+    info.get("aux_hash"),
+    base.layers,
+    base.lidb_config,
+    f"hypernetwork {path}",
+    info.get("aux_numpy"),
+  )
   net = build_hypernet(config_from_card(info), base)
   step, params = load_exported(path) if is_exported(path) else latest_params(path)
   return HypernetPredictor(net=net, params=params, step=step, refine_steps=refine_steps)

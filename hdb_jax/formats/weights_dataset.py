@@ -1,9 +1,10 @@
 """Phase 0's output: one LiDB weight set per training identity, in chunks, with an index.
 
 DIR/index.json        format, base model + fingerprint, LiDB config, layer list, the aux-basis hash
-                      (adapters.aux_basis_hash; refused if the bases regenerate differently), and per chunk:
-                      file name, identity ids, source ids, final losses
-DIR/chunk_00000.safetensors   `lidb` [identities, D] float32 (lidb_packer vectors, layer order of the index)
+                      (adapters.aux_basis_hash; refused if the bases regenerate differently), and
+                      per chunk: file name, identity ids, source ids, final losses
+DIR/chunk_00000.safetensors
+                      `lidb` [identities, D] float32 (lidb_packer vectors, layer order of the index)
 
 Chunks are written atomically and the index is rewritten atomically after each chunk, so a killed
 run leaves only complete chunks, and a restarted run skips the chunks the index lists.
@@ -17,7 +18,13 @@ from typing import Any, Iterator
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from hdb_jax.adapters.lidb import LidbConfig, LidbParams, aux_basis_hash, check_aux_basis_hash, lidb_packer
+from hdb_jax.adapters.lidb import (
+  LidbConfig,
+  LidbParams,
+  aux_basis_hash,
+  check_aux_basis_hash,
+  lidb_packer,
+)
 from hdb_jax.adapters.targets import LayerSpec
 from hdb_jax.errors import UserError
 from hdb_jax.io.files import atomic_path, read_format_json, write_text_atomic
@@ -29,6 +36,7 @@ INDEX = "index.json"
 @dataclasses.dataclass
 class WeightsDataset:
   """An open weights dataset directory (read and append)."""
+
   directory: str
   index: dict[str, Any]
 
@@ -48,17 +56,31 @@ class WeightsDataset:
     return [i for c in self.index["chunks"] for i in c["identity_ids"]]
 
   def final_losses(self) -> dict[str, float]:
-    return {i: l for c in self.index["chunks"] for i, l in zip(c["identity_ids"], c["final_losses"])}
+    return {
+      i: l for c in self.index["chunks"] for i, l in zip(c["identity_ids"], c["final_losses"])
+    }
 
-  def append_chunk(self, chunk: int, identity_ids: list[str], source_ids: list[str], vectors: np.ndarray,
-                   final_losses: list[float]) -> None:
+  def append_chunk(
+    self,
+    chunk: int,
+    identity_ids: list[str],
+    source_ids: list[str],
+    vectors: np.ndarray,
+    final_losses: list[float],
+  ) -> None:
     """Writes one chunk file, then the index that lists it (both atomic)."""
     name = f"chunk_{chunk:05d}.safetensors"
     with atomic_path(os.path.join(self.directory, name)) as tmp:
       save_file({"lidb": np.ascontiguousarray(vectors, np.float32)}, tmp)
-    self.index["chunks"] = [c for c in self.index["chunks"] if c["chunk"] != chunk] + [{
-        "chunk": chunk, "file": name, "identity_ids": list(identity_ids), "source_ids": list(source_ids),
-        "final_losses": [float(l) for l in final_losses]}]
+    self.index["chunks"] = [c for c in self.index["chunks"] if c["chunk"] != chunk] + [
+      {
+        "chunk": chunk,
+        "file": name,
+        "identity_ids": list(identity_ids),
+        "source_ids": list(source_ids),
+        "final_losses": [float(l) for l in final_losses],
+      }
+    ]
     self.index["chunks"].sort(key=lambda c: c["chunk"])
     write_text_atomic(os.path.join(self.directory, INDEX), json.dumps(self.index, indent=1))
 
@@ -85,15 +107,28 @@ class WeightsDataset:
     return iter(self.as_mapping().items())
 
 
-def create_or_open(directory: str, *, base_model: str, base_fingerprint: str, layers: tuple[LayerSpec, ...],
-                   lidb_config: LidbConfig, settings: dict[str, Any]) -> WeightsDataset:
+def create_or_open(
+  directory: str,
+  *,
+  base_model: str,
+  base_fingerprint: str,
+  layers: tuple[LayerSpec, ...],
+  lidb_config: LidbConfig,
+  settings: dict[str, Any],
+) -> WeightsDataset:
   """Opens DIR for appending; a new DIR gets a fresh index. An existing index made with other
   settings (model, layers, LiDB config, training settings) is refused, so resumed chunks match."""
   os.makedirs(directory, exist_ok=True)
-  header = {"format": FORMAT_NAME, "format_version": 1, "base_model": base_model,
-            "base_fingerprint": base_fingerprint, "lidb": dataclasses.asdict(lidb_config),
-            "layers": [[l.path, l.n, l.m] for l in layers], "settings": settings,
-            "aux_hash": aux_basis_hash(layers, lidb_config)}
+  header = {
+    "format": FORMAT_NAME,
+    "format_version": 1,
+    "base_model": base_model,
+    "base_fingerprint": base_fingerprint,
+    "lidb": dataclasses.asdict(lidb_config),
+    "layers": [[l.path, l.n, l.m] for l in layers],
+    "settings": settings,
+    "aux_hash": aux_basis_hash(layers, lidb_config),
+  }
   path = os.path.join(directory, INDEX)
   if not os.path.exists(path):
     dataset = WeightsDataset(directory, {**header, "aux_numpy": np.__version__, "chunks": []})
@@ -104,18 +139,27 @@ def create_or_open(directory: str, *, base_model: str, base_fingerprint: str, la
     if key == "aux_hash":
       continue
     if json.loads(json.dumps(existing.index.get(key))) != json.loads(json.dumps(value)):
-      raise UserError(f"{directory} holds a weights dataset made with a different {key!r}; "
-                      "use a new --workdir or the original settings")
+      raise UserError(
+        f"{directory} holds a weights dataset made with a different {key!r}; "
+        "use a new --workdir or the original settings"
+      )
   return existing
 
 
 def open_dataset(directory: str) -> WeightsDataset:
   """Reads DIR/index.json; a missing or foreign index is a UserError."""
   try:
-    index = read_format_json(os.path.join(directory, INDEX), FORMAT_NAME, "an hdb_jax weights dataset index")
+    index = read_format_json(
+      os.path.join(directory, INDEX), FORMAT_NAME, "an hdb_jax weights dataset index"
+    )
   except FileNotFoundError as e:
     raise UserError(f"{directory} is not a weights dataset (no {INDEX})") from e
   dataset = WeightsDataset(directory, index)
-  check_aux_basis_hash(index.get("aux_hash"), dataset.layers, dataset.lidb_config, f"weights dataset {directory}",
-                       index.get("aux_numpy"))
+  check_aux_basis_hash(
+    index.get("aux_hash"),
+    dataset.layers,
+    dataset.lidb_config,
+    f"weights dataset {directory}",
+    index.get("aux_numpy"),
+  )
   return dataset

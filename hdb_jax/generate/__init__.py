@@ -1,1 +1,2 @@
-"""python -m hdb_jax.generate: images from identity files (the library call: hdb_jax.diffusion.generation)."""
+"""python -m hdb_jax.generate: images from identity files (the library call:
+hdb_jax.diffusion.generation)."""

@@ -1,4 +1,5 @@
-"""The hypernetwork's decoder (paper §4.2): image tokens + one token per adapted layer -> LiDB weights.
+"""The hypernetwork's decoder (paper §4.2): image tokens + one token per adapted layer -> LiDB
+weights.
 
 A transformer decoder reads [image tokens ; weight tokens]. Weight token l is a learned per-layer
 position embedding plus an embedding of layer l's current weights θ_{k-1} (zero at the start), and
@@ -21,6 +22,7 @@ import numpy as np
 
 class DecoderBlock(nn.Module):
   """Pre-LayerNorm transformer block: self-attention over all tokens, then an MLP."""
+
   num_heads: int
   mlp_dim: int
   dtype: Any = jnp.float32
@@ -39,6 +41,7 @@ class WeightDecoder(nn.Module):
 
   slot_sizes: real entries of each layer's slot (the rest is padding, kept at zero).
   """
+
   slot_sizes: tuple[int, ...]
   d_model: int = 256
   num_heads: int = 4
@@ -57,13 +60,20 @@ class WeightDecoder(nn.Module):
     mask = jnp.asarray(np.arange(slot)[None, :] < np.asarray(self.slot_sizes)[:, None], jnp.float32)
     normal = nn.initializers.normal
     position = self.param("layer_position", normal(0.02), (num_layers, self.d_model))
-    weights_in = self.param("weights_in", normal(1.0 / np.sqrt(slot)), (num_layers, slot, self.d_model))
-    head_kernel = self.param("head_kernel", normal(self.head_init_std), (num_layers, self.d_model, slot))
+    weights_in = self.param(
+      "weights_in", normal(1.0 / np.sqrt(slot)), (num_layers, slot, self.d_model)
+    )
+    head_kernel = self.param(
+      "head_kernel", normal(self.head_init_std), (num_layers, self.d_model, slot)
+    )
     head_bias = self.param("head_bias", nn.initializers.zeros, (num_layers, slot))
     theta_init = self.param("theta_init", nn.initializers.zeros, (num_layers, slot))
 
     image = nn.LayerNorm(dtype=self.dtype)(nn.Dense(self.d_model, dtype=self.dtype)(image_tokens))
-    blocks = [DecoderBlock(self.num_heads, self.mlp_dim, self.dtype, name=f"block_{i}") for i in range(self.depth)]
+    blocks = [
+      DecoderBlock(self.num_heads, self.mlp_dim, self.dtype, name=f"block_{i}")
+      for i in range(self.depth)
+    ]
     out_norm = nn.LayerNorm(dtype=self.dtype, name="out_norm")
     theta = jnp.zeros((image_tokens.shape[0], num_layers, slot), jnp.float32)
     for _ in range(steps):
@@ -71,6 +81,6 @@ class WeightDecoder(nn.Module):
       x = jnp.concatenate([image, tokens.astype(image.dtype)], axis=1)
       for block in blocks:
         x = block(x)
-      y = out_norm(x[:, image_tokens.shape[1]:]).astype(jnp.float32)
+      y = out_norm(x[:, image_tokens.shape[1] :]).astype(jnp.float32)
       theta = theta + (jnp.einsum("bld,ldp->blp", y, head_kernel) + head_bias) * mask
     return theta_init[None] + theta

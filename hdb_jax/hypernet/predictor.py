@@ -16,17 +16,20 @@ from hdb_jax.hypernet.network import Hypernet
 class LidbPredictor(Protocol):
   """images [B, H, W, 3] in [-1, 1] -> LiDB params with a leading batch axis B, for base.layers."""
 
-  def __call__(self, images: jax.Array) -> LidbParams:
-    ...
+  def __call__(self, images: jax.Array) -> LidbParams: ...
 
 
 @dataclasses.dataclass(frozen=True)
 class HypernetPredictor:
-  """images [B, H, W, 3] in [-1, 1] -> LiDB params (leading batch axis), from trained hypernetwork params."""
+  """images [B, H, W, 3] in [-1, 1] -> LiDB params (leading batch axis), from trained hypernetwork
+  params."""
+
   net: Hypernet
   params: Any
   step: int
   refine_steps: int | None = None
 
   def __call__(self, images: jax.Array) -> LidbParams:
-    return self.net.unpack(self.net.jitted_predict(self.params, self.net.encoder.params, images, self.refine_steps))
+    return self.net.unpack(
+      self.net.jitted_predict(self.params, self.net.encoder.params, images, self.refine_steps)
+    )

@@ -1,1 +1,2 @@
-"""Files and images: atomic writes, format-tagged JSON (files), every image read and written (images)."""
+"""Files and images: atomic writes, format-tagged JSON (files), every image read and written
+(images)."""

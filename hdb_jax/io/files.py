@@ -19,10 +19,13 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
-  """Yields a temporary path to write; on success it replaces `path` in one step, on error it is removed."""
+  """Yields a temporary path to write; on success it replaces `path` in one step, on error it is
+  removed."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+  fd, tmp = tempfile.mkstemp(
+    prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory
+  )
   os.close(fd)
   try:
     yield tmp
@@ -41,8 +44,10 @@ def write_text_atomic(path: str, text: str) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(path: str) -> Iterator[str]:
-  """Yields a new empty directory beside `path` to fill; on success it takes `path`'s place (an existing
-  `path` is replaced as a whole, removed only after the new one is in place), on error it is removed."""
+  """Yields a new empty directory beside `path` to fill; on success it takes `path`'s place (an
+  existing
+  `path` is replaced as a whole, removed only after the new one is in place), on error it is
+  removed."""
   parent, name = os.path.split(os.path.abspath(path))
   os.makedirs(parent, exist_ok=True)
   tmp = os.path.join(parent, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -65,7 +70,8 @@ def atomic_directory(path: str) -> Iterator[str]:
 
 
 def read_format_json(path: str, format_name: str, what: str) -> dict:
-  """A JSON file that names its format: MissingFileError if missing, UserError if corrupt or foreign.
+  """A JSON file that names its format: MissingFileError if missing, UserError if corrupt or
+  foreign.
 
   what: how to call the file in messages, e.g. 'a weights dataset index'.
   """

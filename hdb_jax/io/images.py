@@ -1,15 +1,17 @@
 """Image I/O: every image read (a photo -> a model input) and every image written (PNGs, grids).
 
-Reading: one image file (or its bytes) -> float32 [resolution, resolution, 3] in [-1, 1], the only decoding path of every data source: EXIF orientation applied, any Pillow mode converted to
-RGB (L, LA, P, RGBA and other alpha modes composited onto white, CMYK, 16-bit and 32-bit grey), a
-centred square crop (or the box a crop hook returns), a Lanczos (antialiased) resize, then scaled to
+Reading: one image file (or its bytes) -> float32 [resolution, resolution, 3] in [-1, 1], the only
+decoding path of every data source: EXIF orientation applied, any Pillow mode converted to RGB (L,
+LA, P, RGBA and other alpha modes composited onto white, CMYK, 16-bit and 32-bit grey), a centred
+square crop (or the box a crop hook returns), a Lanczos (antialiased) resize, then scaled to
 [-1, 1]. Every failure is an `ImageError` with one line naming the file. Pillow's decompression-bomb
 limit (`PIL.Image.MAX_IMAGE_PIXELS`) is kept, and truncated files are never loaded silently.
 
     image = load_image("face.jpg", 512)   # np.float32 [512, 512, 3]
 
-Writing: `to_uint8` (floats in [0, 1] -> uint8), `save_png` (atomic), `image_grid`, and `write_images`
-(OUT/<identity>/<prompt slug>_<k>.png + OUT/grid.png, the layout of generate, personalize and Phase 1 samples).
+Writing: `to_uint8` (floats in [0, 1] -> uint8), `save_png` (atomic), `image_grid`, and
+`write_images` (OUT/<identity>/<prompt slug>_<k>.png + OUT/grid.png, the layout of generate,
+personalize and Phase 1 samples).
 """
 
 import io
@@ -32,7 +34,8 @@ _WHITE = (255, 255, 255, 255)
 
 
 class ImageError(UserError):
-  """A file that cannot be used as an image: missing, empty, truncated, corrupt, not an image, too small."""
+  """A file that cannot be used as an image: missing, empty, truncated, corrupt, not an image, too
+  small."""
 
 
 def describe(source: str | bytes | os.PathLike, name: str | None = None) -> str:
@@ -52,7 +55,8 @@ def center_crop_box(width: int, height: int) -> Box:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-  """Any Pillow mode -> 'RGB'. Transparency is composited onto white; 16/32-bit grey is scaled to 8 bits."""
+  """Any Pillow mode -> 'RGB'. Transparency is composited onto white; 16/32-bit grey is scaled to 8
+  bits."""
   if image.mode == "RGB":
     return image
   if image.mode == "P" and "transparency" in image.info:
@@ -62,8 +66,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(Image.new("RGBA", rgba.size, _WHITE), rgba).convert("RGB")
   if image.mode.startswith("I") or image.mode == "F":
     values = np.asarray(image).astype(np.float64)
-    # 16-bit files ('I;16*', or 'I' holding 16-bit values) span 0..65535; 8-bit data stored as 'I' or 'F' 0..255.
-    full_scale = 65535.0 if (image.mode.startswith("I;16") or values.max(initial=0) > 255) else 255.0
+    # 16-bit files ('I;16*', or 'I' holding 16-bit values) span 0..65535; 8-bit data stored as 'I'
+    # or 'F' 0..255.
+    full_scale = (
+      65535.0 if (image.mode.startswith("I;16") or values.max(initial=0) > 255) else 255.0
+    )
     grey = np.clip(np.rint(values * (255.0 / full_scale)), 0, 255).astype(np.uint8)
     return Image.fromarray(grey, mode="L").convert("RGB")
   return image.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
@@ -73,19 +80,29 @@ def _check_bomb(image: Image.Image, label: str) -> None:
   """Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse those too (same limit)."""
   limit = Image.MAX_IMAGE_PIXELS
   if limit and image.width * image.height > limit:
-    raise ImageError(f"{label}: {image.width}x{image.height} pixels exceeds the decompression-bomb limit "
-                     f"PIL.Image.MAX_IMAGE_PIXELS={limit}")
+    raise ImageError(
+      f"{label}: {image.width}x{image.height} pixels exceeds the decompression-bomb limit "
+      f"PIL.Image.MAX_IMAGE_PIXELS={limit}"
+    )
 
 
-def load_image(source: str | bytes | os.PathLike, resolution: int, *, min_size: int = 64,
-               upscale: bool = True, name: str | None = None, crop: CropFn | None = None) -> np.ndarray:
+def load_image(
+  source: str | bytes | os.PathLike,
+  resolution: int,
+  *,
+  min_size: int = 64,
+  upscale: bool = True,
+  name: str | None = None,
+  crop: CropFn | None = None,
+) -> np.ndarray:
   """Decodes, orients, converts, crops and resizes an image file or its encoded bytes.
 
   Args:
     source: a path, or the encoded bytes of a file (name them with `name` for error messages).
     resolution: output side in pixels.
     min_size: images whose short side (after the crop) is below this are refused.
-    upscale: an image smaller than `resolution` (but >= min_size) is upscaled with a warning if True,
+    upscale: an image smaller than `resolution` (but >= min_size) is upscaled with a warning if
+    True,
       refused if False.
     name: how errors name the file (default: the path).
     crop: hook returning the square crop box of the oriented image (e.g. a face detector); default
@@ -99,7 +116,8 @@ def load_image(source: str | bytes | os.PathLike, resolution: int, *, min_size: 
   if isinstance(source, (bytes, bytearray, memoryview)):
     if len(source) == 0:
       raise ImageError(f"{label}: empty file (0 bytes)")
-    opener = lambda: Image.open(io.BytesIO(bytes(source)))  # pylint: disable=unnecessary-lambda-assignment
+    # pylint: disable=unnecessary-lambda-assignment
+    opener = lambda: Image.open(io.BytesIO(bytes(source)))
   else:
     path = os.fspath(source)
     if not os.path.exists(path):
@@ -120,20 +138,24 @@ def load_image(source: str | bytes | os.PathLike, resolution: int, *, min_size: 
   except UnidentifiedImageError as e:
     raise ImageError(f"{label}: not an image file (or a format Pillow cannot read)") from e
   except Exception as e:  # pylint: disable=broad-except
-    # Pillow's decoders report damaged data as OSError, SyntaxError, ValueError, EOFError, struct.error,
-    # IndexError, ... : whichever it is, this file is unusable, and a long run must go on without it.
+    # Pillow's decoders report damaged data as OSError, SyntaxError, ValueError, EOFError,
+    # struct.error, IndexError, ... : whichever it is, this file is unusable, and a long run must go
+    # on without it.
     reason = " ".join(str(e).split()) or type(e).__name__
     raise ImageError(f"{label}: truncated or corrupt image ({reason})") from e
   return np.asarray(image, dtype=np.float32) * np.float32(1 / 127.5) - np.float32(1.0)
 
 
-def _decode(image: Image.Image, label: str, resolution: int, min_size: int, upscale: bool,
-            crop: CropFn | None) -> Image.Image:
-  """Open image -> RGB [resolution, resolution]; everything that decodes pixels runs here, inside the caller's try."""
+def _decode(
+  image: Image.Image, label: str, resolution: int, min_size: int, upscale: bool, crop: CropFn | None
+) -> Image.Image:
+  """Open image -> RGB [resolution, resolution]; everything that decodes pixels runs here, inside
+  the caller's try."""
   short = min(image.size)
   if crop is None and image.format == "JPEG" and short > 4 * resolution:
-    # Let the JPEG decoder downscale by a power of two (DCT scaling, a box filter) while keeping the short side
-    # >= 2 x resolution, so that the Lanczos resize below still does the final antialiasing.
+    # Let the JPEG decoder downscale by a power of two (DCT scaling, a box filter) while keeping the
+    # short side >= 2 x resolution, so that the Lanczos resize below still does the final
+    # antialiasing.
     scale = 2 * resolution / short
     image.draft(image.mode, (int(np.ceil(image.width * scale)), int(np.ceil(image.height * scale))))
   image.load()  # decodes everything now: a truncated file raises here, never loads silently
@@ -145,19 +167,28 @@ def _decode(image: Image.Image, label: str, resolution: int, min_size: int, upsc
   box = crop(image) if crop is not None else center_crop_box(*image.size)
   side = min(box[2] - box[0], box[3] - box[1])  # after a draft, still >= 2 x resolution
   if side < min_size:
-    raise ImageError(f"{label}: image is {image.width}x{image.height}, its (cropped) short side {side} is below "
-                     f"min_size={min_size}")
+    raise ImageError(
+      f"{label}: image is {image.width}x{image.height}, its (cropped) short side {side} is below "
+      f"min_size={min_size}"
+    )
   if side < resolution:
     if not upscale:
-      raise ImageError(f"{label}: short side {side} is below the resolution {resolution} and upscaling is off")
-    logging.warning("%s: short side %d is below the resolution %d; upscaling", label, side, resolution)
+      raise ImageError(
+        f"{label}: short side {side} is below the resolution {resolution} and upscaling is off"
+      )
+    logging.warning(
+      "%s: short side %d is below the resolution %d; upscaling", label, side, resolution
+    )
   if tuple(box) != (0, 0, image.width, image.height):
-    image = image.crop(box)  # before the resize: resize(box=...) lets the filter reach pixels outside the box
+    image = image.crop(
+      box
+    )  # before the resize: resize(box=...) lets the filter reach pixels outside the box
   return image.resize((resolution, resolution), Image.Resampling.LANCZOS)
 
 
 def slug(text: str, limit: int = 48) -> str:
-  """A file-name-safe form of a prompt (letters, digits and underscores, at most `limit` characters)."""
+  """A file-name-safe form of a prompt (letters, digits and underscores, at most `limit`
+  characters)."""
   return re.sub(r"[^a-zA-Z0-9]+", "_", text).strip("_")[:limit] or "prompt"
 
 
@@ -167,7 +198,9 @@ def save_png(path: str, image: np.ndarray) -> None:
     Image.fromarray(image).save(tmp, format="PNG")
 
 
-def write_images(images: np.ndarray, identity_names: Sequence[str], prompts: Sequence[str], out: str) -> list[str]:
+def write_images(
+  images: np.ndarray, identity_names: Sequence[str], prompts: Sequence[str], out: str
+) -> list[str]:
   """Writes OUT/<identity>/<prompt slug>_<k>.png and OUT/grid.png; returns the paths."""
   paths = []
   for i, name in enumerate(identity_names):
@@ -193,5 +226,5 @@ def image_grid(images: np.ndarray, columns: int) -> np.ndarray:
   grid = np.zeros((rows * h, columns * w, c), images.dtype)
   for i, image in enumerate(images):
     r, col = divmod(i, columns)
-    grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = image
+    grid[r * h : (r + 1) * h, col * w : (col + 1) * w] = image
   return grid

@@ -9,90 +9,93 @@ from typing import Any
 
 # stable-diffusion-v1-5/stable-diffusion-v1-5 unet/config.json (architecture keys only).
 SD15_UNET: dict[str, Any] = {
-    "sample_size": 64,
-    "in_channels": 4,
-    "out_channels": 4,
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
-                         "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
-                       "CrossAttnUpBlock2D"],
-    "block_out_channels": [320, 640, 1280, 1280],
-    "layers_per_block": 2,
-    "attention_head_dim": 8,
-    "cross_attention_dim": 768,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
+  "sample_size": 64,
+  "in_channels": 4,
+  "out_channels": 4,
+  "down_block_types": [
+    "CrossAttnDownBlock2D",
+    "CrossAttnDownBlock2D",
+    "CrossAttnDownBlock2D",
+    "DownBlock2D",
+  ],
+  "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+  "block_out_channels": [320, 640, 1280, 1280],
+  "layers_per_block": 2,
+  "attention_head_dim": 8,
+  "cross_attention_dim": 768,
+  "flip_sin_to_cos": True,
+  "freq_shift": 0,
 }
 
 # openai/clip-vit-large-patch14 text tower, as in SD1.5's text_encoder/config.json.
 SD15_TEXT_ENCODER: dict[str, Any] = {
-    "vocab_size": 49408,
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "max_position_embeddings": 77,
-    "hidden_act": "quick_gelu",
-    "projection_dim": 768,
+  "vocab_size": 49408,
+  "hidden_size": 768,
+  "intermediate_size": 3072,
+  "num_hidden_layers": 12,
+  "num_attention_heads": 12,
+  "max_position_embeddings": 77,
+  "hidden_act": "quick_gelu",
+  "projection_dim": 768,
 }
 
 SD15_VAE: dict[str, Any] = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "block_out_channels": [128, 256, 512, 512],
-    "layers_per_block": 2,
-    "latent_channels": 4,
-    "sample_size": 512,
-    "scaling_factor": 0.18215,
+  "in_channels": 3,
+  "out_channels": 3,
+  "down_block_types": ["DownEncoderBlock2D"] * 4,
+  "up_block_types": ["UpDecoderBlock2D"] * 4,
+  "block_out_channels": [128, 256, 512, 512],
+  "layers_per_block": 2,
+  "latent_channels": 4,
+  "sample_size": 512,
+  "scaling_factor": 0.18215,
 }
 
 # SD1.5's noise schedule (scheduler/scheduler_config.json), used for training with DDPM.
 SD15_SCHEDULER: dict[str, Any] = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "prediction_type": "epsilon",
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
+  "num_train_timesteps": 1000,
+  "beta_start": 0.00085,
+  "beta_end": 0.012,
+  "beta_schedule": "scaled_linear",
+  "prediction_type": "epsilon",
+  "clip_sample": False,
+  "set_alpha_to_one": False,
+  "steps_offset": 1,
 }
 
 TINY_UNET: dict[str, Any] = {
-    **SD15_UNET,
-    "sample_size": 8,
-    "block_out_channels": [32, 32, 64, 64],
-    "attention_head_dim": 2,
-    "cross_attention_dim": 32,
+  **SD15_UNET,
+  "sample_size": 8,
+  "block_out_channels": [32, 32, 64, 64],
+  "attention_head_dim": 2,
+  "cross_attention_dim": 32,
 }
 
 # Two resolution levels and 4 transformer blocks instead of SD1.5's 16: for tests of machinery that
 # does not depend on depth (sharding, multi-process, resume), where compile time would dominate.
 MICRO_UNET: dict[str, Any] = {
-    **TINY_UNET,
-    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
-    "block_out_channels": [32, 64],
-    "layers_per_block": 1,
+  **TINY_UNET,
+  "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+  "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+  "block_out_channels": [32, 64],
+  "layers_per_block": 1,
 }
 
 TINY_TEXT_ENCODER: dict[str, Any] = {
-    **SD15_TEXT_ENCODER,
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "projection_dim": 32,
-    # vocab_size is set from the tiny tokenizer when the model is made.
+  **SD15_TEXT_ENCODER,
+  "hidden_size": 32,
+  "intermediate_size": 64,
+  "num_hidden_layers": 2,
+  "num_attention_heads": 4,
+  "projection_dim": 32,
+  # vocab_size is set from the tiny tokenizer when the model is made.
 }
 
 TINY_VAE: dict[str, Any] = {
-    **SD15_VAE,
-    "block_out_channels": [32, 32, 32, 32],
-    "layers_per_block": 1,
-    "sample_size": 64,
+  **SD15_VAE,
+  "block_out_channels": [32, 32, 32, 32],
+  "layers_per_block": 1,
+  "sample_size": 64,
 }
 
 TINY_RESOLUTION = 64  # pixels; latents are 8x8.

@@ -21,7 +21,9 @@ from transformers import CLIPTextConfig
 
 @dataclasses.dataclass(frozen=True)
 class ModelDescription:
-  """root: local diffusers-format directory; params: {'unet', 'text_encoder'} ShapeDtypeStruct trees."""
+  """root: local diffusers-format directory; params: {'unet', 'text_encoder'} ShapeDtypeStruct
+  trees."""
+
   root: str
   fingerprint: str
   params: dict[str, Params]
@@ -31,8 +33,12 @@ def _configs(root: str) -> tuple[dict[str, Any], dict[str, Any]]:
   """The Flax UNet's and CLIP text encoder's configs as the loader builds them."""
   for name in ("unet", "text_encoder"):
     if not os.path.isfile(os.path.join(root, name, "config.json")):
-      raise ModelLoadError(f"{root!r} has no {name}/config.json: not a diffusers-format Stable Diffusion directory")
-  unet = FlaxUNet2DConditionModel.from_config(FlaxUNet2DConditionModel.load_config(os.path.join(root, "unet")))
+      raise ModelLoadError(
+        f"{root!r} has no {name}/config.json: not a diffusers-format Stable Diffusion directory"
+      )
+  unet = FlaxUNet2DConditionModel.from_config(
+    FlaxUNet2DConditionModel.load_config(os.path.join(root, "unet"))
+  )
   text_config = CLIPTextConfig.from_pretrained(os.path.join(root, "text_encoder"))
   return dict(unet.config), text_config.to_dict()
 
@@ -41,5 +47,8 @@ def describe_model(pretrained: str, revision: str | None = None) -> ModelDescrip
   """Reads only the configs of `pretrained` (as `load_model` names it); no weights are read."""
   root = resolve_model_dir(pretrained, revision)
   unet_config, text_config = _configs(root)
-  return ModelDescription(root=root, fingerprint=config_fingerprint(unet_config, text_config),
-                          params=abstract_params(unet_config, text_config))
+  return ModelDescription(
+    root=root,
+    fingerprint=config_fingerprint(unet_config, text_config),
+    params=abstract_params(unet_config, text_config),
+  )

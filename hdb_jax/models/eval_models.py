@@ -1,8 +1,10 @@
 """The evaluation models: CLIP (image and text embeddings) and DINO (ViT CLS embeddings).
 
-    clip = load_eval_model("openai/clip-vit-base-patch32", "clip")   # or a local dir, or 'tiny-clip[:DIR]'
+    # a hub id, a local dir, or 'tiny-clip[:DIR]'
+    clip = load_eval_model("openai/clip-vit-base-patch32", "clip")
     dino = load_eval_model("facebook/dino-vits16", "dino")          # or 'tiny-dino[:DIR]'
-    image_embeddings(clip, images_uint8)   # [N, D] (CLIP: projected image features; DINO: last-layer CLS)
+    # [N, D] (CLIP: projected image features; DINO: last-layer CLS)
+    image_embeddings(clip, images_uint8)
     text_embeddings(clip, ["a face"])      # [N, D] projected text features
 
 Weights load from flax_model.msgpack (transformers' Flax `from_pretrained`) or from PyTorch
@@ -36,19 +38,26 @@ CLIP_STATS = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 # kind -> (model_type in config.json, Flax class, extra from_pretrained kwargs, default pixel stats)
 KINDS = {
-    "clip": ("clip", FlaxCLIPModel, {}, CLIP_STATS),
-    "dino": ("vit", FlaxViTModel, {"add_pooling_layer": False}, IMAGENET_STATS),
+  "clip": ("clip", FlaxCLIPModel, {}, CLIP_STATS),
+  "dino": ("vit", FlaxViTModel, {"add_pooling_layer": False}, IMAGENET_STATS),
 }
-TINY_VISION = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                   num_attention_heads=4)
+TINY_VISION = dict(
+  image_size=32,
+  patch_size=8,
+  hidden_size=32,
+  intermediate_size=64,
+  num_hidden_layers=2,
+  num_attention_heads=4,
+)
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class EvalModel:
   """A stateless transformers Flax model, its parameters, and how it wants its pixels and text."""
-  kind: str                    # 'clip' | 'dino'
-  model: Any                   # FlaxCLIPModel | FlaxViTModel (created with _do_init=False)
+
+  kind: str  # 'clip' | 'dino'
+  model: Any  # FlaxCLIPModel | FlaxViTModel (created with _do_init=False)
   params: Any
   image_size: int
   mean: tuple[float, ...]
@@ -68,7 +77,8 @@ def _small_normal_embeddings(params: Any, seed: int) -> Any:
 
 
 def create_tiny_eval_model(directory: str, kind: str, seed: int = 0) -> str:
-  """Writes a tiny random CLIP (with the tiny tokenizer) or DINO ViT to `directory` unless one is there.
+  """Writes a tiny random CLIP (with the tiny tokenizer) or DINO ViT to `directory` unless one is
+  there.
 
   preprocessor_config.json is written last and marks a complete model."""
   if os.path.exists(os.path.join(directory, PREPROCESSOR_CONFIG)):
@@ -77,25 +87,38 @@ def create_tiny_eval_model(directory: str, kind: str, seed: int = 0) -> str:
   _, cls, kwargs, (mean, std) = KINDS[kind]
   if kind == "clip":
     tokenizer = write_tiny_tokenizer(directory)
-    special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-               "pad_token_id": tokenizer.pad_token_id}  # the text features are read at the first EOS
-    config = CLIPConfig(text_config={**tiny_text_config(len(tokenizer)), **special}, vision_config=TINY_VISION,
-                        projection_dim=32)
+    special = {
+      "bos_token_id": tokenizer.bos_token_id,
+      "eos_token_id": tokenizer.eos_token_id,
+      "pad_token_id": tokenizer.pad_token_id,
+    }  # the text features are read at the first EOS
+    config = CLIPConfig(
+      text_config={**tiny_text_config(len(tokenizer)), **special},
+      vision_config=TINY_VISION,
+      projection_dim=32,
+    )
   else:
     config = ViTConfig(**TINY_VISION)
   model = cls(config, _do_init=False, **kwargs)
-  abstract = jax.eval_shape(lambda rng: model.init_weights(rng, model.input_shape), jax.random.PRNGKey(0))
-  model.save_pretrained(directory, params=_small_normal_embeddings(random_params(abstract, seed), seed))
+  abstract = jax.eval_shape(
+    lambda rng: model.init_weights(rng, model.input_shape), jax.random.key(0)
+  )
+  model.save_pretrained(
+    directory, params=_small_normal_embeddings(random_params(abstract, seed), seed)
+  )
   with open(os.path.join(directory, PREPROCESSOR_CONFIG), "w", encoding="utf-8") as f:
     json.dump({"image_mean": list(mean), "image_std": list(std)}, f)
   return directory
 
 
 def resolve_eval_model_dir(pretrained: str, kind: str, revision: str | None = None) -> str:
-  """'tiny-clip[:DIR]' / 'tiny-dino[:DIR]' (made on first use), a local directory, or a hub snapshot."""
+  """'tiny-clip[:DIR]' / 'tiny-dino[:DIR]' (made on first use), a local directory, or a hub
+  snapshot."""
   tiny = f"tiny-{kind}"
   if pretrained == tiny or pretrained.startswith(tiny + ":"):
-    directory = pretrained.partition(":")[2] or os.path.join(os.path.dirname(default_tiny_dir()), tiny)
+    directory = pretrained.partition(":")[2] or os.path.join(
+      os.path.dirname(default_tiny_dir()), tiny
+    )
     return create_tiny_eval_model(directory, kind)
   return resolve_pretrained(pretrained, revision)
 
@@ -111,7 +134,8 @@ def pixel_stats(directory: str, default: tuple) -> tuple[tuple[float, ...], tupl
 
 
 def load_eval_model(pretrained: str, kind: str, revision: str | None = None) -> EvalModel:
-  """A CLIP ('clip') or DINO ('dino') model from a hub id, a local directory or 'tiny-<kind>[:DIR]'."""
+  """A CLIP ('clip') or DINO ('dino') model from a hub id, a local directory or
+  'tiny-<kind>[:DIR]'."""
   if kind not in KINDS:
     raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
   model_type, cls, kwargs, default_stats = KINDS[kind]
@@ -122,13 +146,23 @@ def load_eval_model(pretrained: str, kind: str, revision: str | None = None) -> 
   with open(config_path, encoding="utf-8") as f:
     found = json.load(f).get("model_type")
   if found != model_type:
-    raise ModelLoadError(f"{config_path}: model_type {found!r}, a {kind} model needs {model_type!r}")
+    raise ModelLoadError(
+      f"{config_path}: model_type {found!r}, a {kind} model needs {model_type!r}"
+    )
   model, params = load_transformers_flax(directory, cls, kind, **kwargs)
   tokenizer = CLIPTokenizer.from_pretrained(directory) if kind == "clip" else None
   vision = model.config.vision_config if kind == "clip" else model.config
   mean, std = pixel_stats(directory, default_stats)
-  return EvalModel(kind=kind, model=model, params=params, image_size=int(vision.image_size), mean=mean, std=std,
-                   tokenizer=tokenizer, source=pretrained)
+  return EvalModel(
+    kind=kind,
+    model=model,
+    params=params,
+    image_size=int(vision.image_size),
+    mean=mean,
+    std=std,
+    tokenizer=tokenizer,
+    source=pretrained,
+  )
 
 
 @functools.lru_cache(maxsize=16)
@@ -158,7 +192,9 @@ def _batched(fn, arrays: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
   n = len(arrays[0])
   pad = -n % batch_size
   padded = [np.concatenate([a, np.repeat(a[:1], pad, axis=0)]) if pad else a for a in arrays]
-  out = [np.asarray(fn(*[a[i:i + batch_size] for a in padded])) for i in range(0, n + pad, batch_size)]
+  out = [
+    np.asarray(fn(*[a[i : i + batch_size] for a in padded])) for i in range(0, n + pad, batch_size)
+  ]
   return np.concatenate(out)[:n]
 
 
@@ -166,7 +202,9 @@ def image_embeddings(m: EvalModel, images: np.ndarray, batch_size: int = 8) -> n
   """images uint8 [N, H, W, 3] (square) -> float32 [N, D]."""
   images = np.asarray(images)
   if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != images.shape[2]:
-    raise ValueError(f"expected square uint8 images [N, H, W, 3], got {images.dtype} {images.shape}")
+    raise ValueError(
+      f"expected square uint8 images [N, H, W, 3], got {images.dtype} {images.shape}"
+    )
   fn = _image_fn(m)
   return _batched(lambda x: fn(m.params, x), [images], batch_size)
 
@@ -175,8 +213,13 @@ def text_embeddings(m: EvalModel, texts: Sequence[str], batch_size: int = 8) -> 
   """texts -> float32 [N, D] (CLIP only)."""
   if m.kind != "clip":
     raise ValueError(f"a {m.kind} model has no text tower")
-  tokens = m.tokenizer(list(texts), padding="max_length", truncation=True,
-                       max_length=m.tokenizer.model_max_length, return_tensors="np")
+  tokens = m.tokenizer(
+    list(texts),
+    padding="max_length",
+    truncation=True,
+    max_length=m.tokenizer.model_max_length,
+    return_tensors="np",
+  )
   fn = _text_fn(m)
   ids, mask = tokens.input_ids.astype(np.int32), tokens.attention_mask.astype(np.int32)
   return _batched(lambda i, a: fn(m.params, i, a), [ids, mask], batch_size)

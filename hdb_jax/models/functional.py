@@ -11,14 +11,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from diffusers.models.attention_flax import FlaxGEGLU, FlaxTransformer2DModel
 
 from hdb_jax.errors import UserError
-from hdb_jax.models.loading import FlaxGEGLU, FlaxTransformer2DModel, Params, StableDiffusion
+from hdb_jax.models.loading import Params, StableDiffusion
 from hdb_jax.models.matmul_conv import matmul_conv_backward, matmul_conv_wanted
 
-
 TRANSFORMER_NORM_EPSILON = 1e-6  # PyTorch Transformer2DModel's GroupNorm eps (Flax hard-codes 1e-5)
-# Rare identifiers people use for [V]; check_token suggests those that are one token of the tokenizer at hand.
+# Rare identifiers people use for [V]; check_token suggests those that are one token of the
+# tokenizer at hand.
 RARE_IDENTIFIERS = ("sks", "ohwx", "zwx", "xyz", "qwe", "vsx", "btx")
 
 
@@ -42,6 +43,7 @@ def pytorch_parity() -> Iterator[None]:
   (PyTorch: exact erf GELU), and the transformer blocks' GroupNorm uses eps 1e-5 (PyTorch: 1e-6),
   which matters at small spatial sizes. Without this the two differ by ~1% on the tiny model.
   """
+
   def interceptor(next_fun, args, kwargs, context):
     module = context.module
     if context.method_name != "__call__":
@@ -49,8 +51,9 @@ def pytorch_parity() -> Iterator[None]:
     if isinstance(module, FlaxGEGLU):
       hidden_linear, hidden_gate = jnp.split(module.proj(args[0]), 2, axis=-1)
       deterministic = kwargs.get("deterministic", args[1] if len(args) > 1 else True)
-      return module.dropout_layer(hidden_linear * jax.nn.gelu(hidden_gate, approximate=False),
-                                  deterministic=deterministic)
+      return module.dropout_layer(
+        hidden_linear * jax.nn.gelu(hidden_gate, approximate=False), deterministic=deterministic
+      )
     if isinstance(module, nn.GroupNorm) and isinstance(module.parent, FlaxTransformer2DModel):
       return _group_norm(module, args[0], TRANSFORMER_NORM_EPSILON)
     return next_fun(*args, **kwargs)
@@ -68,8 +71,13 @@ def tokenize(sd: StableDiffusion, prompts: Sequence[str], allow_empty: bool = Fa
   for prompt in prompts:
     if not allow_empty and (not prompt or not prompt.strip()):
       raise UserError("empty prompt")
-  ids = sd.tokenizer(list(prompts), padding="max_length", truncation=True,
-                     max_length=sd.tokenizer.model_max_length, return_tensors="np").input_ids
+  ids = sd.tokenizer(
+    list(prompts),
+    padding="max_length",
+    truncation=True,
+    max_length=sd.tokenizer.model_max_length,
+    return_tensors="np",
+  ).input_ids
   return ids.astype(np.int32)
 
 
@@ -79,43 +87,67 @@ def _is_single_token(tokenizer: Any, word: str) -> bool:
 
 
 def suggested_tokens(tokenizer: Any, exclude: str = "", limit: int = 3) -> list[str]:
-  """Up to `limit` words that are one token of `tokenizer`: the RARE_IDENTIFIERS that are, or if none is,
-  whole-word vocab entries of 3-5 lowercase letters, latest merges (the rarest) first."""
+  """Up to `limit` words that are one token of `tokenizer`: the RARE_IDENTIFIERS that are, or if
+  none is, whole-word vocab entries of 3-5 lowercase letters, latest merges (the rarest) first."""
   words = [w for w in RARE_IDENTIFIERS if w != exclude and _is_single_token(tokenizer, w)]
   if not words:
     by_id = sorted(tokenizer.get_vocab().items(), key=lambda item: -item[1])
     entries = (t.removesuffix("</w>") for t, _ in by_id if t.endswith("</w>"))
-    words = list(itertools.islice((w for w in entries if 3 <= len(w) <= 5 and w.isascii() and w.isalpha()
-                                   and w.islower() and w != exclude and _is_single_token(tokenizer, w)), limit))
+    words = list(
+      itertools.islice(
+        (
+          w
+          for w in entries
+          if 3 <= len(w) <= 5
+          and w.isascii()
+          and w.isalpha()
+          and w.islower()
+          and w != exclude
+          and _is_single_token(tokenizer, w)
+        ),
+        limit,
+      )
+    )
   return words[:limit]
 
 
 def check_token(sd: StableDiffusion, token: str) -> None:
-  """The identifier token [V] must be one word that the tokenizer keeps as a single token (else UserError
-  naming words that are)."""
+  """The identifier token [V] must be one word that the tokenizer keeps as a single token (else
+  UserError naming words that are)."""
+
   def examples() -> str:
     words = suggested_tokens(sd.tokenizer, exclude=token)
     return f", e.g. {', '.join(repr(w) for w in words)}" if words else ""
 
   if not token or not token.strip() or len(token.split()) != 1:
-    raise UserError(f"identifier token {token!r} must be one non-empty word that is a single token of this "
-                    f"tokenizer{examples()}")
+    raise UserError(
+      f"identifier token {token!r} must be one non-empty word that is a single token of this "
+      f"tokenizer{examples()}"
+    )
   if not _is_single_token(sd.tokenizer, token):
-    raise UserError(f"identifier token {token!r} is not a single token of this tokenizer (it becomes "
-                    f"{sd.tokenizer.tokenize(token)}); choose a rare word that is one{examples()}")
+    raise UserError(
+      f"identifier token {token!r} is not a single token of this tokenizer (it becomes "
+      f"{sd.tokenizer.tokenize(token)}); choose a rare word that is one{examples()}"
+    )
 
 
 def encode_text(sd: StableDiffusion, text_params: Params, input_ids: jax.Array) -> jax.Array:
   """input_ids: [batch, tokens] -> last hidden states [batch, tokens, width]."""
   batch, length = input_ids.shape
   position_ids = jnp.broadcast_to(jnp.arange(length)[None], (batch, length))
-  outputs = sd.text_encoder.module.apply({"params": text_params}, input_ids,
-                                         jnp.ones_like(input_ids), position_ids, deterministic=True)
+  outputs = sd.text_encoder.module.apply(
+    {"params": text_params}, input_ids, jnp.ones_like(input_ids), position_ids, deterministic=True
+  )
   return outputs[0]
 
 
-def unet_apply(sd: StableDiffusion, unet_params: Params, latents: jax.Array, timesteps: jax.Array,
-               text_embeddings: jax.Array) -> jax.Array:
+def unet_apply(
+  sd: StableDiffusion,
+  unet_params: Params,
+  latents: jax.Array,
+  timesteps: jax.Array,
+  text_embeddings: jax.Array,
+) -> jax.Array:
   """latents: [batch, h, w, 4], timesteps: [batch], text_embeddings: [batch, tokens, width]
   -> the UNet's prediction [batch, h, w, 4] (noise or v, per the scheduler)."""
   sample = jnp.transpose(latents, (0, 3, 1, 2))
@@ -123,19 +155,24 @@ def unet_apply(sd: StableDiffusion, unet_params: Params, latents: jax.Array, tim
   # matmul_conv); GPU/TPU convolutions are fast as they are.
   conv_backward = matmul_conv_backward() if matmul_conv_wanted() else contextlib.nullcontext()
   with pytorch_parity(), conv_backward:
-    out = sd.unet.apply({"params": unet_params}, sample, jnp.asarray(timesteps), text_embeddings).sample
+    out = sd.unet.apply(
+      {"params": unet_params}, sample, jnp.asarray(timesteps), text_embeddings
+    ).sample
   return jnp.transpose(out, (0, 2, 3, 1))
 
 
-def vae_encode(sd: StableDiffusion, vae_params: Params, images: jax.Array, rng: jax.Array | None = None
-               ) -> jax.Array:
+def vae_encode(
+  sd: StableDiffusion, vae_params: Params, images: jax.Array, rng: jax.Array | None = None
+) -> jax.Array:
   """images: [batch, H, W, 3] in [-1, 1] -> scaled latents [batch, H/8, W/8, 4].
 
   With `rng`, a sample of the VAE posterior; without, its mean (deterministic, for cached latents).
   """
   sample = jnp.transpose(images, (0, 3, 1, 2))
   posterior = sd.vae.apply({"params": vae_params}, sample, method=sd.vae.encode).latent_dist
-  latents = posterior.mean if rng is None else posterior.sample(rng)  # NHWC: Flax's posterior is channels-last
+  latents = (
+    posterior.mean if rng is None else posterior.sample(rng)
+  )  # NHWC: Flax's posterior is channels-last
   return latents * sd.vae_scaling_factor
 
 

@@ -1,8 +1,8 @@
 """The hypernetwork's image encoder: a transformers Flax ViT or CLIP vision tower.
 
     encoder = load_image_encoder("google/vit-huge-patch14-224-in21k")   # the paper's ViT-H/14
-    encoder = load_image_encoder("tiny-vit")                            # tiny random, made on first use
-    tokens = image_features(encoder, encoder.params, images)             # [-1, 1] NHWC -> [B, T, hidden]
+    encoder = load_image_encoder("tiny-vit")  # tiny random, made on first use
+    tokens = image_features(encoder, encoder.params, images)  # [-1, 1] NHWC -> [B, T, hidden]
 
 A local directory or hub id holding a `ViTModel`, `CLIPVisionModel` or `CLIPModel` config (Flax
 msgpack, or PyTorch safetensors converted on load) works; tiny encoders are saved with
@@ -16,8 +16,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from hdb_jax.models.loading import ModelLoadError, load_transformers_flax, read_json, resolve_pretrained
 from hdb_jax.models.eval_models import CLIP_STATS, TINY_VISION, pixel_stats
+from hdb_jax.models.loading import (
+  ModelLoadError,
+  load_transformers_flax,
+  read_json,
+  resolve_pretrained,
+)
 from hdb_jax.models.quiet import silence_flax_deprecations
 from hdb_jax.models.tiny import default_tiny_dir, random_params
 
@@ -27,18 +32,20 @@ silence_flax_deprecations()
 from transformers import CLIPVisionConfig, FlaxCLIPVisionModel, FlaxViTModel, ViTConfig
 
 TINY_ENCODER = "tiny-vit"
-# model_type in config.json -> (model class, config class, default pixel stats; preprocessor_config.json wins)
+# model_type in config.json -> (model class, config class, default pixel stats;
+# preprocessor_config.json wins)
 HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # google/vit-* checkpoints
 ENCODER_TYPES = {
-    "vit": (FlaxViTModel, ViTConfig, HALF),
-    "clip_vision_model": (FlaxCLIPVisionModel, CLIPVisionConfig, CLIP_STATS),
-    "clip": (FlaxCLIPVisionModel, CLIPVisionConfig, CLIP_STATS),
+  "vit": (FlaxViTModel, ViTConfig, HALF),
+  "clip_vision_model": (FlaxCLIPVisionModel, CLIPVisionConfig, CLIP_STATS),
+  "clip": (FlaxCLIPVisionModel, CLIPVisionConfig, CLIP_STATS),
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageEncoder:
   """A stateless vision transformer module, its parameters, and how it wants its pixels."""
+
   module: Any
   params: Any
   image_size: int
@@ -59,7 +66,9 @@ def create_tiny_image_encoder(directory: str, seed: int = 0) -> str:
   if os.path.exists(os.path.join(directory, "flax_model.msgpack")):
     return directory
   model = FlaxViTModel(ViTConfig(**TINY_VISION), add_pooling_layer=False, _do_init=False)
-  abstract = jax.eval_shape(lambda rng: model.init_weights(rng, model.input_shape), jax.random.PRNGKey(0))
+  abstract = jax.eval_shape(
+    lambda rng: model.init_weights(rng, model.input_shape), jax.random.key(0)
+  )
   model.save_pretrained(directory, params=random_params(abstract, seed))
   return directory
 
@@ -67,32 +76,53 @@ def create_tiny_image_encoder(directory: str, seed: int = 0) -> str:
 def _resolve(pretrained: str, revision: str | None) -> str:
   if pretrained == TINY_ENCODER or pretrained.startswith(TINY_ENCODER + ":"):
     _, _, directory = pretrained.partition(":")
-    return create_tiny_image_encoder(directory or os.path.join(os.path.dirname(default_tiny_dir()), TINY_ENCODER))
+    return create_tiny_image_encoder(
+      directory or os.path.join(os.path.dirname(default_tiny_dir()), TINY_ENCODER)
+    )
   return resolve_pretrained(pretrained, revision)
 
 
-def load_image_encoder(pretrained: str, revision: str | None = None, dtype: Any = jnp.float32) -> ImageEncoder:
-  """An image encoder from 'tiny-vit[:DIR]', a local directory or a hub id (ModelLoadError if unusable)."""
+def load_image_encoder(
+  pretrained: str, revision: str | None = None, dtype: Any = jnp.float32
+) -> ImageEncoder:
+  """An image encoder from 'tiny-vit[:DIR]', a local directory or a hub id (ModelLoadError if
+  unusable)."""
   directory = _resolve(pretrained, revision)
   config_path = os.path.join(directory, "config.json")
   model_type = read_json(config_path).get("model_type")
   if model_type not in ENCODER_TYPES:
-    raise ModelLoadError(f"{config_path}: model_type {model_type!r} is not an image encoder this project "
-                         f"loads ({', '.join(sorted(ENCODER_TYPES))})")
+    raise ModelLoadError(
+      f"{config_path}: model_type {model_type!r} is not an image encoder this project "
+      f"loads ({', '.join(sorted(ENCODER_TYPES))})"
+    )
   model_cls, config_cls, default_stats = ENCODER_TYPES[model_type]
   mean, std = pixel_stats(directory, default_stats)
-  extra = {"add_pooling_layer": False} if model_cls is FlaxViTModel else {}  # tokens only: no pooler
-  model, params = load_transformers_flax(directory, model_cls, "image encoder", dtype=dtype, **extra)
+  extra = (
+    {"add_pooling_layer": False} if model_cls is FlaxViTModel else {}
+  )  # tokens only: no pooler
+  model, params = load_transformers_flax(
+    directory, model_cls, "image encoder", dtype=dtype, **extra
+  )
   config = config_cls.from_pretrained(directory)
-  return ImageEncoder(module=model.module, params=params, image_size=int(config.image_size),
-                      hidden_size=int(config.hidden_size), mean=tuple(mean), std=tuple(std), source=pretrained)
+  return ImageEncoder(
+    module=model.module,
+    params=params,
+    image_size=int(config.image_size),
+    hidden_size=int(config.hidden_size),
+    mean=tuple(mean),
+    std=tuple(std),
+    source=pretrained,
+  )
 
 
 def image_features(encoder: ImageEncoder, params: Any, images: jax.Array) -> jax.Array:
-  """images [B, H, W, 3] in [-1, 1] -> the last hidden states [B, T, hidden] (resized and normalized)."""
+  """images [B, H, W, 3] in [-1, 1] -> the last hidden states [B, T, hidden] (resized and
+  normalized)."""
   size = encoder.image_size
   if images.shape[1:3] != (size, size):
     images = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), "bilinear")
   pixels = ((images + 1.0) / 2.0 - jnp.asarray(encoder.mean)) / jnp.asarray(encoder.std)
-  outputs = encoder.module.apply({"params": params}, pixels.astype(encoder.module.dtype), deterministic=True)
+  outputs = encoder.module.apply(
+    {"params": params}, pixels.astype(encoder.module.dtype), deterministic=True
+  )
   return outputs.last_hidden_state

@@ -26,11 +26,13 @@ silence_flax_deprecations()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from diffusers import FlaxAutoencoderKL, FlaxDDPMScheduler, FlaxUNet2DConditionModel
-from diffusers.models.attention_flax import FlaxGEGLU, FlaxTransformer2DModel  # noqa: F401 (for functional.py)
+
+# noqa: F401 (for functional.py)
 from diffusers.models.modeling_flax_pytorch_utils import rename_key, rename_key_and_reshape_tensor
 from transformers import CLIPTextConfig, CLIPTokenizer, FlaxCLIPTextModel
 from transformers.modeling_flax_pytorch_utils import (
-    convert_pytorch_state_dict_to_flax as convert_transformers_pt_to_flax)
+  convert_pytorch_state_dict_to_flax as convert_transformers_pt_to_flax,
+)
 
 Params = Any
 
@@ -51,6 +53,7 @@ class StableDiffusion:
 
   `params` holds 'unet', 'vae' and 'text_encoder' parameter pytrees; the modules hold no weights.
   """
+
   unet: FlaxUNet2DConditionModel
   vae: FlaxAutoencoderKL
   text_encoder: FlaxCLIPTextModel
@@ -59,7 +62,9 @@ class StableDiffusion:
   scheduler_state: Any
   params: dict[str, Params]
   source: str
-  scheduler_config: dict[str, Any] = dataclasses.field(default_factory=dict)  # scheduler_config.json as read
+  scheduler_config: dict[str, Any] = dataclasses.field(
+    default_factory=dict
+  )  # scheduler_config.json as read
 
   @property
   def vae_scaling_factor(self) -> float:
@@ -77,22 +82,31 @@ class StableDiffusion:
 def _architecture(config: dict[str, Any]) -> dict[str, Any]:
   """Drops bookkeeping keys (names, versions, dtypes) so equal architectures compare equal."""
   skip = {"transformers_version", "torch_dtype", "dtype", "architectures", "name_or_path"}
-  return {k: v for k, v in sorted(config.items())
-          if not k.startswith("_") and k not in skip and not isinstance(v, dict)}
+  return {
+    k: v
+    for k, v in sorted(config.items())
+    if not k.startswith("_") and k not in skip and not isinstance(v, dict)
+  }
 
 
 def unet_architecture(unet_config: dict[str, Any]) -> dict[str, Any]:
-  """The Flax UNet's constructor fields (defaults filled in) for a config: the same for a config.json
-  saved from PyTorch (with PyTorch-only keys) or from Flax."""
+  """The Flax UNet's constructor fields (defaults filled in) for a config: the same for a
+  config.json saved from PyTorch (with PyTorch-only keys) or from Flax."""
   module = FlaxUNet2DConditionModel.from_config(dict(unet_config))
-  return {f.name: getattr(module, f.name) for f in dataclasses.fields(module)
-          if f.name not in ("parent", "name", "dtype", "use_memory_efficient_attention", "split_head_dim")}
+  return {
+    f.name: getattr(module, f.name)
+    for f in dataclasses.fields(module)
+    if f.name not in ("parent", "name", "dtype", "use_memory_efficient_attention", "split_head_dim")
+  }
 
 
 def config_fingerprint(unet_config: dict[str, Any], text_config: dict[str, Any]) -> str:
   """A short hash of the UNet and text-encoder architectures, stored in identity files."""
-  blob = json.dumps({"unet": _architecture(unet_architecture(unet_config)), "text": _architecture(text_config)},
-                    sort_keys=True, default=list)
+  blob = json.dumps(
+    {"unet": _architecture(unet_architecture(unet_config)), "text": _architecture(text_config)},
+    sort_keys=True,
+    default=list,
+  )
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -105,49 +119,75 @@ def resolve_pretrained(pretrained: str, revision: str | None = None) -> str:
   expanded = os.path.expanduser(pretrained)
   if os.path.isdir(expanded):
     return expanded
-  if pretrained.startswith((".", "/", "~")) or os.sep + os.sep in pretrained or pretrained.count("/") != 1:
-    raise ModelLoadError(f"model directory not found: {pretrained!r} (expected a local diffusers-format "
-                         "directory or a hub id like 'stable-diffusion-v1-5/stable-diffusion-v1-5')")
+  if (
+    pretrained.startswith((".", "/", "~"))
+    or os.sep + os.sep in pretrained
+    or pretrained.count("/") != 1
+  ):
+    raise ModelLoadError(
+      f"model directory not found: {pretrained!r} (expected a local diffusers-format "
+      "directory or a hub id like 'stable-diffusion-v1-5/stable-diffusion-v1-5')"
+    )
   import huggingface_hub  # pylint: disable=import-outside-toplevel
+
   try:
     files = files_to_download(huggingface_hub.list_repo_files(pretrained, revision=revision))
     return huggingface_hub.snapshot_download(pretrained, revision=revision, allow_patterns=files)
   except Exception as e:  # the hub raises many types: offline, 404, gated, connection refused
     try:  # offline with the model in the local hub cache
-      return huggingface_hub.snapshot_download(pretrained, revision=revision, local_files_only=True,
-                                               allow_patterns=files_to_download())
+      return huggingface_hub.snapshot_download(
+        pretrained, revision=revision, local_files_only=True, allow_patterns=files_to_download()
+      )
     except Exception:  # pylint: disable=broad-except
       pass
     raise ModelLoadError(
-        f"could not fetch {pretrained!r} from the Hugging Face hub ({type(e).__name__}: "
-        f"{str(e).splitlines()[0] if str(e) else ''}). If this machine is offline, download the model "
-        "elsewhere and pass its local directory instead.") from e
+      f"could not fetch {pretrained!r} from the Hugging Face hub ({type(e).__name__}: "
+      f"{str(e).splitlines()[0] if str(e) else ''}). If this machine is offline, download the "
+      "model "
+      "elsewhere and pass its local directory instead."
+    ) from e
 
 
 def files_to_download(repo_files: Iterable[str] | None = None) -> list[str]:
-  """The files of a hub repository that the loader reads: model_index.json, each model's config and ONE
-  weights file (Flax msgpack where the repository has it, else PyTorch safetensors), the tokenizer and
-  the scheduler config. Never fp16/EMA variants, root single-file checkpoints or the safety checker
-  (about 15 GB more for SD1.5). Without `repo_files`, every candidate name (for the local cache)."""
-  weights = {"unet": (FLAX_DIFFUSERS_WEIGHTS, PT_DIFFUSERS_WEIGHTS), "vae": (FLAX_DIFFUSERS_WEIGHTS, PT_DIFFUSERS_WEIGHTS),
-             "text_encoder": (FLAX_TRANSFORMERS_WEIGHTS, PT_TRANSFORMERS_WEIGHTS)}
-  tokenizer = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+  """The files of a hub repository that the loader reads: model_index.json, each model's config and
+  ONE weights file (Flax msgpack where the repository has it, else PyTorch safetensors), the
+  tokenizer and the scheduler config. Never fp16/EMA variants, root single-file checkpoints or the
+  safety checker (about 15 GB more for SD1.5). Without `repo_files`, every candidate name (for the
+  local cache)."""
+  weights = {
+    "unet": (FLAX_DIFFUSERS_WEIGHTS, PT_DIFFUSERS_WEIGHTS),
+    "vae": (FLAX_DIFFUSERS_WEIGHTS, PT_DIFFUSERS_WEIGHTS),
+    "text_encoder": (FLAX_TRANSFORMERS_WEIGHTS, PT_TRANSFORMERS_WEIGHTS),
+  }
+  tokenizer = (
+    "vocab.json",
+    "merges.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+  )
   present = None if repo_files is None else set(repo_files)
-  wanted = ["model_index.json", "scheduler/scheduler_config.json"] + [f"tokenizer/{n}" for n in tokenizer]
+  wanted = ["model_index.json", "scheduler/scheduler_config.json"] + [
+    f"tokenizer/{n}" for n in tokenizer
+  ]
   for model, (flax_name, pt_name) in weights.items():
     wanted.append(f"{model}/config.json")
     if present is None:
       wanted += [f"{model}/{flax_name}", f"{model}/{pt_name}"]
     else:
-      wanted.append(f"{model}/{flax_name}" if f"{model}/{flax_name}" in present else f"{model}/{pt_name}")
+      wanted.append(
+        f"{model}/{flax_name}" if f"{model}/{flax_name}" in present else f"{model}/{pt_name}"
+      )
   return wanted if present is None else [name for name in wanted if name in present]
 
 
 def _subfolder(root: str, name: str) -> str:
   path = os.path.join(root, name)
   if not os.path.isdir(path):
-    raise ModelLoadError(f"{root!r} has no '{name}/' subfolder: not a diffusers-format Stable "
-                         f"Diffusion directory (expected subfolders {', '.join(COMPONENTS)})")
+    raise ModelLoadError(
+      f"{root!r} has no '{name}/' subfolder: not a diffusers-format Stable "
+      f"Diffusion directory (expected subfolders {', '.join(COMPONENTS)})"
+    )
   return path
 
 
@@ -171,26 +211,36 @@ def _refuse_pickle_only(directory: str, weights: tuple[str, ...]) -> None:
   present = set(os.listdir(directory))
   if not present.intersection(weights):
     pickled = sorted(n for n in present if n.endswith((".bin", ".pt", ".ckpt")))
-    hint = (f" It holds only pickled weights ({', '.join(pickled)}), which this project never loads: "
-            "convert them to safetensors first (e.g. diffusers' save_pretrained).") if pickled else ""
+    hint = (
+      (
+        f" It holds only pickled weights ({', '.join(pickled)}), which this project never loads: "
+        "convert them to safetensors first (e.g. diffusers' save_pretrained)."
+      )
+      if pickled
+      else ""
+    )
     raise ModelLoadError(f"no weights in {directory} (looked for {', '.join(weights)}).{hint}")
 
 
 def convert_pytorch_state_dict(pt_state: dict[str, np.ndarray], abstract_params: Params) -> Params:
   """Maps a diffusers PyTorch state dict (numpy arrays) onto a Flax parameter tree.
 
-  `abstract_params` (from jax.eval_shape) gives the expected names and shapes; a missing, unexpected or
-  misshaped tensor is a ModelLoadError.
+  `abstract_params` (from jax.eval_shape) gives the expected names and shapes; a missing, unexpected
+  or misshaped tensor is a ModelLoadError.
   """
   expected = traverse_util.flatten_dict(abstract_params)
   converted = {}
   for pt_key, tensor in pt_state.items():
-    flax_key, value = rename_key_and_reshape_tensor(tuple(rename_key(pt_key).split(".")), tensor, expected)
+    flax_key, value = rename_key_and_reshape_tensor(
+      tuple(rename_key(pt_key).split(".")), tensor, expected
+    )
     if flax_key not in expected:
       raise ModelLoadError(f"unexpected weight {pt_key!r} for this model config")
     if tuple(value.shape) != tuple(expected[flax_key].shape):
-      raise ModelLoadError(f"weight {pt_key!r} has shape {tuple(value.shape)}, the config expects "
-                           f"{tuple(expected[flax_key].shape)}")
+      raise ModelLoadError(
+        f"weight {pt_key!r} has shape {tuple(value.shape)}, the config expects "
+        f"{tuple(expected[flax_key].shape)}"
+      )
     converted[flax_key] = jnp.asarray(value, dtype=expected[flax_key].dtype)
   missing = sorted("/".join(k) for k in expected if k not in converted)
   if missing:
@@ -198,8 +248,9 @@ def convert_pytorch_state_dict(pt_state: dict[str, np.ndarray], abstract_params:
   return traverse_util.unflatten_dict(converted)
 
 
-def _load_diffusers_module(root: str, name: str, cls: Any, expected_classes: tuple[str, ...],
-                           dtype: jnp.dtype) -> tuple[Any, Params]:
+def _load_diffusers_module(
+  root: str, name: str, cls: Any, expected_classes: tuple[str, ...], dtype: jnp.dtype
+) -> tuple[Any, Params]:
   """Loads a diffusers Flax model from root/name in Flax or PyTorch-safetensors format."""
   directory = _subfolder(root, name)
   config_path = os.path.join(directory, "config.json")
@@ -208,14 +259,16 @@ def _load_diffusers_module(root: str, name: str, cls: Any, expected_classes: tup
   if os.path.exists(os.path.join(directory, FLAX_DIFFUSERS_WEIGHTS)):
     return cls.from_pretrained(directory, dtype=dtype)
   module = cls.from_config(cls.load_config(directory), dtype=dtype)
-  abstract = jax.eval_shape(module.init_weights, jax.random.PRNGKey(0))
+  abstract = jax.eval_shape(module.init_weights, jax.random.key(0))
   pt_state = load_safetensors_numpy(os.path.join(directory, PT_DIFFUSERS_WEIGHTS))
   return module, convert_pytorch_state_dict(pt_state, abstract)
 
 
 def load_unet(root: str, dtype: jnp.dtype = jnp.float32) -> tuple[FlaxUNet2DConditionModel, Params]:
   """UNet module and params from root/unet."""
-  return _load_diffusers_module(root, "unet", FlaxUNet2DConditionModel, ("UNet2DConditionModel",), dtype)
+  return _load_diffusers_module(
+    root, "unet", FlaxUNet2DConditionModel, ("UNet2DConditionModel",), dtype
+  )
 
 
 def load_vae(root: str, dtype: jnp.dtype = jnp.float32) -> tuple[FlaxAutoencoderKL, Params]:
@@ -223,23 +276,32 @@ def load_vae(root: str, dtype: jnp.dtype = jnp.float32) -> tuple[FlaxAutoencoder
   return _load_diffusers_module(root, "vae", FlaxAutoencoderKL, ("AutoencoderKL",), dtype)
 
 
-def load_text_encoder(root: str, dtype: jnp.dtype = jnp.float32) -> tuple[FlaxCLIPTextModel, Params]:
+def load_text_encoder(
+  root: str, dtype: jnp.dtype = jnp.float32
+) -> tuple[FlaxCLIPTextModel, Params]:
   """CLIP text encoder and params from root/text_encoder (Flax msgpack or PyTorch safetensors)."""
   directory = _subfolder(root, "text_encoder")
   config_path = os.path.join(directory, "config.json")
-  _check_class(read_json(config_path), config_path, ("CLIPTextModel", "CLIPTextModelWithProjection"))
+  _check_class(
+    read_json(config_path), config_path, ("CLIPTextModel", "CLIPTextModelWithProjection")
+  )
   _refuse_pickle_only(directory, (FLAX_TRANSFORMERS_WEIGHTS, PT_TRANSFORMERS_WEIGHTS))
   if os.path.exists(os.path.join(directory, FLAX_TRANSFORMERS_WEIGHTS)):
     return FlaxCLIPTextModel.from_pretrained(directory, dtype=dtype, _do_init=False)
   model = FlaxCLIPTextModel(CLIPTextConfig.from_pretrained(directory), dtype=dtype, _do_init=False)
-  abstract = jax.eval_shape(lambda rng: model.init_weights(rng, (1, 1)), jax.random.PRNGKey(0))
-  return model, convert_transformers_safetensors(directory, abstract, model.base_model_prefix, "text encoder")
+  abstract = jax.eval_shape(lambda rng: model.init_weights(rng, (1, 1)), jax.random.key(0))
+  return model, convert_transformers_safetensors(
+    directory, abstract, model.base_model_prefix, "text encoder"
+  )
 
 
-def convert_transformers_safetensors(directory: str, abstract: Params, base_model_prefix: str, what: str) -> Params:
+def convert_transformers_safetensors(
+  directory: str, abstract: Params, base_model_prefix: str, what: str
+) -> Params:
   """A transformers model's PyTorch weights (directory/model.safetensors) as the Flax parameter tree
   `abstract` describes. (transformers' own from_pt path needs an initialized model.) A missing or
-  misshaped weight is a ModelLoadError naming `what`; extra PyTorch tensors (buffers) are dropped."""
+  misshaped weight is a ModelLoadError naming `what`; extra PyTorch tensors (buffers) are dropped.
+  """
   shim = types.SimpleNamespace(params=abstract, base_model_prefix=base_model_prefix)
   pt_state = load_safetensors_numpy(os.path.join(directory, PT_TRANSFORMERS_WEIGHTS))
   converted = traverse_util.flatten_dict(convert_transformers_pt_to_flax(pt_state, shim))
@@ -249,24 +311,37 @@ def convert_transformers_safetensors(directory: str, abstract: Params, base_mode
     raise ModelLoadError(f"{len(missing)} weights missing from {directory}, e.g. {missing[0]}")
   for key, leaf in expected.items():
     if tuple(converted[key].shape) != tuple(leaf.shape):
-      raise ModelLoadError(f"{what} weight {'/'.join(key)} has shape {tuple(converted[key].shape)}, "
-                           f"the config expects {tuple(leaf.shape)}")
+      raise ModelLoadError(
+        f"{what} weight {'/'.join(key)} has shape {tuple(converted[key].shape)}, "
+        f"the config expects {tuple(leaf.shape)}"
+      )
   return traverse_util.unflatten_dict({k: converted[k] for k in expected})
 
 
 def load_transformers_flax(directory: str, cls: Any, what: str, **kwargs) -> tuple[Any, Params]:
   """A transformers Flax model class's (model, params) from a directory of Flax msgpack or PyTorch
-  safetensors weights (pickles refused); missing or misshaped weights are a ModelLoadError naming `what`."""
+  safetensors weights (pickles refused); missing or misshaped weights are a ModelLoadError naming
+  `what`."""
   _refuse_pickle_only(directory, (FLAX_TRANSFORMERS_WEIGHTS, PT_TRANSFORMERS_WEIGHTS))
   if os.path.exists(os.path.join(directory, FLAX_TRANSFORMERS_WEIGHTS)):
     model, params = cls.from_pretrained(directory, _do_init=False, **kwargs)
-    abstract = jax.eval_shape(lambda rng: model.init_weights(rng, model.input_shape), jax.random.PRNGKey(0))
-    missing = sorted(set(traverse_util.flatten_dict(abstract)) - set(traverse_util.flatten_dict(params)))
+    abstract = jax.eval_shape(
+      lambda rng: model.init_weights(rng, model.input_shape), jax.random.key(0)
+    )
+    missing = sorted(
+      set(traverse_util.flatten_dict(abstract)) - set(traverse_util.flatten_dict(params))
+    )
     if missing:
-      raise ModelLoadError(f"{len(missing)} {what} weights missing from {directory}, e.g. {'/'.join(missing[0])}")
+      raise ModelLoadError(
+        f"{len(missing)} {what} weights missing from {directory}, e.g. {'/'.join(missing[0])}"
+      )
     return model, params
-  model = cls(cls.config_class.from_pretrained(directory), _do_init=False, **kwargs)  # PyTorch safetensors
-  abstract = jax.eval_shape(lambda rng: model.init_weights(rng, model.input_shape), jax.random.PRNGKey(0))
+  model = cls(
+    cls.config_class.from_pretrained(directory), _do_init=False, **kwargs
+  )  # PyTorch safetensors
+  abstract = jax.eval_shape(
+    lambda rng: model.init_weights(rng, model.input_shape), jax.random.key(0)
+  )
   return model, convert_transformers_safetensors(directory, abstract, model.base_model_prefix, what)
 
 
@@ -280,8 +355,8 @@ def load_tokenizer(root: str) -> CLIPTokenizer:
 
 
 def load_scheduler(root: str) -> tuple[FlaxDDPMScheduler, Any, dict[str, Any]]:
-  """The base model's noise schedule from root/scheduler/scheduler_config.json: (DDPM training scheduler,
-  its state, the config as read). See `schedulers.training_scheduler`."""
+  """The base model's noise schedule from root/scheduler/scheduler_config.json: (DDPM training
+  scheduler, its state, the config as read). See `schedulers.training_scheduler`."""
   path = os.path.join(_subfolder(root, "scheduler"), "scheduler_config.json")
   config = read_json(path)
   try:
@@ -292,12 +367,14 @@ def load_scheduler(root: str) -> tuple[FlaxDDPMScheduler, Any, dict[str, Any]]:
 
 
 def with_memory_efficient_attention(sd: StableDiffusion) -> StableDiffusion:
-  """The same model with the UNet's chunked (memory-efficient) attention: same numbers, less memory."""
+  """The same model with the UNet's chunked (memory-efficient) attention: same numbers, less
+  memory."""
   return dataclasses.replace(sd, unet=sd.unet.clone(use_memory_efficient_attention=True))
 
 
-def load_stable_diffusion(pretrained: str, revision: str | None = None,
-                          dtype: jnp.dtype = jnp.float32) -> StableDiffusion:
+def load_stable_diffusion(
+  pretrained: str, revision: str | None = None, dtype: jnp.dtype = jnp.float32
+) -> StableDiffusion:
   """Loads every component of a Stable Diffusion model from a hub id or a local directory.
 
   `dtype` is the compute dtype of the modules; parameters stay float32 (master weights).
@@ -309,19 +386,31 @@ def load_stable_diffusion(pretrained: str, revision: str | None = None,
   tokenizer = load_tokenizer(root)
   scheduler, scheduler_state, scheduler_config = load_scheduler(root)
   if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
-    raise ModelLoadError(f"text encoder width {text_encoder.config.hidden_size} does not match the "
-                         f"UNet's cross_attention_dim {unet.config.cross_attention_dim}")
+    raise ModelLoadError(
+      f"text encoder width {text_encoder.config.hidden_size} does not match the "
+      f"UNet's cross_attention_dim {unet.config.cross_attention_dim}"
+    )
   params = {"unet": unet_params, "vae": vae_params, "text_encoder": text_params}
-  return StableDiffusion(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                         scheduler=scheduler, scheduler_state=scheduler_state, params=params,
-                         source=pretrained, scheduler_config=scheduler_config)
+  return StableDiffusion(
+    unet=unet,
+    vae=vae,
+    text_encoder=text_encoder,
+    tokenizer=tokenizer,
+    scheduler=scheduler,
+    scheduler_state=scheduler_state,
+    params=params,
+    source=pretrained,
+    scheduler_config=scheduler_config,
+  )
 
 
 def abstract_params(unet_config: dict[str, Any], text_config: dict[str, Any]) -> dict[str, Params]:
-  """Parameter shapes (jax.ShapeDtypeStruct trees) of a UNet and text encoder, built without weights."""
+  """Parameter shapes (jax.ShapeDtypeStruct trees) of a UNet and text encoder, built without
+  weights."""
   unet = FlaxUNet2DConditionModel.from_config(unet_config)
   text = FlaxCLIPTextModel(CLIPTextConfig(**text_config), _do_init=False)
-  rng = jax.random.PRNGKey(0)
-  return {"unet": jax.eval_shape(unet.init_weights, rng),
-          "text_encoder": jax.eval_shape(lambda r: text.init_weights(r, (1, 1)), rng)}
-
+  rng = jax.random.key(0)
+  return {
+    "unet": jax.eval_shape(unet.init_weights, rng),
+    "text_encoder": jax.eval_shape(lambda r: text.init_weights(r, (1, 1)), rng),
+  }

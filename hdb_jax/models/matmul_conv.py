@@ -36,12 +36,17 @@ DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 MATMUL_FORWARD_MAX_POSITIONS = 256
 
 
-def _out_hw(x_hw: Sequence[int], kernel_hw: Sequence[int], strides: Sequence[int], padding: Padding
-            ) -> tuple[int, int]:
-  return tuple((size + lo + hi - k) // s + 1 for size, k, s, (lo, hi) in zip(x_hw, kernel_hw, strides, padding))
+def _out_hw(
+  x_hw: Sequence[int], kernel_hw: Sequence[int], strides: Sequence[int], padding: Padding
+) -> tuple[int, int]:
+  return tuple(
+    (size + lo + hi - k) // s + 1 for size, k, s, (lo, hi) in zip(x_hw, kernel_hw, strides, padding)
+  )
 
 
-def _forward(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: Padding) -> jax.Array:
+def _forward(
+  x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: Padding
+) -> jax.Array:
   kh, kw, cin, cout = kernel.shape
   out_hw = _out_hw(x.shape[1:3], (kh, kw), strides, padding)
   if x.shape[0] * out_hw[0] * out_hw[1] <= MATMUL_FORWARD_MAX_POSITIONS or (kh, kw) == (1, 1):
@@ -50,19 +55,33 @@ def _forward(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding:
   return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=DIMENSIONS)
 
 
-def _im2col(x: jax.Array, kernel_hw: tuple[int, int], strides: tuple[int, int], padding: Padding,
-            out_hw: tuple[int, int]) -> jax.Array:
+def _im2col(
+  x: jax.Array,
+  kernel_hw: tuple[int, int],
+  strides: tuple[int, int],
+  padding: Padding,
+  out_hw: tuple[int, int],
+) -> jax.Array:
   """x [B, H, W, C] -> patches [B, Ho, Wo, kh*kw*C], ordered like kernel.reshape(kh*kw*C, O)."""
   padded = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
   (kh, kw), (sh, sw), (ho, wo) = kernel_hw, strides, out_hw
-  patches = [jax.lax.slice(padded, (0, a, b, 0), (x.shape[0], a + (ho - 1) * sh + 1, b + (wo - 1) * sw + 1,
-                                                  x.shape[3]), (1, sh, sw, 1))
-             for a in range(kh) for b in range(kw)]
+  patches = [
+    jax.lax.slice(
+      padded,
+      (0, a, b, 0),
+      (x.shape[0], a + (ho - 1) * sh + 1, b + (wo - 1) * sw + 1, x.shape[3]),
+      (1, sh, sw, 1),
+    )
+    for a in range(kh)
+    for b in range(kw)
+  ]
   return patches[0] if len(patches) == 1 else jnp.concatenate(patches, axis=-1)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv2d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: Padding) -> jax.Array:
+def conv2d(
+  x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: Padding
+) -> jax.Array:
   """NHWC x HWIO convolution, explicit padding ((top, bottom), (left, right)); matmul backward."""
   return _forward(x, kernel, strides, padding)
 
@@ -88,8 +107,9 @@ def _conv2d_bwd(strides, padding, residuals, dy):
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
-def _explicit_padding(padding, kernel_hw: Sequence[int], in_hw: Sequence[int], strides: Sequence[int]
-                      ) -> Padding | None:
+def _explicit_padding(
+  padding, kernel_hw: Sequence[int], in_hw: Sequence[int], strides: Sequence[int]
+) -> Padding | None:
   """flax's padding spec -> ((top, bottom), (left, right)), or None when not plain."""
   if isinstance(padding, str):
     if padding.upper() == "VALID":
@@ -106,10 +126,19 @@ def _explicit_padding(padding, kernel_hw: Sequence[int], in_hw: Sequence[int], s
 def _plain_conv_call(module: nn.Conv, x: jax.Array) -> jax.Array | None:
   """nn.Conv.__call__ through conv2d, or None when the module uses something conv2d lacks."""
   kernel_hw = tuple(module.kernel_size)
-  strides = tuple(module.strides or (1, 1)) if not isinstance(module.strides, int) else (module.strides,) * 2
-  if (x.ndim != 4 or len(kernel_hw) != 2 or module.feature_group_count != 1 or
-      module.input_dilation not in (None, 1, (1, 1)) or module.kernel_dilation not in (None, 1, (1, 1)) or
-      module.mask is not None):
+  strides = (
+    tuple(module.strides or (1, 1))
+    if not isinstance(module.strides, int)
+    else (module.strides,) * 2
+  )
+  if (
+    x.ndim != 4
+    or len(kernel_hw) != 2
+    or module.feature_group_count != 1
+    or module.input_dilation not in (None, 1, (1, 1))
+    or module.kernel_dilation not in (None, 1, (1, 1))
+    or module.mask is not None
+  ):
     return None
   padding = _explicit_padding(module.padding, kernel_hw, x.shape[1:3], strides)
   params = module.variables.get("params", {})
@@ -134,8 +163,14 @@ def matmul_conv_wanted() -> bool:
 @contextlib.contextmanager
 def matmul_conv_backward() -> Iterator[None]:
   """Within this context, plain flax `nn.Conv` layers use `conv2d` (matmul backward)."""
+
   def interceptor(next_fun, args, kwargs, context):
-    if context.method_name == "__call__" and isinstance(context.module, nn.Conv) and not kwargs and len(args) == 1:
+    if (
+      context.method_name == "__call__"
+      and isinstance(context.module, nn.Conv)
+      and not kwargs
+      and len(args) == 1
+    ):
       y = _plain_conv_call(context.module, args[0])
       if y is not None:
         return y

@@ -1,6 +1,7 @@
-"""Load a base model by the name a config gives: a hub id, a local diffusers directory, or 'tiny[:DIR]'.
+"""Load a base model by the name a config gives: a hub id, a local diffusers directory, or
+'tiny[:DIR]'.
 
-    sd = load_model("stable-diffusion-v1-5/stable-diffusion-v1-5")   # or a directory, or "tiny"
+sd = load_model("stable-diffusion-v1-5/stable-diffusion-v1-5")   # or a directory, or "tiny"
 """
 
 import dataclasses

@@ -1,9 +1,9 @@
 """Flax Stable Diffusion parameters -> a diffusers PyTorch pipeline directory (the `torch` extra).
 
-Each PyTorch tensor is taken from the Flax leaf that the loader's own PyTorch->Flax conversion maps it
-to: running that conversion on an array of element indices gives the permutation (transpose), whose
-inverse is exact. Every Flax leaf must be used exactly once, so a naming drift is an error, not a
-silently random weight. Importing this module imports torch.
+Each PyTorch tensor is taken from the Flax leaf that the loader's own PyTorch->Flax conversion maps
+it to: running that conversion on an array of element indices gives the permutation (transpose),
+whose inverse is exact. Every Flax leaf must be used exactly once, so a naming drift is an error,
+not a silently random weight. Importing this module imports torch.
 """
 
 import json
@@ -26,22 +26,30 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.models.modeling_flax_pytorch_utils import rename_key, rename_key_and_reshape_tensor
 from transformers import CLIPTextConfig, CLIPTextModel
 from transformers.modeling_flax_pytorch_utils import (
-    rename_key_and_reshape_tensor as transformers_rename_key_and_reshape_tensor)
+  rename_key_and_reshape_tensor as transformers_rename_key_and_reshape_tensor,
+)
 
 ToFlax = Callable[[str, np.ndarray], tuple[tuple[str, ...], np.ndarray]]
 WRITTEN_COMPONENTS = ("unet", "text_encoder", "vae", "tokenizer", "scheduler")
-DEFAULT_CLASSES = {"unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
-                   "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
-                   "scheduler": ["diffusers", "DDPMScheduler"]}
+DEFAULT_CLASSES = {
+  "unet": ["diffusers", "UNet2DConditionModel"],
+  "vae": ["diffusers", "AutoencoderKL"],
+  "text_encoder": ["transformers", "CLIPTextModel"],
+  "tokenizer": ["transformers", "CLIPTokenizer"],
+  "scheduler": ["diffusers", "DDPMScheduler"],
+}
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
 TRANSFORMERS_WEIGHTS = "model.safetensors"
 
 
-def flax_to_pytorch_state_dict(flax_params: Params, pytorch_shapes: dict[str, tuple[int, ...]],
-                               to_flax: ToFlax) -> dict[str, np.ndarray]:
-  """PyTorch state dict (numpy) from Flax params, inverting `to_flax(pt_key, pt_array) -> (flax_key, array)`.
+def flax_to_pytorch_state_dict(
+  flax_params: Params, pytorch_shapes: dict[str, tuple[int, ...]], to_flax: ToFlax
+) -> dict[str, np.ndarray]:
+  """PyTorch state dict (numpy) from Flax params, inverting `to_flax(pt_key, pt_array) -> (flax_key,
+  array)`.
 
-  Raises ModelLoadError for a PyTorch tensor without a Flax leaf, a shape mismatch, or an unused leaf.
+  Raises ModelLoadError for a PyTorch tensor without a Flax leaf, a shape mismatch, or an unused
+  leaf.
   """
   flat = traverse_util.flatten_dict(flax_params)
   state, used = {}, set()
@@ -49,22 +57,30 @@ def flax_to_pytorch_state_dict(flax_params: Params, pytorch_shapes: dict[str, tu
     size = int(np.prod(shape, dtype=np.int64))
     flax_key, index = to_flax(pt_key, np.arange(size, dtype=np.int64).reshape(shape))
     if flax_key not in flat:
-      raise ModelLoadError(f"PyTorch weight {pt_key!r} has no Flax counterpart ({'/'.join(flax_key)})")
+      raise ModelLoadError(
+        f"PyTorch weight {pt_key!r} has no Flax counterpart ({'/'.join(flax_key)})"
+      )
     value = np.asarray(flat[flax_key])
     if value.shape != index.shape:
-      raise ModelLoadError(f"Flax weight {'/'.join(flax_key)} has shape {value.shape}, PyTorch's "
-                           f"{pt_key!r} needs {index.shape}")
+      raise ModelLoadError(
+        f"Flax weight {'/'.join(flax_key)} has shape {value.shape}, PyTorch's "
+        f"{pt_key!r} needs {index.shape}"
+      )
     tensor = np.empty(size, value.dtype)
     tensor[index.reshape(-1)] = value.reshape(-1)
     state[pt_key] = tensor.reshape(shape)
     used.add(flax_key)
   unused = sorted("/".join(k) for k in set(flat) - used)
   if unused:
-    raise ModelLoadError(f"{len(unused)} Flax weights have no PyTorch counterpart, e.g. {unused[0]}")
+    raise ModelLoadError(
+      f"{len(unused)} Flax weights have no PyTorch counterpart, e.g. {unused[0]}"
+    )
   return state
 
 
-def _meta_shapes(build: Callable[[], torch.nn.Module]) -> tuple[torch.nn.Module, dict[str, tuple[int, ...]]]:
+def _meta_shapes(
+  build: Callable[[], torch.nn.Module],
+) -> tuple[torch.nn.Module, dict[str, tuple[int, ...]]]:
   """Builds a PyTorch model on the meta device (no memory, no init cost); its state-dict shapes."""
   with torch.device("meta"):
     model = build()
@@ -73,20 +89,31 @@ def _meta_shapes(build: Callable[[], torch.nn.Module]) -> tuple[torch.nn.Module,
 
 def _diffusers_to_flax(flax_params: Params) -> ToFlax:
   flat = traverse_util.flatten_dict(flax_params)
-  return lambda key, array: rename_key_and_reshape_tensor(tuple(rename_key(key).split(".")), array, flat)
+  return lambda key, array: rename_key_and_reshape_tensor(
+    tuple(rename_key(key).split(".")), array, flat
+  )
 
 
 def _transformers_to_flax(flax_params: Params, prefix: str) -> ToFlax:
   flat = traverse_util.flatten_dict(flax_params)
-  return lambda key, array: transformers_rename_key_and_reshape_tensor(tuple(key.split(".")), array, flat, prefix)
+  return lambda key, array: transformers_rename_key_and_reshape_tensor(
+    tuple(key.split(".")), array, flat, prefix
+  )
 
 
 def _save_weights(state: dict[str, np.ndarray], path: str) -> None:
-  save_file({k: np.ascontiguousarray(v, np.float32) for k, v in state.items()}, path, metadata={"format": "pt"})
+  save_file(
+    {k: np.ascontiguousarray(v, np.float32) for k, v in state.items()},
+    path,
+    metadata={"format": "pt"},
+  )
 
 
-def save_diffusers_model(cls: Any, root: str, name: str, flax_params: Params, out_dir: str) -> list[str]:
-  """root/name's config + `flax_params` -> out_dir/name/{config.json, diffusion_pytorch_model.safetensors}."""
+def save_diffusers_model(
+  cls: Any, root: str, name: str, flax_params: Params, out_dir: str
+) -> list[str]:
+  """root/name's config + `flax_params` -> out_dir/name/{config.json,
+  diffusion_pytorch_model.safetensors}."""
   config = cls.load_config(os.path.join(root, name))
   model, shapes = _meta_shapes(lambda: cls.from_config(config))
   state = flax_to_pytorch_state_dict(flax_params, shapes, _diffusers_to_flax(flax_params))
@@ -97,8 +124,11 @@ def save_diffusers_model(cls: Any, root: str, name: str, flax_params: Params, ou
   return [os.path.join(directory, "config.json"), os.path.join(directory, DIFFUSERS_WEIGHTS)]
 
 
-def save_text_encoder(sd: StableDiffusion, root: str, flax_params: Params, out_dir: str) -> list[str]:
-  """root/text_encoder's config + `flax_params` -> out_dir/text_encoder/{config.json, model.safetensors}."""
+def save_text_encoder(
+  sd: StableDiffusion, root: str, flax_params: Params, out_dir: str
+) -> list[str]:
+  """root/text_encoder's config + `flax_params` -> out_dir/text_encoder/{config.json,
+  model.safetensors}."""
   config = CLIPTextConfig.from_pretrained(os.path.join(root, "text_encoder"))
   config.architectures = ["CLIPTextModel"]
   _, shapes = _meta_shapes(lambda: CLIPTextModel(config))
@@ -111,7 +141,7 @@ def save_text_encoder(sd: StableDiffusion, root: str, flax_params: Params, out_d
 
 
 def _pytorch_class(name: str) -> str:
-  return name[len("Flax"):] if name.startswith("Flax") else name
+  return name[len("Flax") :] if name.startswith("Flax") else name
 
 
 def _copy_config_dir(root: str, name: str, out_dir: str) -> list[str]:
@@ -134,12 +164,15 @@ def _copy_config_dir(root: str, name: str, out_dir: str) -> list[str]:
 
 def _has_flax_weights_only(directory: str) -> bool:
   files = os.listdir(directory)
-  return any(f.endswith(".msgpack") for f in files) and not any(f.endswith(".safetensors") for f in files)
+  return any(f.endswith(".msgpack") for f in files) and not any(
+    f.endswith(".safetensors") for f in files
+  )
 
 
 def _model_index(root: str, out_dir: str) -> tuple[dict[str, Any], list[str]]:
   """model_index.json for the exported pipeline (PyTorch class names). Other components of the base
-  (safety checker, feature extractor) are copied when PyTorch can load them, else set to [null, null]."""
+  (safety checker, feature extractor) are copied when PyTorch can load them, else set to [null,
+  null]."""
   path = os.path.join(root, "model_index.json")
   index: dict[str, Any] = {"_class_name": "StableDiffusionPipeline"}
   if os.path.isfile(path):
@@ -150,7 +183,9 @@ def _model_index(root: str, out_dir: str) -> tuple[dict[str, Any], list[str]]:
     index.setdefault(name, entry)
   copied = []
   for name, entry in index.items():
-    if name.startswith("_") or not (isinstance(entry, list) and len(entry) == 2) or entry[1] is None:
+    if (
+      name.startswith("_") or not (isinstance(entry, list) and len(entry) == 2) or entry[1] is None
+    ):
       continue
     if name not in WRITTEN_COMPONENTS:
       source = os.path.join(root, name)
@@ -158,17 +193,22 @@ def _model_index(root: str, out_dir: str) -> tuple[dict[str, Any], list[str]]:
         index[name] = [None, None]
         continue
       shutil.copytree(source, os.path.join(out_dir, name))
-      copied += [os.path.join(d, f) for d, _, files in os.walk(os.path.join(out_dir, name)) for f in files]
+      copied += [
+        os.path.join(d, f) for d, _, files in os.walk(os.path.join(out_dir, name)) for f in files
+      ]
     index[name] = [entry[0], _pytorch_class(entry[1])]
   return index, copied
 
 
-def save_pytorch_pipeline(sd: StableDiffusion, root: str, params: dict[str, Params], out_dir: str) -> list[str]:
-  """Writes a diffusers PyTorch (safetensors) Stable Diffusion pipeline to out_dir; returns the files.
+def save_pytorch_pipeline(
+  sd: StableDiffusion, root: str, params: dict[str, Params], out_dir: str
+) -> list[str]:
+  """Writes a diffusers PyTorch (safetensors) Stable Diffusion pipeline to out_dir; returns the
+  files.
 
-  sd, root: the loaded base model and its directory (configs, tokenizer, scheduler are taken from it);
-  params: {'unet', 'text_encoder', 'vae'} Flax trees to write (e.g. with an identity merged in).
-  Loadable with StableDiffusionPipeline / UNet2DConditionModel / CLIPTextModel.from_pretrained.
+  sd, root: the loaded base model and its directory (configs, tokenizer, scheduler are taken from
+  it); params: {'unet', 'text_encoder', 'vae'} Flax trees to write (e.g. with an identity merged
+  in). Loadable with StableDiffusionPipeline / UNet2DConditionModel / CLIPTextModel.from_pretrained.
   """
   os.makedirs(out_dir, exist_ok=True)
   written = save_diffusers_model(UNet2DConditionModel, root, "unet", params["unet"], out_dir)

@@ -1,11 +1,12 @@
-"""Noise schedules from the base model's own scheduler config: DDPM for training, DDIM and DPM-Solver++
-for sampling, computing what diffusers' PyTorch classes made `from_config` of that config compute.
+"""Noise schedules from the base model's own scheduler config: DDPM for training, DDIM and
+DPM-Solver++ for sampling, computing what diffusers' PyTorch classes made `from_config` of that
+config compute.
 
-The Flax DDPM and DDIM are built with diffusers' `from_config`, which keeps every key the class takes and
-defaults the rest, so a config written for another class (SD1.5 ships a PNDMScheduler config) gives the
-schedule diffusers computes from it; DDIM gets the PyTorch class's timestep spacings. DPM-Solver++ is our
-own (diffusers' Flax class ends elsewhere). Config values these cannot honour are refused, never
-silently replaced.
+The Flax DDPM and DDIM are built with diffusers' `from_config`, which keeps every key the class
+takes and defaults the rest, so a config written for another class (SD1.5 ships a PNDMScheduler
+config) gives the schedule diffusers computes from it; DDIM gets the PyTorch class's timestep
+spacings. DPM-Solver++ is our own (diffusers' Flax class ends elsewhere). Config values these cannot
+honour are refused, never silently replaced.
 """
 
 import inspect
@@ -29,20 +30,31 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 TIMESTEP_SPACINGS = ("leading", "linspace", "trailing")
 SAMPLERS = ("ddim", "dpm")
-# Settings of diffusers' PyTorch schedulers that the Flax classes lack: allowed only at these values.
-UNSUPPORTED = {"rescale_betas_zero_snr": False, "thresholding": False, "use_karras_sigmas": False,
-               "use_exponential_sigmas": False, "use_beta_sigmas": False, "use_lu_lambdas": False,
-               "euler_at_final": False}
+# Settings of diffusers' PyTorch schedulers that the Flax classes lack: allowed only at these
+# values.
+UNSUPPORTED = {
+  "rescale_betas_zero_snr": False,
+  "thresholding": False,
+  "use_karras_sigmas": False,
+  "use_exponential_sigmas": False,
+  "use_beta_sigmas": False,
+  "use_lu_lambdas": False,
+  "euler_at_final": False,
+}
 
 
 def _schedule_errors(config: Mapping[str, Any]) -> list[str]:
   errors = []
   prediction = config.get("prediction_type", "epsilon")
   if prediction not in PREDICTION_TYPES:
-    errors.append(f"prediction_type {prediction!r} is not supported (one of {', '.join(PREDICTION_TYPES)})")
+    errors.append(
+      f"prediction_type {prediction!r} is not supported (one of {', '.join(PREDICTION_TYPES)})"
+    )
   schedule = config.get("beta_schedule", "linear")
   if config.get("trained_betas") is None and schedule not in BETA_SCHEDULES:
-    errors.append(f"beta_schedule {schedule!r} is not supported (one of {', '.join(BETA_SCHEDULES)})")
+    errors.append(
+      f"beta_schedule {schedule!r} is not supported (one of {', '.join(BETA_SCHEDULES)})"
+    )
   for key, allowed in UNSUPPORTED.items():
     value = config.get(key, allowed)
     if value not in (allowed, None):
@@ -83,19 +95,23 @@ def inference_timesteps(config: Mapping[str, Any], steps: int, sampler: str = "d
     raise ConfigError(f"steps must be in [1, {most}], got {steps}")
   points = steps + 1 if sampler == "dpm" and spacing != "trailing" else steps
   if spacing == "leading":
-    timesteps = (np.arange(0, points) * (train // points)).round()[::-1] + int(config.get("steps_offset", 0))
+    timesteps = (np.arange(0, points) * (train // points)).round()[::-1] + int(
+      config.get("steps_offset", 0)
+    )
   elif spacing == "linspace":
     timesteps = np.linspace(0, train - 1, points).round()[::-1]
   elif spacing == "trailing":
     timesteps = np.round(np.arange(train, 0, -train / steps)) - 1
   else:
-    raise UserError(f"timestep_spacing {spacing!r} is not supported (one of {', '.join(TIMESTEP_SPACINGS)})")
+    raise UserError(
+      f"timestep_spacing {spacing!r} is not supported (one of {', '.join(TIMESTEP_SPACINGS)})"
+    )
   return timesteps[:steps].astype(np.int32)
 
 
 class DdimSampler:
-  """diffusers' DDIM: the Flax DDIM scheduler's step, with the timesteps of the PyTorch class's spacing
-  (the Flax class knows only 'leading'; its step takes any timesteps)."""
+  """diffusers' DDIM: the Flax DDIM scheduler's step, with the timesteps of the PyTorch class's
+  spacing (the Flax class knows only 'leading'; its step takes any timesteps)."""
 
   def __init__(self, config: Mapping[str, Any]):
     self.config = dict(config)
@@ -115,11 +131,11 @@ class DdimSampler:
 
 @flax.struct.dataclass
 class DpmState:
-  timesteps: jax.Array      # int32 [N]
-  alpha: jax.Array          # [N + 1] alpha_t of each timestep, then of the final sigma 0 (1)
-  sigma: jax.Array          # [N + 1] sigma_t (VP), the last one 0
-  step_index: jax.Array     # [] int32
-  previous_x0: jax.Array    # the last step's data prediction (for the second-order update)
+  timesteps: jax.Array  # int32 [N]
+  alpha: jax.Array  # [N + 1] alpha_t of each timestep, then of the final sigma 0 (1)
+  sigma: jax.Array  # [N + 1] sigma_t (VP), the last one 0
+  step_index: jax.Array  # [] int32
+  previous_x0: jax.Array  # the last step's data prediction (for the second-order update)
   init_noise_sigma: float = flax.struct.field(pytree_node=False, default=1.0)
 
 
@@ -130,10 +146,10 @@ class DpmOutput:
 
 
 class DpmSolverSampler:
-  """DPM-Solver++ (multistep, order 1 or 2, midpoint), as diffusers' PyTorch DPMSolverMultistepScheduler
-  computes it with its defaults: the final step goes to sigma 0 (`final_sigmas_type='zero'`) with a
-  first-order update, so the last sample is the model's data prediction. (diffusers' Flax class ends at
-  timestep 0 instead, and so draws other images.)"""
+  """DPM-Solver++ (multistep, order 1 or 2, midpoint), as diffusers' PyTorch
+  DPMSolverMultistepScheduler computes it with its defaults: the final step goes to sigma 0
+  (`final_sigmas_type='zero'`) with a first-order update, so the last sample is the model's data
+  prediction. (diffusers' Flax class ends at timestep 0 instead, and so draws other images.)"""
 
   def __init__(self, config: Mapping[str, Any]):
     errors = []
@@ -152,7 +168,9 @@ class DpmSolverSampler:
     self.config = dict(config)
     self.order = int(config.get("solver_order", 2))
     self.prediction_type = config.get("prediction_type", "epsilon")
-    ddpm = _from_config(FlaxDDPMScheduler, config)  # the betas of every beta_schedule, as diffusers makes them
+    ddpm = _from_config(
+      FlaxDDPMScheduler, config
+    )  # the betas of every beta_schedule, as diffusers makes them
     self.alphas_cumprod = np.asarray(CommonSchedulerState.create(ddpm).alphas_cumprod, np.float64)
     self.base_state = None
 
@@ -162,15 +180,21 @@ class DpmSolverSampler:
     ve_sigmas = np.sqrt((1 - self.alphas_cumprod) / self.alphas_cumprod)[timesteps]
     ve_sigmas = np.concatenate([ve_sigmas, [0.0]]).astype(np.float32)
     alpha = 1 / np.sqrt(ve_sigmas.astype(np.float64) ** 2 + 1)
-    return DpmState(timesteps=jnp.asarray(timesteps), alpha=jnp.asarray(alpha, jnp.float32),
-                    sigma=jnp.asarray(ve_sigmas * alpha, jnp.float32), step_index=jnp.zeros((), jnp.int32),
-                    previous_x0=jnp.zeros(shape, jnp.float32))
+    return DpmState(
+      timesteps=jnp.asarray(timesteps),
+      alpha=jnp.asarray(alpha, jnp.float32),
+      sigma=jnp.asarray(ve_sigmas * alpha, jnp.float32),
+      step_index=jnp.zeros((), jnp.int32),
+      previous_x0=jnp.zeros(shape, jnp.float32),
+    )
 
   def scale_model_input(self, state: DpmState, sample: jax.Array, timestep: Any) -> jax.Array:
     del state, timestep
     return sample
 
-  def step(self, state: DpmState, model_output: jax.Array, timestep: Any, sample: jax.Array) -> DpmOutput:
+  def step(
+    self, state: DpmState, model_output: jax.Array, timestep: Any, sample: jax.Array
+  ) -> DpmOutput:
     del timestep  # the state's step index says where we are
     i = state.step_index
     alpha_s, sigma_s = state.alpha[i], state.sigma[i]
@@ -197,10 +221,11 @@ class DpmSolverSampler:
 
 
 def sampling_scheduler(scheduler_config: Mapping[str, Any], kind: str = "ddim") -> Any:
-  """The sampler `kind` ('ddim' or 'dpm': DPM-Solver++ 2M) on the base model's schedule, computing what
-  diffusers' `DDIMScheduler.from_config` / `DPMSolverMultistepScheduler.from_config` of the same config
-  compute. Interface: base_state, set_timesteps(state, steps, shape), scale_model_input, step -> .prev_sample, .state.
-  Raises ValueError for an unknown kind or a config option it cannot honour."""
+  """The sampler `kind` ('ddim' or 'dpm': DPM-Solver++ 2M) on the base model's schedule, computing
+  what diffusers' `DDIMScheduler.from_config` / `DPMSolverMultistepScheduler.from_config` of the
+  same config compute. Interface: base_state, set_timesteps(state, steps, shape), scale_model_input,
+  step -> .prev_sample, .state. Raises ValueError for an unknown kind or a config option it cannot
+  honour."""
   if kind not in SAMPLERS:
     raise ConfigError(f"unknown sampler {kind!r} ({', '.join(SAMPLERS)})")
   errors = _schedule_errors(scheduler_config)

@@ -13,8 +13,8 @@ import numpy as np
 from flax import traverse_util
 
 from hdb_jax.models import configs
-from hdb_jax.models.tokenizer import write_tiny_tokenizer
 from hdb_jax.models.quiet import silence_flax_deprecations
+from hdb_jax.models.tokenizer import write_tiny_tokenizer
 
 silence_flax_deprecations()
 
@@ -28,12 +28,12 @@ TINY_PREFIX = "tiny"
 def write_model_index(directory: str) -> None:
   """diffusers' model_index.json, naming each component's class."""
   index = {
-      "_class_name": "StableDiffusionPipeline",
-      "unet": ["diffusers", "UNet2DConditionModel"],
-      "vae": ["diffusers", "AutoencoderKL"],
-      "text_encoder": ["transformers", "CLIPTextModel"],
-      "tokenizer": ["transformers", "CLIPTokenizer"],
-      "scheduler": ["diffusers", "DDPMScheduler"],
+    "_class_name": "StableDiffusionPipeline",
+    "unet": ["diffusers", "UNet2DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "tokenizer": ["transformers", "CLIPTokenizer"],
+    "scheduler": ["diffusers", "DDPMScheduler"],
   }
   with open(os.path.join(directory, "model_index.json"), "w", encoding="utf-8") as f:
     json.dump(index, f, indent=2)
@@ -42,7 +42,9 @@ def write_model_index(directory: str) -> None:
 def write_scheduler_config(directory: str) -> None:
   os.makedirs(os.path.join(directory, "scheduler"), exist_ok=True)
   config = {"_class_name": "DDPMScheduler", **configs.SD15_SCHEDULER}
-  with open(os.path.join(directory, "scheduler", "scheduler_config.json"), "w", encoding="utf-8") as f:
+  with open(
+    os.path.join(directory, "scheduler", "scheduler_config.json"), "w", encoding="utf-8"
+  ) as f:
     json.dump(config, f, indent=2)
 
 
@@ -74,7 +76,9 @@ def tiny_text_config(vocab_size: int) -> dict:
   return {**configs.TINY_TEXT_ENCODER, "vocab_size": vocab_size}
 
 
-def create_tiny_stable_diffusion(directory: str, seed: int = 0, unet_config: dict | None = None) -> str:
+def create_tiny_stable_diffusion(
+  directory: str, seed: int = 0, unet_config: dict | None = None
+) -> str:
   """Writes a tiny random Stable Diffusion (Flax weights) to `directory`; returns the directory.
 
   unet_config: the UNet's config (default configs.TINY_UNET; configs.MICRO_UNET is shallower).
@@ -84,12 +88,18 @@ def create_tiny_stable_diffusion(directory: str, seed: int = 0, unet_config: dic
   if os.path.exists(os.path.join(directory, "model_index.json")):
     return directory
   os.makedirs(directory, exist_ok=True)
-  rng = jax.random.PRNGKey(0)
+  rng = jax.random.key(0)
   tokenizer = write_tiny_tokenizer(os.path.join(directory, "tokenizer"))
   unet = FlaxUNet2DConditionModel.from_config(unet_config or configs.TINY_UNET)
-  unet.save_pretrained(os.path.join(directory, "unet"), params=random_params(jax.eval_shape(unet.init_weights, rng), seed))
+  unet.save_pretrained(
+    os.path.join(directory, "unet"),
+    params=random_params(jax.eval_shape(unet.init_weights, rng), seed),
+  )
   vae = FlaxAutoencoderKL.from_config(configs.TINY_VAE)
-  vae.save_pretrained(os.path.join(directory, "vae"), params=random_params(jax.eval_shape(vae.init_weights, rng), seed + 1))
+  vae.save_pretrained(
+    os.path.join(directory, "vae"),
+    params=random_params(jax.eval_shape(vae.init_weights, rng), seed + 1),
+  )
   text = FlaxCLIPTextModel(CLIPTextConfig(**tiny_text_config(len(tokenizer))), _do_init=False)
   text_params = random_params(jax.eval_shape(lambda r: text.init_weights(r, (1, 1)), rng), seed + 2)
   text.save_pretrained(os.path.join(directory, "text_encoder"), params=text_params)
@@ -108,5 +118,3 @@ def resolve_tiny(pretrained: str) -> str:
   """Maps 'tiny' or 'tiny:DIR' to a directory holding a tiny model, creating it when missing."""
   _, _, directory = pretrained.partition(":")
   return create_tiny_stable_diffusion(directory or default_tiny_dir())
-
-

@@ -1,7 +1,7 @@
 """A small CLIP BPE tokenizer made offline, saved in the real tokenizer's file format.
 
-The real SD1.5 tokenizer is `openai/clip-vit-large-patch14`'s (49,408 tokens). Tests and the demo need
-one that exists without a download: this one has CLIP's 256 byte symbols (with and without the
+The real SD1.5 tokenizer is `openai/clip-vit-large-patch14`'s (49,408 tokens). Tests and the demo
+need one that exists without a download: this one has CLIP's 256 byte symbols (with and without the
 end-of-word mark), merges for a small vocabulary of prompt words, and CLIP's two special tokens, so
 any text still tokenizes (unknown words fall back to characters).
 """
@@ -16,18 +16,60 @@ from hdb_jax.models.quiet import silence_flax_deprecations
 silence_flax_deprecations()
 
 TINY_WORDS = (
-    "a", "an", "the", "of", "in", "as", "on", "with", "and", "photo", "picture", "painting", "face",
-    "person", "man", "woman", "portrait", "style", "rock", "star", "sks", "impressionist", "oil",
-    "sketch", "pencil", "wearing", "hat", "beach", "city", "night", "smiling", "cartoon", "pop", "art",
-    "vintage", "close", "up", "high", "quality", "astronaut", "statue", "marble", "watercolor",
+  "a",
+  "an",
+  "the",
+  "of",
+  "in",
+  "as",
+  "on",
+  "with",
+  "and",
+  "photo",
+  "picture",
+  "painting",
+  "face",
+  "person",
+  "man",
+  "woman",
+  "portrait",
+  "style",
+  "rock",
+  "star",
+  "sks",
+  "impressionist",
+  "oil",
+  "sketch",
+  "pencil",
+  "wearing",
+  "hat",
+  "beach",
+  "city",
+  "night",
+  "smiling",
+  "cartoon",
+  "pop",
+  "art",
+  "vintage",
+  "close",
+  "up",
+  "high",
+  "quality",
+  "astronaut",
+  "statue",
+  "marble",
+  "watercolor",
 )
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 
 
 def _bytes_to_unicode() -> list[str]:
   """CLIP's reversible byte -> printable character table, in CLIP's order."""
-  printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) +
-               list(range(ord("®"), ord("ÿ") + 1)))
+  printable = (
+    list(range(ord("!"), ord("~") + 1))
+    + list(range(ord("¡"), ord("¬") + 1))
+    + list(range(ord("®"), ord("ÿ") + 1))
+  )
   chars, extra = [], 0
   for byte in range(256):
     if byte in printable:
@@ -70,7 +112,14 @@ def write_tiny_tokenizer(directory: str, words: tuple[str, ...] = TINY_WORDS) ->
   with open(merges_path, "w", encoding="utf-8") as f:
     f.write("#version: 0.2\n")
     f.writelines(f"{left} {right}\n" for left, right in merges)
-  tokenizer = CLIPTokenizer(vocab_path, merges_path, model_max_length=77,
-                            pad_token=EOS, bos_token=BOS, eos_token=EOS, unk_token=EOS)
+  tokenizer = CLIPTokenizer(
+    vocab_path,
+    merges_path,
+    model_max_length=77,
+    pad_token=EOS,
+    bos_token=BOS,
+    eos_token=EOS,
+    unk_token=EOS,
+  )
   tokenizer.save_pretrained(directory)
   return tokenizer

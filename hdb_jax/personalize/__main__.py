@@ -1,11 +1,14 @@
 """Phase 2: personalize face photos: (hypernetwork prediction +) a short jitted finetune.
 
-  python -m hdb_jax.personalize --config=configs/personalize.py:tiny --config.image=face.jpg --workdir=OUT
+  python -m hdb_jax.personalize --config=configs/personalize.py:tiny --config.image=face.jpg \\
+      --workdir=OUT
 
-Writes, per photo, into WORKDIR (one photo) or WORKDIR/<photo name>/ (several): identity.safetensors,
-samples/ (grid.png and one PNG per prompt), record.json (timings, losses, config) and export/<format>/.
-The library calls are hdb_jax.personalize.loop.personalize(config, workdir) (files in, files out) and
-hdb_jax.personalize.step.personalize_images(base, config, images, predictor) (arrays in, identities out).
+Writes, per photo, into WORKDIR (one photo) or WORKDIR/<photo name>/ (several):
+identity.safetensors,
+samples/ (grid.png and one PNG per prompt), record.json (timings, losses, config) and
+export/<format>/. The library calls are hdb_jax.personalize.loop.personalize(config, workdir) (files
+in, files out) and hdb_jax.personalize.step.personalize_images(base, config, images, predictor)
+(arrays in, identities out).
 """
 
 import os
@@ -13,7 +16,8 @@ import os
 from absl import flags
 
 from hdb_jax.personalize.loop import personalize
-from hdb_jax.runtime.cli import define_config_flags, log_config, run_main
+from hdb_jax.runtime.cli import define_config_flags, run_main
+from hdb_jax.runtime.overview import log_config
 
 
 def main(argv: list[str]) -> None:

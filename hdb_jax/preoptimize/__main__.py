@@ -10,7 +10,8 @@ import numpy as np
 from absl import flags
 
 from hdb_jax.preoptimize.loop import preoptimize
-from hdb_jax.runtime.cli import define_config_flags, log_config, run_main
+from hdb_jax.runtime.cli import define_config_flags, run_main
+from hdb_jax.runtime.overview import log_config
 
 
 def main(argv: list[str]) -> None:
@@ -18,8 +19,10 @@ def main(argv: list[str]) -> None:
   log_config(flags.FLAGS.config)
   dataset = preoptimize(flags.FLAGS.config, flags.FLAGS.workdir)
   losses = dataset.final_losses()
-  print(f"wrote {len(losses)} identities to {dataset.directory} "
-        f"(mean final loss {np.mean(list(losses.values())):.4f})")
+  print(
+    f"wrote {len(losses)} identities to {dataset.directory} "
+    f"(mean final loss {np.mean(list(losses.values())):.4f})"
+  )
 
 
 if __name__ == "__main__":

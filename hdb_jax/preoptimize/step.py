@@ -13,15 +13,20 @@ import numpy as np
 
 from hdb_jax import adapters
 from hdb_jax.diffusion.base import BaseModel, encode_latents
-from hdb_jax.engine.trainer import AdapterTrainer, check_finite, example_keys, stack_examples
-from hdb_jax.engine.optimizers import make_optimizer
 from hdb_jax.diffusion.prior import ClassPrior
+from hdb_jax.engine.optimizers import make_optimizer
+from hdb_jax.engine.trainer import AdapterTrainer, check_finite, example_keys, stack_examples
 
 
-def lidb_trainer(base: BaseModel, optim_config: ml_collections.ConfigDict, steps: int) -> AdapterTrainer:
-  return AdapterTrainer(sd=base.sd, to_factors=lambda t: adapters.lidb_factors(t, base.aux),
-                        optimizer=make_optimizer(optim_config, steps),
-                        packer=adapters.lidb_packer(base.layers, base.lidb_config))
+def lidb_trainer(
+  base: BaseModel, optim_config: ml_collections.ConfigDict, steps: int
+) -> AdapterTrainer:
+  return AdapterTrainer(
+    sd=base.sd,
+    to_factors=lambda t: adapters.lidb_factors(t, base.aux),
+    optimizer=make_optimizer(optim_config, steps),
+    packer=adapters.lidb_packer(base.layers, base.lidb_config),
+  )
 
 
 def init_lidb_batch(base: BaseModel, seed: int, global_indices: list[int]) -> Any:
@@ -36,12 +41,18 @@ def init_lidb_batch(base: BaseModel, seed: int, global_indices: list[int]) -> An
 
 def shared_lidb_init(base: BaseModel, seed: int) -> Any:
   """The LiDB params every Phase 0 identity starts from."""
-  return adapters.init_lidb(base.layers, base.lidb_config, jax.random.PRNGKey(seed + 1))
+  return adapters.init_lidb(base.layers, base.lidb_config, jax.random.key(seed + 1))
 
 
-def train_lidb_batch(base: BaseModel, config: ml_collections.ConfigDict, images: np.ndarray,
-                     global_indices: list[int], trainer: AdapterTrainer | None = None, run=None,
-                     prior: ClassPrior | None = None) -> tuple[jax.Array, np.ndarray]:
+def train_lidb_batch(
+  base: BaseModel,
+  config: ml_collections.ConfigDict,
+  images: np.ndarray,
+  global_indices: list[int],
+  trainer: AdapterTrainer | None = None,
+  run=None,
+  prior: ClassPrior | None = None,
+) -> tuple[jax.Array, np.ndarray]:
   """Trains one LiDB per image (a batch of identities).
 
   Returns (packed LiDB vectors [B, D] (see adapters.lidb_packer), losses [steps, B]).
@@ -51,7 +62,14 @@ def train_lidb_batch(base: BaseModel, config: ml_collections.ConfigDict, images:
   latents = encode_latents(base, images)
   state = trainer.init(init_lidb_batch(base, config.seed, global_indices))
   ids = jnp.asarray(global_indices, jnp.int32)
-  state, losses = run(base.sd.params, None, latents, base.prompt_batch(len(images)), example_keys(config.seed, ids),
-                      state, prior)
+  state, losses = run(
+    base.sd.params,
+    None,
+    latents,
+    base.prompt_batch(len(images)),
+    example_keys(config.seed, ids),
+    state,
+    prior,
+  )
   check_finite(state, [str(i) for i in global_indices])
   return state.trainable, np.asarray(losses)

@@ -1,1 +1,2 @@
-"""Plumbing every command shares: flags and logging (cli), the device mesh (mesh), the compilation cache."""
+"""Plumbing every command shares: flags and logging (cli), the device mesh (mesh), the compilation
+cache."""

@@ -1,16 +1,16 @@
-"""What every command-line entry point shares: flags, logging, and one-line failures for user errors.
+"""What every command-line entry point shares: flags, logging, and one-line failures for user
+errors.
 
-A command's `__main__.py` is thin: it defines its flags here, logs its resolved config and what it
-loaded (`log_config`, `log_parameters`), and calls one library function.
+A command's `__main__.py` is thin: it defines its flags here, logs its resolved config
+(hdb_jax.runtime.overview.log_config) and calls one library function, which logs a parameter table
+of what it loaded.
 """
 
 import logging
 import sys
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 import jax
-import ml_collections
-import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -19,34 +19,17 @@ from hdb_jax.models.quiet import silence_flax_deprecations
 
 
 def define_config_flags(default_config: str, workdir_required: bool = True) -> None:
-  """--config=configs/X.py[:variant] with --config.key=value overrides, and --workdir (required by default)."""
-  config_flags.DEFINE_config_file("config", default_config, "Config file, e.g. configs/lidb.py:tiny; override "
-                                  "fields with --config.key=value.", lock_config=True)
+  """--config=configs/X.py[:variant] with --config.key=value overrides, and --workdir (required by
+  default)."""
+  config_flags.DEFINE_config_file(
+    "config",
+    default_config,
+    "Config file, e.g. configs/lidb.py:tiny; override fields with --config.key=value.",
+    lock_config=True,
+  )
   flags.DEFINE_string("workdir", None, "Output directory (created; reused to resume).")
   if workdir_required:
     flags.mark_flag_as_required("workdir")
-
-
-def log_config(config: ml_collections.ConfigDict) -> None:
-  """Logs the resolved config (after --config.key=value overrides), one field per line."""
-  logging.info("config:\n%s", config)
-
-
-def parameter_count(tree: Any) -> int:
-  return int(sum(np.prod(np.shape(leaf)) for leaf in jax.tree.leaves(tree)))
-
-
-def log_parameters(groups: Mapping[str, Any]) -> str:
-  """Logs (and returns) a table of parameter counts: each group's top-level entries and their total."""
-  rows = []
-  for group, tree in groups.items():
-    if isinstance(tree, Mapping) and len(tree) > 1:
-      rows += [(f"{group}/{name}", parameter_count(sub)) for name, sub in sorted(tree.items())]
-    rows.append((group, parameter_count(tree)))
-  width = max(len(name) for name, _ in rows)
-  table = "\n".join(f"  {name:<{width}}  {count:>14,}" for name, count in rows)
-  logging.info("parameters:\n%s", table)
-  return table
 
 
 class _DropOrbaxInfo(logging.Filter):
@@ -62,11 +45,12 @@ def quiet_orbax() -> None:
 
 
 def run_main(main: Callable[[list[str]], None]) -> None:
-  """absl app.run with our logging: a UserError prints one line and exits 1 (its traceback with --verbosity=1).
+  """absl app.run with our logging: a UserError prints one line and exits 1 (its traceback with
+  --verbosity=1).
 
-  Any other exception (a bug, an XLA out-of-memory error) propagates with its traceback and a non-zero exit.
-  Sharded random numbers use the partitionable threefry (each device draws its own shard; the values do
-  not depend on the mesh).
+  Any other exception (a bug, an XLA out-of-memory error) propagates with its traceback and a
+  non-zero exit. Sharded random numbers use the partitionable threefry (each device draws its own
+  shard; the values do not depend on the mesh).
   """
   silence_flax_deprecations()
   jax.config.update("jax_threefry_partitionable", True)
@@ -75,7 +59,9 @@ def run_main(main: Callable[[list[str]], None]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "Unable to initialize backend 'tpu'"
+    logging.getLogger("jax._src.xla_bridge").setLevel(
+      logging.WARNING
+    )  # "Unable to initialize backend 'tpu'"
     quiet_orbax()
     try:
       main(argv)

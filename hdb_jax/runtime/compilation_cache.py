@@ -11,7 +11,8 @@ def default_cache_dir() -> str:
 
 
 def enable_compilation_cache(directory: str | None = None) -> str:
-  """Turns the persistent cache on (every compiled program is cached, however quick); returns the dir."""
+  """Turns the persistent cache on (every compiled program is cached, however quick); returns the
+  dir."""
   directory = directory or default_cache_dir()
   os.makedirs(directory, exist_ok=True)
   jax.config.update("jax_compilation_cache_dir", directory)

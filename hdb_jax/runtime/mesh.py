@@ -32,12 +32,20 @@ def initialize_distributed(config: ml_collections.ConfigDict) -> None:
   address = dist.get("coordinator_address") or os.environ.get("JAX_COORDINATOR_ADDRESS", "")
   num_processes = int(dist.get("num_processes") or os.environ.get("JAX_NUM_PROCESSES", 0))
   process_id = dist.get("process_id", -1)
-  process_id = int(os.environ.get("JAX_PROCESS_ID", -1)) if process_id is None or process_id < 0 else process_id
+  process_id = (
+    int(os.environ.get("JAX_PROCESS_ID", -1))
+    if process_id is None or process_id < 0
+    else process_id
+  )
   if address and num_processes > 1:
     if process_id < 0:
-      raise ConfigError("a multi-process run needs a process id (config.distributed.process_id or JAX_PROCESS_ID)")
+      raise ConfigError(
+        "a multi-process run needs a process id (config.distributed.process_id or JAX_PROCESS_ID)"
+      )
     logging.info("joining %s as process %d of %d", address, process_id, num_processes)
-    jax.distributed.initialize(coordinator_address=address, num_processes=num_processes, process_id=process_id)
+    jax.distributed.initialize(
+      coordinator_address=address, num_processes=num_processes, process_id=process_id
+    )
   elif dist.get("auto", False) and _cluster_detected():
     jax.distributed.initialize()
 
@@ -45,8 +53,11 @@ def initialize_distributed(config: ml_collections.ConfigDict) -> None:
 def _cluster_detected() -> bool:
   """A multi-host TPU slice or a multi-task SLURM/MPI job, where JAX finds its peers by itself."""
   env = os.environ
-  return (len(env.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1 or int(env.get("SLURM_NTASKS", 1)) > 1
-          or int(env.get("OMPI_COMM_WORLD_SIZE", 1)) > 1)
+  return (
+    len(env.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1
+    or int(env.get("SLURM_NTASKS", 1)) > 1
+    or int(env.get("OMPI_COMM_WORLD_SIZE", 1)) > 1
+  )
 
 
 def make_mesh(shape: Sequence[int], devices: Sequence[Any] | None = None) -> Mesh:
@@ -54,7 +65,9 @@ def make_mesh(shape: Sequence[int], devices: Sequence[Any] | None = None) -> Mes
   devices = list(devices if devices is not None else jax.devices())
   shape = [int(s) for s in shape]
   if len(shape) != len(AXES) or shape.count(-1) > 1:
-    raise ConfigError(f"mesh shape must give {len(AXES)} sizes for {AXES} with at most one -1, got {shape}")
+    raise ConfigError(
+      f"mesh shape must give {len(AXES)} sizes for {AXES} with at most one -1, got {shape}"
+    )
   known = int(np.prod([s for s in shape if s != -1]))
   if -1 in shape:
     if len(devices) % known:
@@ -74,9 +87,9 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
 
 
-def frozen_shardings(tree: Any, mesh: Mesh, shard: bool, min_size: int = 2 ** 16) -> Any:
-  """Shardings for frozen weights: replicated, or (shard=True) large leaves split on 'fsdp' along their
-  largest axis that the 'fsdp' size divides."""
+def frozen_shardings(tree: Any, mesh: Mesh, shard: bool, min_size: int = 2**16) -> Any:
+  """Shardings for frozen weights: replicated, or (shard=True) large leaves split on 'fsdp' along
+  their largest axis that the 'fsdp' size divides."""
   fsdp = mesh.shape["fsdp"]
 
   def rule(leaf):
@@ -95,11 +108,14 @@ def frozen_shardings(tree: Any, mesh: Mesh, shard: bool, min_size: int = 2 ** 16
 def global_batch(local: Any, mesh: Mesh) -> Any:
   """This process's slice of a batch (numpy, leading axis) -> global arrays split over the mesh."""
   sharding = batch_sharding(mesh)
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local)
+  return jax.tree.map(
+    lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local
+  )
 
 
 def per_process_batch(global_size: int) -> int:
-  """Examples each process feeds per step (the global batch must divide over processes and devices)."""
+  """Examples each process feeds per step (the global batch must divide over processes and
+  devices)."""
   processes, devices = jax.process_count(), jax.device_count()
   if global_size % devices:
     raise ConfigError(f"batch_size {global_size} must be a multiple of the {devices} devices")

@@ -1,10 +1,13 @@
-"""Phase 1: train the hypernetwork (image -> LiDB weights) on Phase 0's weights, sharded over every device.
+"""Phase 1: train the hypernetwork (image -> LiDB weights) on Phase 0's weights, sharded over every
+device.
 
   python -m hdb_jax.train --config=configs/hyper.py:tiny --workdir=/tmp/hyper
-  python -m hdb_jax.train --config=configs/hyper.py --workdir=/gcs/bucket/hyper --config.weights=/gcs/bucket/phase0/weights
+  python -m hdb_jax.train --config=configs/hyper.py --workdir=/gcs/bucket/hyper \\
+      --config.weights=/gcs/bucket/phase0/weights
 
-WORKDIR is a local path; on Cloud TPU a GCS bucket mounted with gcsfuse (/gcs/<bucket>, see launch/).
-Writes WORKDIR/{hypernet.json,config.json,checkpoints/,metrics.jsonl,tensorboard/,samples/}. Run the same
+WORKDIR is a local path; on Cloud TPU a GCS bucket mounted with gcsfuse (/gcs/<bucket>, see
+launch/). Writes
+WORKDIR/{hypernet.json,config.json,checkpoints/,metrics.jsonl,tensorboard/,samples/}. Run the same
 command again to resume after a kill or preemption. Use the result with
   python -m hdb_jax.personalize --config=configs/personalize.py:tiny --config.hypernet=WORKDIR ...
 The library call is hdb_jax.train.loop.train(config, workdir).
@@ -12,7 +15,8 @@ The library call is hdb_jax.train.loop.train(config, workdir).
 
 from absl import flags
 
-from hdb_jax.runtime.cli import define_config_flags, log_config, run_main
+from hdb_jax.runtime.cli import define_config_flags, run_main
+from hdb_jax.runtime.overview import log_config
 from hdb_jax.train.loop import train
 
 

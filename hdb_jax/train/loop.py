@@ -1,4 +1,5 @@
-"""Phase 1's training loop: data in, sharded steps, metrics, held-out evaluation, checkpoints, resume.
+"""Phase 1's training loop: data in, sharded steps, metrics, held-out evaluation, checkpoints,
+resume.
 
 A killed run restarted with the same command resumes from its newest checkpoint with the same
 parameters, optimizer state, step (the noise keys are a function of the step) and data position of
@@ -20,67 +21,86 @@ from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from hdb_jax import data
-from hdb_jax.runtime import mesh as mesh_lib
 from hdb_jax.config.phases import phase0_of
-from hdb_jax.preoptimize.loop import preoptimize
-from hdb_jax.formats.hypernet_card import CheckpointMismatchError, write_card
-from hdb_jax.formats import identity as identity_lib
 from hdb_jax.diffusion.base import BaseModel, setup_base_model
-from hdb_jax.errors import ConfigError
 from hdb_jax.diffusion.generation import generate
-from hdb_jax.io.images import write_images
-from hdb_jax.formats import hypernet_checkpoint as checkpoint
-from hdb_jax.train.metrics_log import MetricsWriter
-from hdb_jax.hypernet.network import build_hypernet
-from hdb_jax.train.step import HyperTrainer, LossWeights, HyperTrainState
 from hdb_jax.diffusion.sampling import SamplingConfig
-from hdb_jax.engine.trainer import TrainingDivergedError
 from hdb_jax.engine.optimizers import make_optimizer
+from hdb_jax.engine.trainer import TrainingDivergedError
+from hdb_jax.errors import ConfigError
+from hdb_jax.formats import hypernet_checkpoint as checkpoint
+from hdb_jax.formats import identity as identity_lib
+from hdb_jax.formats.hypernet_card import CheckpointMismatchError, write_card
 from hdb_jax.formats.weights_dataset import WeightsDataset, open_dataset
+from hdb_jax.hypernet.network import build_hypernet
+from hdb_jax.io.images import write_images
+from hdb_jax.preoptimize.loop import preoptimize
+from hdb_jax.runtime import mesh as mesh_lib
+from hdb_jax.runtime.overview import log_parameters
+from hdb_jax.train.metrics_log import MetricsWriter
+from hdb_jax.train.step import HyperTrainer, HyperTrainState, LossWeights
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   if config.alpha < 0 or config.beta < 0 or not (config.alpha or config.beta):
-    raise ConfigError(f"alpha and beta must be >= 0 and not both 0 (got {config.alpha}, {config.beta})")
+    raise ConfigError(
+      f"alpha and beta must be >= 0 and not both 0 (got {config.alpha}, {config.beta})"
+    )
   if config.steps < 1 or config.batch_size < 1:
     raise ConfigError("steps and batch_size must be positive")
 
 
-def weights_dataset(config: ml_collections.ConfigDict, workdir: str, base: BaseModel) -> WeightsDataset:
-  """config.weights, or with 'auto' Phase 0 (config.phase0's settings, this config's base model, adapters
-  and data) into WORKDIR/phase0."""
+def weights_dataset(
+  config: ml_collections.ConfigDict, workdir: str, base: BaseModel
+) -> WeightsDataset:
+  """config.weights, or with 'auto' Phase 0 (config.phase0's settings, this config's base model,
+  adapters and data) into WORKDIR/phase0."""
   if config.weights == "auto":
     phase0 = phase0_of(config)
     logging.info("weights='auto': running Phase 0 into %s/phase0 first", workdir)
     dataset = preoptimize(phase0, os.path.join(workdir, "phase0"))
   elif not config.weights:
-    raise ConfigError("--config.weights must name a Phase 0 weights dataset (WORKDIR/weights of "
-                      "hdb_jax.preoptimize), or be 'auto'")
+    raise ConfigError(
+      "--config.weights must name a Phase 0 weights dataset (WORKDIR/weights of "
+      "hdb_jax.preoptimize), or be 'auto'"
+    )
   else:
     dataset = open_dataset(config.weights)
   layers = [[l.path, l.n, l.m] for l in base.layers]
-  if dataset.index["layers"] != layers or dataset.index["lidb"] != dataclasses.asdict(base.lidb_config):
+  if dataset.index["layers"] != layers or dataset.index["lidb"] != dataclasses.asdict(
+    base.lidb_config
+  ):
     raise CheckpointMismatchError(
-        f"the weights dataset {dataset.directory} was made for {len(dataset.index['layers'])} layers / LiDB "
-        f"{dataset.index['lidb']}; this config adapts {len(layers)} layers / {dataclasses.asdict(base.lidb_config)}")
+      f"the weights dataset {dataset.directory} was made for {len(dataset.index['layers'])} layers "
+      "/ LiDB "
+      f"{dataset.index['lidb']}; this config adapts {len(layers)} layers / "
+      f"{dataclasses.asdict(base.lidb_config)}"
+    )
   return dataset
 
 
 @dataclasses.dataclass
 class Evaluator:
   """Held-out identities: weight and diffusion losses with fixed noise, and a sample grid."""
+
   trainer: HyperTrainer
   config: ml_collections.ConfigDict
   ids: list[str]
   batch: dict[str, jax.Array]
   evaluate: Any
 
-  def __call__(self, params: Any, frozen: dict[str, Any], step: int, workdir: str) -> dict[str, float]:
-    keys = np.asarray(jax.random.split(jax.random.PRNGKey(self.config.seed + 7), len(self.ids)))
+  def __call__(
+    self, params: Any, frozen: dict[str, Any], step: int, workdir: str
+  ) -> dict[str, float]:
+    keys = np.asarray(
+      jax.random.key_data(jax.random.split(jax.random.key(self.config.seed + 7), len(self.ids)))
+    )  # host values: every process passes the same
     losses = self.evaluate(params, frozen, self.batch, keys)
-    metrics = {"eval_weight_loss": float(jnp.mean(losses["weight"])),
-               "eval_weight_mse": float(jnp.mean(losses["weight"])) / self.batch["weights"].shape[-1],
-               "eval_diffusion_loss": float(jnp.mean(losses["diffusion"]))}
+    metrics = {
+      "eval_weight_loss": float(jnp.mean(losses["weight"])),
+      "eval_weight_mse": float(jnp.mean(losses["weight"])) / self.batch["weights"].shape[-1],
+      "eval_diffusion_loss": float(jnp.mean(losses["diffusion"])),
+    }
     if self.config.eval.samples and jax.process_index() == 0:
       self._samples(params, step, workdir)
     return metrics
@@ -91,13 +111,27 @@ class Evaluator:
     # process's first device, beside the frozen encoder and base model, so take that device's copy.
     params = jax.tree.map(lambda x: x.addressable_data(0), params)
     packed = net.jitted_predict(params, net.encoder.params, self.batch["image"], None)
-    identities = [identity_lib.from_arrays(base.layers, base.source, base.sd.fingerprint(), base.lidb_config,
-                                           lidb=net.unpack(packed[i]), token=base.token)
-                  for i in range(len(self.ids))]
-    sampling = SamplingConfig(steps=self.config.eval.sample_steps, guidance=self.config.eval.guidance,
-                              sampler="ddim", seed=self.config.seed)
+    identities = [
+      identity_lib.from_arrays(
+        base.layers,
+        base.source,
+        base.sd.fingerprint(),
+        base.lidb_config,
+        lidb=net.unpack(packed[i]),
+        token=base.token,
+      )
+      for i in range(len(self.ids))
+    ]
+    sampling = SamplingConfig(
+      steps=self.config.eval.sample_steps,
+      guidance=self.config.eval.guidance,
+      sampler="ddim",
+      seed=self.config.seed,
+    )
     images = generate(base.sd, identities, [base.prompt], 1, sampling)
-    write_images(images, self.ids, [base.prompt], os.path.join(workdir, "samples", f"step_{step:07d}"))
+    write_images(
+      images, self.ids, [base.prompt], os.path.join(workdir, "samples", f"step_{step:07d}")
+    )
 
 
 def _gathered_positions(position: dict[str, int]) -> list[list[int]]:
@@ -121,10 +155,18 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
   mesh = mesh_lib.make_mesh(config.mesh)
   dataset = weights_dataset(config, workdir, base)
   targets = dataset.as_mapping()
-  train_ids, eval_ids = data.split_identities(sorted(targets), config.eval.num_identities if config.eval.every else 0)
+  train_ids, eval_ids = data.split_identities(
+    sorted(targets), config.eval.num_identities if config.eval.every else 0
+  )
   net = build_hypernet(config, base)
-  trainer = HyperTrainer(net=net, base=base, optimizer=make_optimizer(config.optim, config.steps),
-                         weights=LossWeights(config.alpha, config.beta), seed=config.seed, remat=config.remat)
+  trainer = HyperTrainer(
+    net=net,
+    base=base,
+    optimizer=make_optimizer(config.optim, config.steps),
+    weights=LossWeights(config.alpha, config.beta),
+    seed=config.seed,
+    remat=config.remat,
+  )
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     write_card(workdir, config, base)
@@ -132,10 +174,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
 
   frozen = trainer.frozen()
   frozen_sharding = mesh_lib.frozen_shardings(frozen, mesh, config.shard_frozen)
-  frozen = jax.device_put(jax.device_get(frozen), frozen_sharding)  # from host: every process places its shards
+  frozen = jax.device_put(
+    jax.device_get(frozen), frozen_sharding
+  )  # from host: every process places its shards
   theta_init = np.mean([targets[i] for i in train_ids], axis=0)
-  init_state = lambda: trainer.init_state(net.init_params(jax.random.PRNGKey(config.seed), theta_init))  # noqa
+  # noqa
+  init_state = lambda: trainer.init_state(net.init_params(jax.random.key(config.seed), theta_init))
   abstract = jax.eval_shape(init_state)
+  log_parameters({"hypernetwork (trained)": abstract.params, "image encoder": net.encoder.params})
   state_sharding = jax.tree.map(lambda _: mesh_lib.replicated(mesh), abstract)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints, config.async_checkpoint)
   start_step, position = mngr.latest_step(), 0
@@ -143,8 +189,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     state = jax.jit(init_state, out_shardings=state_sharding)()
     start_step = 0
   else:
-    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding)
-    state, meta = checkpoint.restore(mngr, start_step, target)
+    target = jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding
+    )
+    state, meta = checkpoint.restore_state(mngr, start_step, target)
     position = meta["positions"][jax.process_index()]
     position = {"epoch": position[0], "offset": position[1]}
     logging.info("resuming from step %d", start_step)
@@ -152,17 +200,43 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
   evaluator = None
   if config.eval.every and eval_ids:
     images = data.identity_images(config.data, eval_ids, base.sd.resolution, config.seed)
-    eval_batch = {"image": images, "weights": np.stack([targets[i] for i in eval_ids])}  # numpy: replicated by jit
-    evaluator = Evaluator(trainer, config, eval_ids, eval_batch,
-                          trainer.jit_eval(mesh, state_sharding.params, frozen_sharding))
+    eval_batch = {
+      "image": images,
+      "weights": np.stack([targets[i] for i in eval_ids]),
+    }  # numpy: replicated by jit
+    evaluator = Evaluator(
+      trainer,
+      config,
+      eval_ids,
+      eval_batch,
+      trainer.jit_eval(mesh, state_sharding.params, frozen_sharding),
+    )
   writer = MetricsWriter(workdir, config.tensorboard)
-  iterator = data.make_iterator(config.data, mesh_lib.per_process_batch(config.batch_size), base.sd.resolution,
-                                process_index=jax.process_index(), process_count=jax.process_count(),
-                                seed=config.seed, start_position=position,
-                                weights={i: targets[i] for i in train_ids})
+  iterator = data.make_iterator(
+    config.data,
+    mesh_lib.per_process_batch(config.batch_size),
+    base.sd.resolution,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    seed=config.seed,
+    start_position=position,
+    weights={i: targets[i] for i in train_ids},
+  )
   try:
-    return _run(config, workdir, trainer, step_fn, state, frozen, mesh, mngr, iterator, writer, evaluator,
-                start_step)
+    return _run(
+      config,
+      workdir,
+      trainer,
+      step_fn,
+      state,
+      frozen,
+      mesh,
+      mngr,
+      iterator,
+      writer,
+      evaluator,
+      start_step,
+    )
   finally:
     iterator.close()
     writer.close()
@@ -170,14 +244,34 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     mngr.close()
 
 
-def _run(config, workdir, trainer, step_fn, state: HyperTrainState, frozen, mesh, mngr, iterator, writer, evaluator,
-         start_step: int) -> TrainResult:
+def _run(
+  config,
+  workdir,
+  trainer,
+  step_fn,
+  state: HyperTrainState,
+  frozen,
+  mesh,
+  mngr,
+  iterator,
+  writer,
+  evaluator,
+  start_step: int,
+) -> TrainResult:
   pending, last, nonfinite_run = [], {}, 0
   last_time, last_logged = time.perf_counter(), start_step
   primary = jax.process_index() == 0
-  interval = 0.5 if sys.stderr.isatty() else 30.0  # logs to a file: a line every 30 s, not a stream of redraws
-  with tqdm(total=config.steps, initial=start_step, unit="step", desc="phase 1", disable=not primary,
-            mininterval=interval) as bar:
+  interval = (
+    0.5 if sys.stderr.isatty() else 30.0
+  )  # logs to a file: a line every 30 s, not a stream of redraws
+  with tqdm(
+    total=config.steps,
+    initial=start_step,
+    unit="step",
+    desc="phase 1",
+    disable=not primary,
+    mininterval=interval,
+  ) as bar:
     for step in range(start_step, config.steps):
       local = next(iterator)
       batch = mesh_lib.global_batch({"image": local["image"], "weights": local["weights"]}, mesh)
@@ -191,11 +285,15 @@ def _run(config, workdir, trainer, step_fn, state: HyperTrainState, frozen, mesh
           nonfinite_run = 0 if m["finite"] else nonfinite_run + 1
           if nonfinite_run >= config.max_nonfinite_steps:
             raise TrainingDivergedError(
-                f"loss or gradients were NaN/inf for {nonfinite_run} steps in a row (at step {done}); the "
-                f"last checkpoint (step {mngr.latest_step()}) is kept. Lower the learning rate.")
+              f"loss or gradients were NaN/inf for {nonfinite_run} steps in a row (at step "
+              f"{done}); the "
+              f"last checkpoint (step {mngr.latest_step()}) is kept. Lower the learning rate."
+            )
         elapsed = time.perf_counter() - last_time
-        last = {k: float(np.mean([m[k] for m in fetched])) for k in ("loss", "weight_loss", "weight_mse",
-                                                                     "diffusion_loss", "grad_norm")}
+        last = {
+          k: float(np.mean([m[k] for m in fetched]))
+          for k in ("loss", "weight_loss", "weight_mse", "diffusion_loss", "grad_norm")
+        }
         last["step_s"] = elapsed / (done - last_logged)
         last["images_per_s"] = config.batch_size / last["step_s"]
         writer.write(done, last)
@@ -207,6 +305,8 @@ def _run(config, workdir, trainer, step_fn, state: HyperTrainState, frozen, mesh
         last.update(eval_metrics)
         last_time = time.perf_counter()
       if done % config.checkpoint_every == 0 or done == config.steps:
-        checkpoint.save(mngr, done, state, {"positions": _gathered_positions(iterator.position), "step": done})
+        checkpoint.save_state(
+          mngr, done, state, {"positions": _gathered_positions(iterator.position), "step": done}
+        )
       bar.update(1)
   return TrainResult(metrics=last, state=state)

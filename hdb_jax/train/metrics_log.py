@@ -1,4 +1,5 @@
-"""Training metrics to a JSONL file and, when TensorBoard is available, to event files (primary process)."""
+"""Training metrics to a JSONL file and, when TensorBoard is available, to event files (primary
+process)."""
 
 import json
 import logging
@@ -9,7 +10,8 @@ import jax
 
 
 class MetricsWriter:
-  """write(step, {'name': float}) -> one JSON line in WORKDIR/metrics.jsonl (+ TensorBoard scalars)."""
+  """write(step, {'name': float}) -> one JSON line in WORKDIR/metrics.jsonl (+ TensorBoard
+  scalars)."""
 
   def __init__(self, workdir: str, tensorboard: bool = True):
     self.enabled = jax.process_index() == 0
@@ -18,10 +20,14 @@ class MetricsWriter:
     if self.enabled and tensorboard:
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+
         self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
       except ImportError:
-        logging.info("TensorBoard event files need tensorboardX (pip install -e '.[data]'); metrics go to %s only",
-                     self.path)
+        logging.info(
+          "TensorBoard event files need tensorboardX (pip install -e '.[data]'); metrics go to %s "
+          "only",
+          self.path,
+        )
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
     if not self.enabled:
@@ -41,7 +47,8 @@ class MetricsWriter:
 
 
 def read_metrics(workdir: str) -> list[dict[str, float]]:
-  """One record per step, merged over its lines (train and eval; a resumed run's later lines win)."""
+  """One record per step, merged over its lines (train and eval; a resumed run's later lines
+  win)."""
   path = os.path.join(workdir, "metrics.jsonl")
   by_step: dict[int, dict[str, float]] = {}
   if os.path.exists(path):

@@ -1,9 +1,9 @@
 """Phase 1's functional core: the loss and one jitted, sharded training step.
 
 loss = mean over the batch of  alpha * diffusion(θ̂ applied in batched mode) + beta * ||θ̂ - θ*||²
-where θ̂ is the hypernetwork's packed LiDB prediction for each image, θ* its Phase 0 target, and ||.||² the
-squared L2 norm over all D LiDB numbers (the paper's term; D = 28,800 on SD1.5's default layers).
-A step whose loss or gradients are not finite leaves the parameters and optimizer untouched
+where θ̂ is the hypernetwork's packed LiDB prediction for each image, θ* its Phase 0 target, and
+||.||² the squared L2 norm over all D LiDB numbers (the paper's term; D = 28,800 on SD1.5's default
+layers). A step whose loss or gradients are not finite leaves the parameters and optimizer untouched
 (`finite` = 0 in its metrics); the loop stops after too many in a row.
 """
 
@@ -16,10 +16,10 @@ import optax
 from jax.sharding import Mesh
 
 from hdb_jax import adapters, models
-from hdb_jax.runtime import mesh as mesh_lib
 from hdb_jax.diffusion.base import BaseModel
-from hdb_jax.hypernet.network import Hypernet
 from hdb_jax.diffusion.loss import per_example_loss
+from hdb_jax.hypernet.network import Hypernet
+from hdb_jax.runtime import mesh as mesh_lib
 
 Batch = dict[str, jax.Array]  # 'image' [B, H, W, 3] in [-1, 1], 'weights' [B, D]
 
@@ -31,18 +31,21 @@ class HyperTrainState:
   step: jax.Array  # [] int32
 
 
-jax.tree_util.register_dataclass(HyperTrainState, data_fields=["params", "opt_state", "step"], meta_fields=[])
+jax.tree_util.register_dataclass(
+  HyperTrainState, data_fields=["params", "opt_state", "step"], meta_fields=[]
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
   alpha: float  # diffusion loss
-  beta: float   # weight-space loss: beta * ||θ̂ - θ*||² (a sum over the D LiDB numbers, not a mean)
+  beta: float  # weight-space loss: beta * ||θ̂ - θ*||² (a sum over the D LiDB numbers, not a mean)
 
 
 @dataclasses.dataclass(frozen=True)
 class HyperTrainer:
   """Builds the loss and the jitted step for one hypernetwork on one base model."""
+
   net: Hypernet
   base: BaseModel
   optimizer: optax.GradientTransformation
@@ -52,23 +55,38 @@ class HyperTrainer:
 
   def frozen(self) -> dict[str, Any]:
     """What the step reads but never trains: base model, aux bases, the frozen encoder."""
-    return {"sd": self.base.sd.params, "aux": self.base.aux,
-            "encoder": None if self.net.train_encoder else self.net.encoder.params}
+    return {
+      "sd": self.base.sd.params,
+      "aux": self.base.aux,
+      "encoder": None if self.net.train_encoder else self.net.encoder.params,
+    }
 
   def init_state(self, params: Any) -> HyperTrainState:
-    return HyperTrainState(params=params, opt_state=self.optimizer.init(params), step=jnp.zeros((), jnp.int32))
+    return HyperTrainState(
+      params=params, opt_state=self.optimizer.init(params), step=jnp.zeros((), jnp.int32)
+    )
 
-  def per_example_losses(self, params: Any, frozen: dict[str, Any], batch: Batch, keys: jax.Array,
-                         refine_steps: int | None = None, diffusion: bool | None = None) -> dict[str, jax.Array]:
-    """{'weight': [B] (||θ̂ - θ*||²), 'diffusion': [B], 'total': [B]}; the diffusion term is computed when
-    `diffusion` (default: alpha > 0), else zero."""
+  def per_example_losses(
+    self,
+    params: Any,
+    frozen: dict[str, Any],
+    batch: Batch,
+    keys: jax.Array,
+    refine_steps: int | None = None,
+    diffusion: bool | None = None,
+  ) -> dict[str, jax.Array]:
+    """{'weight': [B] (||θ̂ - θ*||²), 'diffusion': [B], 'total': [B]}; the diffusion term is
+    computed when `diffusion` (default: alpha > 0), else zero."""
     predicted = self.net.predict(params, frozen["encoder"], batch["image"], refine_steps)
     weight = jnp.sum(jnp.square(predicted - batch["weights"]), axis=-1)
     diffusion_loss = jnp.zeros_like(weight)
     if self.weights.alpha if diffusion is None else diffusion:
       diffusion_loss = self._diffusion(frozen, predicted, batch["image"], keys)
-    return {"weight": weight, "diffusion": diffusion_loss,
-            "total": self.weights.alpha * diffusion_loss + self.weights.beta * weight}
+    return {
+      "weight": weight,
+      "diffusion": diffusion_loss,
+      "total": self.weights.alpha * diffusion_loss + self.weights.beta * weight,
+    }
 
   def _diffusion(self, frozen, predicted, images, keys):
     sd = self.base.sd
@@ -83,10 +101,13 @@ class HyperTrainer:
     return loss(frozen["sd"], predicted)
 
   def step_keys(self, step: jax.Array, batch_size: int) -> jax.Array:
-    """Per-example noise keys of a step: the same for the same (seed, step) whatever the sharding."""
-    return jax.random.split(jax.random.fold_in(jax.random.PRNGKey(self.seed), step), batch_size)
+    """Per-example noise keys of a step: the same for the same (seed, step) whatever the
+    sharding."""
+    return jax.random.split(jax.random.fold_in(jax.random.key(self.seed), step), batch_size)
 
-  def train_step(self, state: HyperTrainState, frozen: dict[str, Any], batch: Batch) -> tuple[HyperTrainState, dict]:
+  def train_step(
+    self, state: HyperTrainState, frozen: dict[str, Any], batch: Batch
+  ) -> tuple[HyperTrainState, dict]:
     keys = self.step_keys(state.step, batch["image"].shape[0])
 
     def loss_fn(params):
@@ -98,27 +119,45 @@ class HyperTrainer:
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
-    new_state = HyperTrainState(params=keep(params, state.params), opt_state=keep(opt_state, state.opt_state),
-                           step=state.step + 1)
-    metrics = {"loss": loss, "weight_loss": jnp.mean(losses["weight"]),
-               "weight_mse": jnp.mean(losses["weight"]) / batch["weights"].shape[-1],
-               "diffusion_loss": jnp.mean(losses["diffusion"]), "grad_norm": grad_norm,
-               "finite": finite.astype(jnp.int32)}
+    # noqa: E731
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = HyperTrainState(
+      params=keep(params, state.params),
+      opt_state=keep(opt_state, state.opt_state),
+      step=state.step + 1,
+    )
+    metrics = {
+      "loss": loss,
+      "weight_loss": jnp.mean(losses["weight"]),
+      "weight_mse": jnp.mean(losses["weight"]) / batch["weights"].shape[-1],
+      "diffusion_loss": jnp.mean(losses["diffusion"]),
+      "grad_norm": grad_norm,
+      "finite": finite.astype(jnp.int32),
+    }
     return new_state, metrics
 
-  def jit_train_step(self, mesh: Mesh, state_sharding: Any, frozen_sharding: Any
-                     ) -> Callable[[HyperTrainState, dict, Batch], tuple[HyperTrainState, dict]]:
+  def jit_train_step(
+    self, mesh: Mesh, state_sharding: Any, frozen_sharding: Any
+  ) -> Callable[[HyperTrainState, dict, Batch], tuple[HyperTrainState, dict]]:
     """The step under `mesh`: batch split over the mesh, state donated, metrics replicated."""
     batch = mesh_lib.batch_sharding(mesh)
-    return jax.jit(self.train_step, in_shardings=(state_sharding, frozen_sharding, batch),
-                   out_shardings=(state_sharding, mesh_lib.replicated(mesh)), donate_argnums=(0,))
+    return jax.jit(
+      self.train_step,
+      in_shardings=(state_sharding, frozen_sharding, batch),
+      out_shardings=(state_sharding, mesh_lib.replicated(mesh)),
+      donate_argnums=(0,),
+    )
 
   def jit_eval(self, mesh: Mesh, params_sharding: Any, frozen_sharding: Any) -> Callable[..., dict]:
-    """eval(params, frozen, batch, keys) -> per-example losses (diffusion included), for held-out identities."""
+    """eval(params, frozen, batch, keys) -> per-example losses (diffusion included), for held-out
+    identities."""
+
     def evaluate(params, frozen, batch, keys):
       return self.per_example_losses(params, frozen, batch, keys, diffusion=True)
 
     replicated = mesh_lib.replicated(mesh)
-    return jax.jit(evaluate, in_shardings=(params_sharding, frozen_sharding, replicated, replicated),
-                   out_shardings=replicated)
+    return jax.jit(
+      evaluate,
+      in_shardings=(params_sharding, frozen_sharding, replicated, replicated),
+      out_shardings=replicated,
+    )
