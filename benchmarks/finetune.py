@@ -45,13 +45,14 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 MODELS = ("tiny", "sd15-32")
+# the same layers, as peft names them
 PEFT_TARGETS = [
   "to_q",
   "to_k",
   "to_v",
   "to_out.0",
   "ff.net.0.proj",
-]  # the same layers, as peft names them
+]
 LORA_RANK = 4
 LEARNING_RATE = 1e-4
 WEIGHT_DECAY = 1e-2
@@ -298,9 +299,8 @@ def phase0(steps: int) -> None:
   it."""
   import jax  # pylint: disable=import-outside-toplevel
 
-  sys.path.insert(
-    0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  )  # the repo's configs/
+  # the repo's configs/
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from configs.lidb import get_config  # pylint: disable=import-outside-toplevel
   from hdb_jax.diffusion.base import setup_base_model
   from hdb_jax.preoptimize.step import lidb_trainer, train_lidb_batch

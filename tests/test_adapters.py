@@ -48,9 +48,8 @@ def test_default_targets_select_the_papers_layers(tiny_sd, layers):
     "out_proj": 2,
   }
   geglu = next(l for l in layers if l.path.endswith("ff/net_0/proj"))
-  assert (
-    geglu.m == 8 * geglu.n
-  )  # GEGLU's input projection: dim -> 2 x 4 dim (not net_2, 4 dim -> dim)
+  # GEGLU's input projection: dim -> 2 x 4 dim (not net_2, 4 dim -> dim)
+  assert geglu.m == 8 * geglu.n
   attention_only = adapters.select_layers(tiny_sd.params, adapters.ATTENTION_TARGETS)
   assert len(attention_only) == 136 and not any("/ff/" in l.path for l in attention_only)
 
@@ -76,16 +75,14 @@ def test_sd15_counts_from_config_without_weights():
   widths = [320] * (2 + 3) + [640] * (2 + 3) + [1280] * (2 + 3 + 1)
   ctx, hidden = unet["cross_attention_dim"], text["hidden_size"]
   a, b = 100, 50
-  lidb_unet = sum(
-    8 * (min(a, d) + min(b, d)) for d in widths
-  )  # q, k, v, out in 2 attentions (d >= a, b)
+  # q, k, v, out in 2 attentions (d >= a, b)
+  lidb_unet = sum(8 * (min(a, d) + min(b, d)) for d in widths)
   lidb_unet += sum(min(a, d) + min(b, 8 * d) for d in widths)  # GEGLU proj d -> 8d
   lidb_text = 48 * (min(a, hidden) + min(b, hidden))
   assert count.lidb_numbers == lidb_unet + lidb_text == 28_800
   lora_attn1 = sum(4 * (d + d) for d in widths)
-  lora_attn2 = sum(
-    (d + d) + 2 * (ctx + d) + (d + d) for d in widths
-  )  # to_k, to_v read the text (768 wide)
+  # to_k, to_v read the text (768 wide)
+  lora_attn2 = sum((d + d) + 2 * (ctx + d) + (d + d) for d in widths)
   lora_ff = sum(d + 8 * d for d in widths)
   lora_text = 48 * 2 * hidden
   assert count.lora_numbers == lora_attn1 + lora_attn2 + lora_ff + lora_text == 385_344
@@ -104,9 +101,8 @@ def test_aux_bases_are_orthonormal_and_distinct(layers):
     a_aux, b_aux = np.asarray(aux[layer.path]["a_aux"]), np.asarray(aux[layer.path]["b_aux"])
     a, b = TINY_LIDB.dims(layer)
     assert a_aux.shape == (layer.n, a) and b_aux.shape == (b, layer.m)
-    np.testing.assert_allclose(
-      a_aux.T @ a_aux, np.eye(a), atol=1e-5
-    )  # float32 storage of a float64 QR
+    # float32 storage of a float64 QR
+    np.testing.assert_allclose(a_aux.T @ a_aux, np.eye(a), atol=1e-5)
     np.testing.assert_allclose(b_aux @ b_aux.T, np.eye(b), atol=1e-5)
   first, second = (np.asarray(aux[l.path]["a_aux"]) for l in layers[:2])
   assert first.shape == second.shape and np.abs(first - second).max() > 0.1

@@ -90,9 +90,8 @@ def test_exif_rotation_is_applied(tmp_path):
   expected = _rgb(np.asarray(upright))
   assert np.abs(out - expected).mean() < JPEG_TOL
   # Without the rotation the red block would sit in another corner: the test can tell.
-  assert (
-    np.abs(_rgb(np.asarray(stored)) - expected).mean() > 0.25
-  )  # two of nine blocks differ: 0.296
+  # two of nine blocks differ: 0.296
+  assert np.abs(_rgb(np.asarray(stored)) - expected).mean() > 0.25
   np.testing.assert_allclose(out[5:25, 5:25].mean((0, 1)), _rgb([255, 0, 0]), atol=JPEG_TOL)
 
 
@@ -110,9 +109,8 @@ def test_centre_crop_and_antialiased_resize(tmp_path):
 def test_jpeg_draft_decoding_matches_full_decoding(tmp_path):
   """Big JPEGs are decoded at a reduced DCT scale: the result must stay close to a full decode +
   resize."""
-  big = Image.fromarray(
-    np.kron(np.asarray(_noise(64, seed=3)), np.ones((16, 16, 1), np.uint8))
-  )  # 1024 px
+  # 1024 px
+  big = Image.fromarray(np.kron(np.asarray(_noise(64, seed=3)), np.ones((16, 16, 1), np.uint8)))
   path = _save(tmp_path / "big.jpg", big, quality=95)
   reference = _rgb(
     np.asarray(Image.open(path).convert("RGB").resize((128, 128), Image.Resampling.LANCZOS))
@@ -173,12 +171,10 @@ def test_errors_name_the_file_on_one_line(tmp_path):
 
 def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
   monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
-  warned = _save(
-    tmp_path / "warned.png", Image.new("RGB", (120, 100))
-  )  # 12,000 px: Pillow only warns
-  refused = _save(
-    tmp_path / "refused.png", Image.new("RGB", (300, 300))
-  )  # > 2x the limit: Pillow raises
+  # 12,000 px: Pillow only warns
+  warned = _save(tmp_path / "warned.png", Image.new("RGB", (120, 100)))
+  # > 2x the limit: Pillow raises
+  refused = _save(tmp_path / "refused.png", Image.new("RGB", (300, 300)))
   with (
     pytest.warns(Image.DecompressionBombWarning),
     pytest.raises(ImageError, match="decompression.bomb limit"),
@@ -306,9 +302,8 @@ def test_shuffle_is_seeded_and_per_epoch():
   other, _, _ = _iterate(config, 6, batch_size=4, seed=1)
   order = np.concatenate([b["index"] for b in first])
   np.testing.assert_array_equal(order, np.concatenate([b["index"] for b in again]))
-  assert (
-    sorted(order[:12]) == sorted(order[12:]) == list(range(12))
-  )  # each epoch covers the source once
+  # each epoch covers the source once
+  assert sorted(order[:12]) == sorted(order[12:]) == list(range(12))
   assert not np.array_equal(order[:12], order[12:])  # and reshuffles
   assert not np.array_equal(order, np.concatenate([b["index"] for b in other]))
 
@@ -343,9 +338,8 @@ def _assert_same_batch(a, b):
 
 
 def test_restored_position_gives_the_same_next_batch():
-  config = _config(
-    num_identities=5, views_per_identity=3, augment=True
-  )  # 15: batches of 4 straddle epochs
+  # 15: batches of 4 straddle epochs
+  config = _config(num_identities=5, views_per_identity=3, augment=True)
   for taken in (0, 3, 4):
     batches, _, _ = _iterate(config, taken + 1, batch_size=4, seed=2)
     _, position, _ = _iterate(config, taken, batch_size=4, seed=2)
@@ -418,17 +412,15 @@ def test_folder_source_skips_and_names_bad_files(image_folder, caplog):
   with caplog.at_level(std_logging.WARNING):
     batches, position, it = _iterate(config, 4, batch_size=4, source=source)  # 16 good = two epochs
   ids = [i for b in batches for i in b["identity_id"].tolist()]
-  assert (
-    ids[:8] == good and ids[8:] == good
-  )  # relative paths, in order; every good file, once an epoch
+  # relative paths, in order; every good file, once an epoch
+  assert ids[:8] == good and ids[8:] == good
   assert (
     it.skipped == len(bad) == 4
     and sorted(os.path.relpath(p, root) for p in it.skipped_files) == bad
   )
   for name in bad:
-    assert caplog.text.count(f"skipping bad file: {root / name}") == 1, (
-      name
-    )  # named once, not every epoch
+    # named once, not every epoch
+    assert caplog.text.count(f"skipping bad file: {root / name}") == 1, name
   assert "4 bad file(s) skipped" in caplog.text  # the summary
   assert position == {
     "epoch": 1,
@@ -480,9 +472,8 @@ def test_paired_with_weights_by_identity_id():
     _config(num_identities=4, views_per_identity=2), 1, batch_size=6, source=source, weights=weights
   )
   assert batch["weights"]["layer"]["a_train"].shape == (6, 3, 1)
-  expected = [
-    int(i.rsplit("/", 1)[1]) for i in batch["identity_id"]
-  ]  # each row holds its own identity's weights
+  # each row holds its own identity's weights
+  expected = [int(i.rsplit("/", 1)[1]) for i in batch["identity_id"]]
   np.testing.assert_array_equal(batch["weights"]["layer"]["a_train"][:, 0, 0], expected)
   with pytest.raises(data.SourceError, match="no image has an identity id of the weights index"):
     data.paired_examples({"someone/else": {}}, source)
@@ -494,22 +485,19 @@ def test_phase1_never_mirrors_a_face_beside_its_phase0_weights():
   photos = {e.index: e.load(32) for e in source.examples}
 
   def mirrored(config, **kwargs):
-    (batch,), _, _ = _iterate(
-      config, 1, batch_size=32, source=source, **kwargs
-    )  # 4 epochs of random draws
+    # 4 epochs of random draws
+    (batch,), _, _ = _iterate(config, 1, batch_size=32, source=source, **kwargs)
     return [
       not np.array_equal(image, photos[int(i)]) for image, i in zip(batch["image"], batch["index"])
     ]
 
   # With colour jitter off, an augmented image differs from its photo only if it was mirrored.
   config = _config(augment=True, color_jitter=0.0, num_workers=0)
-  assert not any(
-    mirrored(config, weights=weights)
-  )  # the targets were fitted to the unmirrored photos
+  # the targets were fitted to the unmirrored photos
+  assert not any(mirrored(config, weights=weights))
   config.flip = True
-  assert (
-    8 <= sum(mirrored(config)) <= 24
-  )  # without weights flipping is allowed: Binomial(32, 1/2) +- 2 sd
+  # without weights flipping is allowed: Binomial(32, 1/2) +- 2 sd
+  assert 8 <= sum(mirrored(config)) <= 24
   with pytest.raises(ValueError, match="mirrored face would be paired with LiDB weights"):
     mirrored(config, weights=weights)
 

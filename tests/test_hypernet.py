@@ -240,9 +240,8 @@ def test_checkpoint_for_other_layers_is_refused(overfit_run):
   with pytest.raises(hypernet_card.CheckpointMismatchError, match="adapted layers"):
     load_predictor(workdir, base)
   with pytest.raises(hypernet_card.CheckpointMismatchError, match="adapted layers"):
-    hypernet_card.write_card(
-      workdir, config, base
-    )  # training into it with other layers is refused too
+    # training into it with other layers is refused too
+    hypernet_card.write_card(workdir, config, base)
 
 
 def test_checkpoint_whose_aux_bases_regenerate_differently_is_refused(overfit_run, tmp_path):
@@ -481,18 +480,15 @@ def test_image_encoder_loads_pytorch_weights(tmp_path):
   from hdb_jax.models.image_encoder import image_features, load_image_encoder
   from hdb_jax.models.torch_models import create_tiny_pytorch_dino
 
-  reference = create_tiny_pytorch_dino(
-    str(tmp_path / "vit_pt")
-  )  # a ViT in PyTorch safetensors only
+  # a ViT in PyTorch safetensors only
+  reference = create_tiny_pytorch_dino(str(tmp_path / "vit_pt"))
   encoder = load_image_encoder(str(tmp_path / "vit_pt"))
-  images = (
-    np.random.default_rng(4).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
-  )  # encoder size: no resize
+  # encoder size: no resize
+  images = np.random.default_rng(4).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
   pixels = ((images + 1) / 2 - np.asarray(encoder.mean)) / np.asarray(encoder.std)
   with torch.no_grad():
     expected = reference(torch.tensor(pixels.transpose(0, 3, 1, 2))).last_hidden_state.numpy()
   tokens = image_features(encoder, encoder.params, jnp.asarray(images))
   assert tokens.shape == (2, encoder.num_tokens, encoder.hidden_size)
-  np.testing.assert_allclose(
-    tokens, expected, atol=1e-4
-  )  # fp32 on both sides; same tolerance as DINO's test
+  # fp32 on both sides; same tolerance as DINO's test
+  np.testing.assert_allclose(tokens, expected, atol=1e-4)

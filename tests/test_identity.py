@@ -138,9 +138,8 @@ def test_aux_basis_hash_round_trips_and_drift_is_refused(ident, layers, tmp_path
     and len(stored.aux_hash) == 16
   )
   assert stored.aux_numpy == np.__version__
-  assert (
-    adapters.aux_basis_hash(layers, LidbConfig(aux_seed=8)) != stored.aux_hash
-  )  # the seed is hashed too
+  # the seed is hashed too
+  assert adapters.aux_basis_hash(layers, LidbConfig(aux_seed=8)) != stored.aux_hash
   request.getfixturevalue("drifted_numpy_stream")
   assert adapters.aux_basis_hash(layers, ident.meta.lidb) != stored.aux_hash
   with pytest.raises(adapters.AuxBasisMismatchError, match=f"hash {stored.aux_hash}.*numpy"):
@@ -161,14 +160,8 @@ def test_weights_dataset_refuses_drifted_bases(layers, tmp_path, request):
   from hdb_jax.formats import weights_dataset
 
   config = LidbConfig(aux_seed=7)
-  dataset = weights_dataset.create_or_open(
-    str(tmp_path),
-    base_model="tiny",
-    base_fingerprint="f" * 16,
-    layers=layers,
-    lidb_config=config,
-    settings={},
-  )
+  header = dict(base_model="tiny", base_fingerprint="f" * 16, layers=layers, lidb_config=config)
+  dataset = weights_dataset.create_or_open(str(tmp_path), **header, settings={})
   vector = np.zeros((1, adapters.lidb_size(layers, config)), np.float32)
   dataset.append_chunk(0, ["id0"], ["src0"], vector, [0.5])
   assert weights_dataset.open_dataset(str(tmp_path)).index["aux_hash"] == adapters.aux_basis_hash(
@@ -178,11 +171,4 @@ def test_weights_dataset_refuses_drifted_bases(layers, tmp_path, request):
   with pytest.raises(adapters.AuxBasisMismatchError, match="weights dataset"):
     weights_dataset.open_dataset(str(tmp_path))
   with pytest.raises(adapters.AuxBasisMismatchError):
-    weights_dataset.create_or_open(
-      str(tmp_path),
-      base_model="tiny",
-      base_fingerprint="f" * 16,
-      layers=layers,
-      lidb_config=config,
-      settings={},
-    )
+    weights_dataset.create_or_open(str(tmp_path), **header, settings={})

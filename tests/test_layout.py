@@ -19,10 +19,10 @@ PACKAGE = ROOT / "hdb_jax"
 LAYERS = (
   "errors",
   "io",
+  "runtime",
   "models",
   "adapters",
   "data",
-  "runtime",
   "config",
   "diffusion",
   "engine",
@@ -36,10 +36,11 @@ LAYERS = (
   "generate",
   "demo",
 )
+# only hdb_jax.models imports them (the Flax pin lives there)
 THIRD_PARTY_MODELS = (
   "diffusers",
   "transformers",
-)  # only hdb_jax.models imports them (the Flax pin lives there)
+)
 
 
 def module_name(path: pathlib.Path) -> str:

@@ -17,9 +17,8 @@ CONVS = [
   dict(kernel_size=(1, 1), padding="VALID"),  # shortcut, proj_in/out
   dict(kernel_size=(3, 3), padding="SAME"),
   dict(kernel_size=(3, 3), strides=(2, 2), padding="SAME"),
-  dict(
-    kernel_size=(2, 3), strides=(1, 2), padding=((0, 1), (2, 0))
-  ),  # uneven: catches swapped axes
+  # uneven: catches swapped axes
+  dict(kernel_size=(2, 3), strides=(1, 2), padding=((0, 1), (2, 0))),
 ]
 
 

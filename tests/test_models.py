@@ -120,9 +120,8 @@ def test_refused_token_suggests_single_tokens_of_this_tokenizer(tmp_path, vocabu
   a tokenizer without 'sks' (none of the classic rare identifiers) gets words from its own
   vocabulary."""
   words = TINY_WORDS if vocabulary == "tiny" else tuple(w for w in TINY_WORDS if w != "sks")
-  sd = types.SimpleNamespace(
-    tokenizer=write_tiny_tokenizer(str(tmp_path), words)
-  )  # check_token needs only this
+  # check_token needs only this
+  sd = types.SimpleNamespace(tokenizer=write_tiny_tokenizer(str(tmp_path), words))
   with pytest.raises(UserError, match="single token") as error:
     models.check_token(sd, refused)
   suggested = re.findall(r"'([^']*)'", str(error.value).partition("e.g. ")[2])

@@ -21,10 +21,11 @@ UNET_ATTENTION = r"^unet/.*/attn[12]/to_(q|k|v|out_0)/kernel$"
 UNET_GEGLU_PROJ = r"^unet/.*/ff/net_0/proj/kernel$"
 TEXT_SELF_ATTENTION = r"^text_encoder/.*/self_attn/(q|k|v|out)_proj/kernel$"
 DEFAULT_TARGETS = (UNET_ATTENTION, UNET_GEGLU_PROJ, TEXT_SELF_ATTENTION)
+# attention only: 176 layers, 26,400 LiDB numbers
 ATTENTION_TARGETS = (
   UNET_ATTENTION,
   TEXT_SELF_ATTENTION,
-)  # attention only: 176 layers, 26,400 LiDB numbers
+)
 MODEL_PREFIXES = ("unet", "text_encoder")
 
 

@@ -41,12 +41,10 @@ def hyper_config(variant: str) -> ml_collections.ConfigDict:
   evaluation."""
   tiny = variant == "tiny"
   config = base_config("tiny" if tiny else "")
-  config.weights = (
-    "auto" if tiny else ""
-  )  # Phase 0 weights dataset dir; 'auto': run Phase 0 into WORKDIR/phase0
-  config.phase0 = preoptimize_settings(
-    "tiny" if tiny else ""
-  )  # Phase 0's settings when weights='auto'
+  # Phase 0 weights dataset dir; 'auto': run Phase 0 into WORKDIR/phase0
+  config.weights = "auto" if tiny else ""
+  # Phase 0's settings when weights='auto'
+  config.phase0 = preoptimize_settings("tiny" if tiny else "")
   config.encoder = ml_collections.ConfigDict(
     dict(
       pretrained="tiny-vit"
@@ -74,9 +72,8 @@ def hyper_config(variant: str) -> ml_collections.ConfigDict:
   # --config.steps=300 --config.eval.every=0 --config.batch_size=4`; at the default batch 8 on 8
   # devices, 200 steps: 0.0077 (held out: 1,115).
   config.beta = 1.0
-  config.batch_size = (
-    8 if tiny else 64
-  )  # global: split over processes and devices (8: 1 per device on 8)
+  # global: split over processes and devices (8: 1 per device on 8)
+  config.batch_size = 8 if tiny else 64
   config.steps = 200 if tiny else 50_000
   config.optim = optimizer_config(
     1e-3 if tiny else 1e-4,
@@ -104,6 +101,7 @@ def hyper_config(variant: str) -> ml_collections.ConfigDict:
       guidance=7.5,
     )
   )
+  # jax.distributed.initialize() discovers TPU pods / SLURM by itself
   config.distributed = ml_collections.ConfigDict(
     dict(
       coordinator_address="",
@@ -111,7 +109,7 @@ def hyper_config(variant: str) -> ml_collections.ConfigDict:
       process_id=-1,  # or JAX_COORDINATOR_ADDRESS etc.
       auto=not tiny,
     )
-  )  # jax.distributed.initialize() discovers TPU pods / SLURM by itself
+  )
   config.data.augment = not tiny
   config.data.views_per_identity = 1
   if tiny:
@@ -146,18 +144,15 @@ def evaluate_config(variant: str) -> ml_collections.ConfigDict:
   config.methods = (
     "no_hyper,lora@40" if tiny else "full,only_hyper,no_hyper,k1,lora@40,lora@400,lora@1200"
   )
-  config.prompts = (
-    "tiny" if tiny else "all"
-  )  # a set of evaluate/prompts.py, or 'p1|p2' (each with {token})
+  # a set of evaluate/prompts.py, or 'p1|p2' (each with {token})
+  config.prompts = "tiny" if tiny else "all"
   config.num_samples = 1 if tiny else 4
   config.sample_batch = 2 if tiny else 16  # images per sampling call (prompts x samples)
   config.identities_per_batch = 1 if tiny else 8  # photos personalized together
-  config.clip_model = (
-    "tiny-clip" if tiny else "openai/clip-vit-base-patch32"
-  )  # hub id, local dir, tiny-clip[:DIR]
-  config.dino_model = (
-    "tiny-dino" if tiny else "facebook/dino-vits16"
-  )  # hub id, local dir, tiny-dino[:DIR]
+  # hub id, local dir, tiny-clip[:DIR]
+  config.clip_model = "tiny-clip" if tiny else "openai/clip-vit-base-patch32"
+  # hub id, local dir, tiny-dino[:DIR]
+  config.dino_model = "tiny-dino" if tiny else "facebook/dino-vits16"
   config.face_rec = True  # dlib face descriptors (the `face` extra); False to skip Face Rec
   config.face_upsample = (
     1  # dlib detector upsampling: 1 finds faces from ~40 px; 0 from ~80 px, ~3x faster

@@ -33,14 +33,12 @@ def data_config() -> ml_collections.ConfigDict:
       source="synthetic",  # 'synthetic' | 'folder:<path>' | 'tfds:<name>[/<config>]'
       # tfds: sources
       image_key="image",
-      identity_key=config_dict.placeholder(
-        str
-      ),  # a feature naming the identity; None: '<split>[<index>]'
+      # a feature naming the identity; None: '<split>[<index>]'
+      identity_key=config_dict.placeholder(str),
       split="train",
       data_dir=config_dict.placeholder(str),  # TFDS data_dir (None: ~/tensorflow_datasets)
-      manual_dir=config_dict.placeholder(
-        str
-      ),  # manual downloads (celeb_a_hq: the data<R>x<R>.tar files)
+      # manual downloads (celeb_a_hq: the data<R>x<R>.tar files)
+      manual_dir=config_dict.placeholder(str),
       prepare=False,  # build an unprepared TFDS dataset on first use
       shuffle_buffer=1024,  # tf.data shuffle buffer (encoded images) per process
       # synthetic source
@@ -102,9 +100,8 @@ def base_config(variant: str) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.pretrained = "tiny" if tiny else SD15  # hub id, local diffusers dir, or 'tiny[:DIR]'
   config.revision = ml_collections.config_dict.placeholder(str)
-  config.compute_dtype = (
-    "float32" if tiny else "bfloat16"
-  )  # frozen model's compute; trainables stay fp32
+  # frozen model's compute; trainables stay fp32
+  config.compute_dtype = "float32" if tiny else "bfloat16"
   config.memory_efficient_attention = (
     False  # chunked attention in the UNet (large images, small memory)
   )
@@ -124,9 +121,8 @@ def base_config(variant: str) -> ml_collections.ConfigDict:
   return config
 
 
-BASE_FIELDS = tuple(
-  base_config("tiny").keys()
-)  # what every phase shares (Phase 1 hands them to Phase 0)
+# what every phase shares (Phase 1 hands them to Phase 0)
+BASE_FIELDS = tuple(base_config("tiny").keys())
 
 
 def preoptimize_settings(variant: str) -> ml_collections.ConfigDict:

@@ -125,9 +125,8 @@ class _Face:
     return _rgb(scale * np.array([self.p[f"{prefix}_{c}"] for c in "rgb"]))
 
 
-Polygon = tuple[
-  np.ndarray, tuple[int, int, int, int]
-]  # points [k, 2] (fractions of the side), fill
+# points [k, 2] (fractions of the side), fill
+Polygon = tuple[np.ndarray, tuple[int, int, int, int]]
 
 
 def _ellipse(

@@ -10,6 +10,7 @@ compiling (a rerun reuses the compiled programs). The tiny model has random weig
 are noise: the losses, sizes and timings are what mean something.
 """
 
+import dataclasses
 import os
 
 from absl import flags
@@ -49,14 +50,8 @@ def main(argv: list[str]) -> None:
   workdir = FLAGS.workdir
   os.makedirs(workdir, exist_ok=True)
   timings: dict[str, float] = {}
-  settings = DemoSettings(
-    identities=FLAGS.identities,
-    hyper_steps=FLAGS.hyper_steps,
-    finetune_steps=FLAGS.finetune_steps,
-    evaluate=FLAGS.evaluate,
-    methods=FLAGS.methods,
-    pretrained=FLAGS.pretrained,
-  )
+  # every DemoSettings field is the flag of the same name
+  settings = DemoSettings(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(DemoSettings)})
   done = run_phases(workdir, settings, timings)
   path = write_report(workdir, done, timings)
   print("\nhdb_jax demo (tiny random model: its images are noise; the numbers are real)")

@@ -63,6 +63,13 @@ def timed(timings: dict[str, float], name: str) -> Iterator[None]:
   timings[name] = time.perf_counter() - start
 
 
+def _on_photos(config: Any, settings: DemoSettings, photos: list[str], hyper_dir: str) -> Any:
+  """A Phase 2 config (personalize or evaluate) set to the demo's photos, model and hypernetwork."""
+  config.pretrained, config.hypernet = settings.pretrained, hyper_dir
+  config.images, config.steps, config.overwrite = ",".join(photos), settings.finetune_steps, True
+  return config
+
+
 def run_phases(workdir: str, settings: DemoSettings, timings: dict[str, float]) -> dict[str, Any]:
   """Every phase in order, into WORKDIR/{phase0,hyper,personalized,hypernet_export,evaluation};
   returns what the report needs."""
@@ -78,10 +85,11 @@ def run_phases(workdir: str, settings: DemoSettings, timings: dict[str, float]) 
     hyper.weights, hyper.pretrained = dataset.directory, settings.pretrained
     hyper.data.num_identities = settings.identities
     hyper.steps = hyper.checkpoint_every = hyper.eval.every = settings.hyper_steps
+    # the held-out face's samples come in Phase 2
     hyper.eval.num_identities, hyper.eval.samples = (
       1,
       False,
-    )  # the held-out face's samples come in Phase 2
+    )
     hyper_dir = os.path.join(workdir, "hyper")
     train(hyper, hyper_dir)
   _, (held_out,) = data.split_identities(sorted(dataset.identity_ids()), 1)
@@ -90,28 +98,14 @@ def run_phases(workdir: str, settings: DemoSettings, timings: dict[str, float]) 
   save_png(held_out_photo, np.uint8(np.round((face + 1) * 127.5)))
   photos = [demo_photo(os.path.join(workdir, "astronaut.png")), held_out_photo]
   with timed(timings, "phase 2: personalize 2 photos (+ samples, export)"):
-    config = phases.personalize_config("tiny")
-    config.pretrained = settings.pretrained
-    config.images, config.hypernet, config.steps, config.overwrite = (
-      ",".join(photos),
-      hyper_dir,
-      settings.finetune_steps,
-      True,
-    )
+    config = _on_photos(phases.personalize_config("tiny"), settings, photos, hyper_dir)
     outputs = personalize(config, os.path.join(workdir, "personalized"))
   with timed(timings, "export the hypernetwork"):
     export_hypernet(hyper_dir, os.path.join(workdir, "hypernet_export"), overwrite=True)
   results = None
   if settings.evaluate:
     with timed(timings, f"evaluate: {settings.methods}"):
-      econfig = phases.evaluate_config("tiny")
-      econfig.pretrained = settings.pretrained
-      econfig.images, econfig.hypernet, econfig.steps, econfig.overwrite = (
-        ",".join(photos),
-        hyper_dir,
-        settings.finetune_steps,
-        True,
-      )
+      econfig = _on_photos(phases.evaluate_config("tiny"), settings, photos, hyper_dir)
       econfig.methods, econfig.identities_per_batch = settings.methods, 2
       results = evaluate(econfig, os.path.join(workdir, "evaluation"))
   return {

@@ -245,9 +245,8 @@ def evaluate(
   prompts = resolve_prompts(config.prompts)
   paths = photo_paths(config)
   names = identity_names(paths)
-  face_embedder = (
-    FaceEmbedder(upsample=config.face_upsample) if config.face_rec else None
-  )  # before the big loads
+  # before the big loads
+  face_embedder = FaceEmbedder(upsample=config.face_upsample) if config.face_rec else None
   base = setup_base_model(config)
   photos = np.stack(
     [load_image(p, base.sd.resolution, min_size=config.data.min_size) for p in paths]

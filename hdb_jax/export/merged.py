@@ -17,9 +17,11 @@ def write_merged(identity: identity_lib.Identity, out_dir: str, pretrained: str)
   # pylint: disable=import-outside-toplevel
   from hdb_jax.models import load_model
   from hdb_jax.models.pretrained import resolve_model_dir
+
+  # torch: first, to fail before loading
   from hdb_jax.models.pytorch_export import (
     save_pytorch_pipeline,
-  )  # torch: first, to fail before loading
+  )
 
   root = resolve_model_dir(pretrained)
   sd = load_model(root)

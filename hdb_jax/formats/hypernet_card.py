@@ -19,7 +19,6 @@ import ml_collections
 import numpy as np
 
 from hdb_jax.adapters import aux_basis_hash, check_aux_basis_hash
-from hdb_jax.diffusion.base import BaseModel
 from hdb_jax.errors import MissingFileError, UserError
 from hdb_jax.io.files import read_format_json, write_text_atomic
 
@@ -31,8 +30,9 @@ class CheckpointMismatchError(UserError):
   """A checkpoint does not fit the base model or config it is used with."""
 
 
-def card(config: ml_collections.ConfigDict, base: BaseModel) -> dict[str, Any]:
-  """What a checkpoint predicts for and how its network is built."""
+def card(config: ml_collections.ConfigDict, base: Any) -> dict[str, Any]:
+  """What a checkpoint predicts for and how its network is built. base: a diffusion.base.BaseModel
+  (not imported: reading a card, as `python -m hdb_jax.export` does, needs no diffusers)."""
   return {
     "format": FORMAT_NAME,
     "format_version": 1,
@@ -49,7 +49,7 @@ def card(config: ml_collections.ConfigDict, base: BaseModel) -> dict[str, Any]:
   }
 
 
-def write_card(workdir: str, config: ml_collections.ConfigDict, base: BaseModel) -> None:
+def write_card(workdir: str, config: ml_collections.ConfigDict, base: Any) -> None:
   """Writes hypernet.json and config.json; a workdir holding another run's card is refused."""
   path = os.path.join(workdir, CARD)
   new = card(config, base)

@@ -180,9 +180,8 @@ def _decode(
       "%s: short side %d is below the resolution %d; upscaling", label, side, resolution
     )
   if tuple(box) != (0, 0, image.width, image.height):
-    image = image.crop(
-      box
-    )  # before the resize: resize(box=...) lets the filter reach pixels outside the box
+    # before the resize: resize(box=...) lets the filter reach pixels outside the box
+    image = image.crop(box)
   return image.resize((resolution, resolution), Image.Resampling.LANCZOS)
 
 

@@ -4,7 +4,7 @@ Everything outside this package sees `StableDiffusion` bundles, parameter pytree
 functions in `functional`.
 """
 
-from hdb_jax.models.quiet import silence_flax_deprecations
+from hdb_jax.runtime.quiet import silence_flax_deprecations
 
 silence_flax_deprecations()
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from hdb_jax.models.loading import ModelLoadError, Params, abstract_params, config_fingerprint
 from hdb_jax.models.pretrained import resolve_model_dir
-from hdb_jax.models.quiet import silence_flax_deprecations
+from hdb_jax.runtime.quiet import silence_flax_deprecations
 
 silence_flax_deprecations()
 

@@ -25,9 +25,9 @@ import numpy as np
 from flax import traverse_util
 
 from hdb_jax.models.loading import ModelLoadError, load_transformers_flax, resolve_pretrained
-from hdb_jax.models.quiet import silence_flax_deprecations
 from hdb_jax.models.tiny import default_tiny_dir, random_params, tiny_text_config
-from hdb_jax.models.tokenizer import write_tiny_tokenizer
+from hdb_jax.models.tokenizer import pad_to_length, write_tiny_tokenizer
+from hdb_jax.runtime.quiet import silence_flax_deprecations
 
 silence_flax_deprecations()
 
@@ -213,13 +213,7 @@ def text_embeddings(m: EvalModel, texts: Sequence[str], batch_size: int = 8) -> 
   """texts -> float32 [N, D] (CLIP only)."""
   if m.kind != "clip":
     raise ValueError(f"a {m.kind} model has no text tower")
-  tokens = m.tokenizer(
-    list(texts),
-    padding="max_length",
-    truncation=True,
-    max_length=m.tokenizer.model_max_length,
-    return_tensors="np",
-  )
+  tokens = pad_to_length(m.tokenizer, texts)
   fn = _text_fn(m)
   ids, mask = tokens.input_ids.astype(np.int32), tokens.attention_mask.astype(np.int32)
   return _batched(lambda i, a: fn(m.params, i, a), [ids, mask], batch_size)

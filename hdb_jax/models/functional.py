@@ -16,6 +16,7 @@ from diffusers.models.attention_flax import FlaxGEGLU, FlaxTransformer2DModel
 from hdb_jax.errors import UserError
 from hdb_jax.models.loading import Params, StableDiffusion
 from hdb_jax.models.matmul_conv import matmul_conv_backward, matmul_conv_wanted
+from hdb_jax.models.tokenizer import pad_to_length
 
 TRANSFORMER_NORM_EPSILON = 1e-6  # PyTorch Transformer2DModel's GroupNorm eps (Flax hard-codes 1e-5)
 # Rare identifiers people use for [V]; check_token suggests those that are one token of the
@@ -71,14 +72,7 @@ def tokenize(sd: StableDiffusion, prompts: Sequence[str], allow_empty: bool = Fa
   for prompt in prompts:
     if not allow_empty and (not prompt or not prompt.strip()):
       raise UserError("empty prompt")
-  ids = sd.tokenizer(
-    list(prompts),
-    padding="max_length",
-    truncation=True,
-    max_length=sd.tokenizer.model_max_length,
-    return_tensors="np",
-  ).input_ids
-  return ids.astype(np.int32)
+  return pad_to_length(sd.tokenizer, prompts).input_ids.astype(np.int32)
 
 
 def _is_single_token(tokenizer: Any, word: str) -> bool:
@@ -170,9 +164,8 @@ def vae_encode(
   """
   sample = jnp.transpose(images, (0, 3, 1, 2))
   posterior = sd.vae.apply({"params": vae_params}, sample, method=sd.vae.encode).latent_dist
-  latents = (
-    posterior.mean if rng is None else posterior.sample(rng)
-  )  # NHWC: Flax's posterior is channels-last
+  # NHWC: Flax's posterior is channels-last
+  latents = posterior.mean if rng is None else posterior.sample(rng)
   return latents * sd.vae_scaling_factor
 
 

@@ -23,8 +23,8 @@ from hdb_jax.models.loading import (
   read_json,
   resolve_pretrained,
 )
-from hdb_jax.models.quiet import silence_flax_deprecations
 from hdb_jax.models.tiny import default_tiny_dir, random_params
+from hdb_jax.runtime.quiet import silence_flax_deprecations
 
 silence_flax_deprecations()
 
@@ -97,9 +97,8 @@ def load_image_encoder(
     )
   model_cls, config_cls, default_stats = ENCODER_TYPES[model_type]
   mean, std = pixel_stats(directory, default_stats)
-  extra = (
-    {"add_pooling_layer": False} if model_cls is FlaxViTModel else {}
-  )  # tokens only: no pooler
+  # tokens only: no pooler
+  extra = {"add_pooling_layer": False} if model_cls is FlaxViTModel else {}
   model, params = load_transformers_flax(
     directory, model_cls, "image encoder", dtype=dtype, **extra
   )

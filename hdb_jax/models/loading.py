@@ -19,8 +19,8 @@ from flax import traverse_util
 from safetensors.numpy import load_file as load_safetensors_numpy
 
 from hdb_jax.errors import UserError
-from hdb_jax.models.quiet import silence_flax_deprecations
 from hdb_jax.models.schedulers import training_scheduler
+from hdb_jax.runtime.quiet import silence_flax_deprecations
 
 silence_flax_deprecations()
 
@@ -62,9 +62,8 @@ class StableDiffusion:
   scheduler_state: Any
   params: dict[str, Params]
   source: str
-  scheduler_config: dict[str, Any] = dataclasses.field(
-    default_factory=dict
-  )  # scheduler_config.json as read
+  # scheduler_config.json as read
+  scheduler_config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
   def vae_scaling_factor(self) -> float:
@@ -336,9 +335,8 @@ def load_transformers_flax(directory: str, cls: Any, what: str, **kwargs) -> tup
         f"{len(missing)} {what} weights missing from {directory}, e.g. {'/'.join(missing[0])}"
       )
     return model, params
-  model = cls(
-    cls.config_class.from_pretrained(directory), _do_init=False, **kwargs
-  )  # PyTorch safetensors
+  # PyTorch safetensors
+  model = cls(cls.config_class.from_pretrained(directory), _do_init=False, **kwargs)
   abstract = jax.eval_shape(
     lambda rng: model.init_weights(rng, model.input_shape), jax.random.key(0)
   )

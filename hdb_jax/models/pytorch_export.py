@@ -17,7 +17,7 @@ from flax import traverse_util
 from safetensors.numpy import save_file
 
 from hdb_jax.models.loading import ModelLoadError, Params, StableDiffusion
-from hdb_jax.models.quiet import silence_flax_deprecations
+from hdb_jax.runtime.quiet import silence_flax_deprecations
 
 silence_flax_deprecations()
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hdb_jax.errors import ConfigError, UserError
-from hdb_jax.models.quiet import silence_flax_deprecations
+from hdb_jax.runtime.quiet import silence_flax_deprecations
 
 silence_flax_deprecations()
 
@@ -168,9 +168,8 @@ class DpmSolverSampler:
     self.config = dict(config)
     self.order = int(config.get("solver_order", 2))
     self.prediction_type = config.get("prediction_type", "epsilon")
-    ddpm = _from_config(
-      FlaxDDPMScheduler, config
-    )  # the betas of every beta_schedule, as diffusers makes them
+    # the betas of every beta_schedule, as diffusers makes them
+    ddpm = _from_config(FlaxDDPMScheduler, config)
     self.alphas_cumprod = np.asarray(CommonSchedulerState.create(ddpm).alphas_cumprod, np.float64)
     self.base_state = None
 

@@ -13,8 +13,8 @@ import numpy as np
 from flax import traverse_util
 
 from hdb_jax.models import configs
-from hdb_jax.models.quiet import silence_flax_deprecations
 from hdb_jax.models.tokenizer import write_tiny_tokenizer
+from hdb_jax.runtime.quiet import silence_flax_deprecations
 
 silence_flax_deprecations()
 

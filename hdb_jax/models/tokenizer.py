@@ -8,10 +8,11 @@ any text still tokenizes (unknown words fall back to characters).
 
 import json
 import os
+from typing import Any, Sequence
 
 from transformers import CLIPTokenizer
 
-from hdb_jax.models.quiet import silence_flax_deprecations
+from hdb_jax.runtime.quiet import silence_flax_deprecations
 
 silence_flax_deprecations()
 
@@ -123,3 +124,15 @@ def write_tiny_tokenizer(directory: str, words: tuple[str, ...] = TINY_WORDS) ->
   )
   tokenizer.save_pretrained(directory)
   return tokenizer
+
+
+def pad_to_length(tokenizer: Any, texts: Sequence[str]) -> Any:
+  """texts -> the tokenizer's numpy encoding (input_ids, attention_mask: [N, max_length]), padded
+  and truncated to its model_max_length, as CLIP text towers are fed."""
+  return tokenizer(
+    list(texts),
+    padding="max_length",
+    truncation=True,
+    max_length=tokenizer.model_max_length,
+    return_tensors="np",
+  )

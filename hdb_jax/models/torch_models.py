@@ -6,9 +6,9 @@ import os
 import torch
 
 from hdb_jax.models import configs
-from hdb_jax.models.quiet import silence_flax_deprecations
 from hdb_jax.models.tiny import tiny_text_config, write_model_index
 from hdb_jax.models.tokenizer import write_tiny_tokenizer
+from hdb_jax.runtime.quiet import silence_flax_deprecations
 
 silence_flax_deprecations()
 

@@ -94,9 +94,8 @@ def personalize_images(
       if predicted is not None
       else (trained if kind == "lidb" else None)
     )
-    lora = (
-      trained if kind == "lora" else None
-    )  # None for the prediction alone: the ~100 KB LiDB identity
+    # None for the prediction alone: the ~100 KB LiDB identity
+    lora = trained if kind == "lora" else None
     identities.append(
       identity_lib.from_arrays(
         base.layers,

@@ -94,9 +94,8 @@ def preoptimize(config: ml_collections.ConfigDict, workdir: str) -> WeightsDatas
   ) as bar:
     for chunk in todo:
       members = chunks[chunk]
-      padded = members + [members[-1]] * (
-        per_step - len(members)
-      )  # same shape: no recompile; dropped below
+      # same shape: no recompile; dropped below
+      padded = members + [members[-1]] * (per_step - len(members))
       start = time.time()
       vectors, losses = train_lidb_batch(
         base, config, np.stack([faces[i][2] for i in padded]), padded, trainer, run, prior

@@ -1,2 +1,2 @@
-"""Plumbing every command shares: flags and logging (cli), the device mesh (mesh), the compilation
-cache."""
+"""Plumbing every command shares: flags and one-line errors (cli), the start-of-run log (overview),
+the Flax deprecation silencing (quiet), the device mesh (mesh), the compilation cache."""

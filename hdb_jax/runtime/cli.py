@@ -15,7 +15,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from hdb_jax.errors import UserError
-from hdb_jax.models.quiet import silence_flax_deprecations
+from hdb_jax.runtime.quiet import silence_flax_deprecations
 
 
 def define_config_flags(default_config: str, workdir_required: bool = True) -> None:
@@ -59,9 +59,8 @@ def run_main(main: Callable[[list[str]], None]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger("jax._src.xla_bridge").setLevel(
-      logging.WARNING
-    )  # "Unable to initialize backend 'tpu'"
+    # "Unable to initialize backend 'tpu'"
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     quiet_orbax()
     try:
       main(argv)

@@ -92,9 +92,10 @@ class Evaluator:
   def __call__(
     self, params: Any, frozen: dict[str, Any], step: int, workdir: str
   ) -> dict[str, float]:
+    # host values: every process passes the same
     keys = np.asarray(
       jax.random.key_data(jax.random.split(jax.random.key(self.config.seed + 7), len(self.ids)))
-    )  # host values: every process passes the same
+    )
     losses = self.evaluate(params, frozen, self.batch, keys)
     metrics = {
       "eval_weight_loss": float(jnp.mean(losses["weight"])),
@@ -174,9 +175,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
 
   frozen = trainer.frozen()
   frozen_sharding = mesh_lib.frozen_shardings(frozen, mesh, config.shard_frozen)
-  frozen = jax.device_put(
-    jax.device_get(frozen), frozen_sharding
-  )  # from host: every process places its shards
+  # from host: every process places its shards
+  frozen = jax.device_put(jax.device_get(frozen), frozen_sharding)
   theta_init = np.mean([targets[i] for i in train_ids], axis=0)
   # noqa
   init_state = lambda: trainer.init_state(net.init_params(jax.random.key(config.seed), theta_init))
@@ -223,20 +223,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     weights={i: targets[i] for i in train_ids},
   )
   try:
-    return _run(
-      config,
-      workdir,
-      trainer,
-      step_fn,
-      state,
-      frozen,
-      mesh,
-      mngr,
-      iterator,
-      writer,
-      evaluator,
-      start_step,
-    )
+    loop = _Loop(config, workdir, step_fn, frozen, mesh, mngr, iterator, writer, evaluator)
+    return _run(loop, state, start_step)
   finally:
     iterator.close()
     writer.close()
@@ -244,26 +232,28 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     mngr.close()
 
 
-def _run(
-  config,
-  workdir,
-  trainer,
-  step_fn,
-  state: HyperTrainState,
-  frozen,
-  mesh,
-  mngr,
-  iterator,
-  writer,
-  evaluator,
-  start_step: int,
-) -> TrainResult:
+@dataclasses.dataclass
+class _Loop:
+  """What the training loop works with besides the state (built once by `train`)."""
+
+  config: ml_collections.ConfigDict
+  workdir: str
+  step_fn: Any
+  frozen: Any
+  mesh: Any
+  mngr: Any
+  iterator: Any
+  writer: MetricsWriter
+  evaluator: Evaluator | None
+
+
+def _run(loop: _Loop, state: HyperTrainState, start_step: int) -> TrainResult:
+  config = loop.config
   pending, last, nonfinite_run = [], {}, 0
   last_time, last_logged = time.perf_counter(), start_step
   primary = jax.process_index() == 0
-  interval = (
-    0.5 if sys.stderr.isatty() else 30.0
-  )  # logs to a file: a line every 30 s, not a stream of redraws
+  # logs to a file: a line every 30 s, not a stream of redraws
+  interval = 0.5 if sys.stderr.isatty() else 30.0
   with tqdm(
     total=config.steps,
     initial=start_step,
@@ -273,9 +263,11 @@ def _run(
     mininterval=interval,
   ) as bar:
     for step in range(start_step, config.steps):
-      local = next(iterator)
-      batch = mesh_lib.global_batch({"image": local["image"], "weights": local["weights"]}, mesh)
-      state, metrics = step_fn(state, frozen, batch)
+      local = next(loop.iterator)
+      batch = mesh_lib.global_batch(
+        {"image": local["image"], "weights": local["weights"]}, loop.mesh
+      )
+      state, metrics = loop.step_fn(state, loop.frozen, batch)
       pending.append(metrics)
       done = step + 1
       if done % config.log_every == 0 or done == config.steps:
@@ -286,8 +278,8 @@ def _run(
           if nonfinite_run >= config.max_nonfinite_steps:
             raise TrainingDivergedError(
               f"loss or gradients were NaN/inf for {nonfinite_run} steps in a row (at step "
-              f"{done}); the "
-              f"last checkpoint (step {mngr.latest_step()}) is kept. Lower the learning rate."
+              f"{done}); the last checkpoint (step {loop.mngr.latest_step()}) is kept. Lower the "
+              "learning rate."
             )
         elapsed = time.perf_counter() - last_time
         last = {
@@ -296,17 +288,20 @@ def _run(
         }
         last["step_s"] = elapsed / (done - last_logged)
         last["images_per_s"] = config.batch_size / last["step_s"]
-        writer.write(done, last)
+        loop.writer.write(done, last)
         bar.set_postfix(loss=f"{last['loss']:.4f}", img_s=f"{last['images_per_s']:.1f}")
         last_time, last_logged = time.perf_counter(), done
-      if evaluator is not None and (done % config.eval.every == 0 or done == config.steps):
-        eval_metrics = evaluator(state.params, frozen, done, workdir)
-        writer.write(done, eval_metrics)
+      if loop.evaluator is not None and (done % config.eval.every == 0 or done == config.steps):
+        eval_metrics = loop.evaluator(state.params, loop.frozen, done, loop.workdir)
+        loop.writer.write(done, eval_metrics)
         last.update(eval_metrics)
         last_time = time.perf_counter()
       if done % config.checkpoint_every == 0 or done == config.steps:
         checkpoint.save_state(
-          mngr, done, state, {"positions": _gathered_positions(iterator.position), "step": done}
+          loop.mngr,
+          done,
+          state,
+          {"positions": _gathered_positions(loop.iterator.position), "step": done},
         )
       bar.update(1)
   return TrainResult(metrics=last, state=state)

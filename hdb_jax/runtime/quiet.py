@@ -11,9 +11,8 @@ def silence_flax_deprecations() -> None:
   Called once when `hdb_jax.models` is imported, before diffusers/transformers are.
   """
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  os.environ.setdefault(
-    "USE_TF", "0"
-  )  # transformers: never import TensorFlow (tf.data is ours alone)
+  # transformers: never import TensorFlow (tf.data is ours alone)
+  os.environ.setdefault("USE_TF", "0")
   os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
   os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
   os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
