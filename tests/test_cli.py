@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from absl import flags
 
@@ -118,3 +119,11 @@ def test_personalize_with_a_missing_model_directory_is_one_line(tmp_path):
   errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
   assert errors == out.stderr.strip().splitlines()[-1:]  # absl may log the model it loads before it
   assert errors[0].startswith(f"error: model directory not found: '{missing}'")
+
+
+def test_parameter_table_counts_each_component_and_the_total():
+  from hdb_jax.runtime.overview import log_parameters
+
+  tree = {"unet": {"w": np.zeros((2, 3)), "b": np.zeros(4)}, "vae": np.zeros((5, 5))}
+  rows = [line.split() for line in log_parameters({"sd": tree}).splitlines()]
+  assert rows == [["sd/unet", "10"], ["sd/vae", "25"], ["sd", "35"]]
