@@ -1,8 +1,8 @@
 """The errors a user can fix: the CLI prints them as one line, anything else keeps its traceback.
 
 Raise UserError (or a subclass) for input a user can fix: a bad photo, config value or flag, a
-mismatched or missing file they named, an output that exists. hdb_jax.cli.run_main prints it as
-`error: <message>` and exits 1. Everything else (a bug, an XLA out-of-memory error) is not caught
+mismatched or missing file they named, an output that exists. hdb_jax.runtime.cli.run_main prints it
+as `error: <message>` and exits 1. Everything else (a bug, an XLA out-of-memory error) is not caught
 there and keeps its traceback, so leave internal invariants as ValueError/KeyError/RuntimeError.
 """
 

@@ -47,9 +47,8 @@ def hyper_config(variant: str) -> ml_collections.ConfigDict:
   config.phase0 = preoptimize_settings("tiny" if tiny else "")
   config.encoder = ml_collections.ConfigDict(
     dict(
-      pretrained="tiny-vit"
-      if tiny
-      else "google/vit-huge-patch14-224-in21k",  # ViT-H/14 as in the paper
+      # ViT-H/14 as in the paper
+      pretrained="tiny-vit" if tiny else "google/vit-huge-patch14-224-in21k",
       revision=ml_collections.config_dict.placeholder(str),
       trainable=False,
     )

@@ -6,7 +6,7 @@
 - DINO: cosine(DINO ViT-S/16 last-layer CLS token of a generated image, that of the reference
   photo).
 - Face Rec: cosine of 128-d dlib face descriptors of the generated image and the reference photo
-  (hdb_jax.evaluation.faces); 0 where no face is found in either.
+  (hdb_jax.evaluate.faces); 0 where no face is found in either.
 Every value lies in [-1, 1]; means are over identities x prompts x samples.
 """
 

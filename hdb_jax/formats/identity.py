@@ -9,7 +9,7 @@ and a short hash of the aux bases (with the numpy version that made them). Aux b
 from the seed, never stored; a file whose bases regenerate differently here is refused. Files are
 never pickled; writes are atomic.
 
-    ident = hdb_jax.identity.load("me.safetensors")
+    ident = hdb_jax.formats.identity.load("me.safetensors")
     deltas = ident.delta_weights()   # {'unet/.../to_q/kernel': np.ndarray [n, m], ...}
 """
 
