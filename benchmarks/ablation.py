@@ -5,8 +5,7 @@
       --finetune_steps=5,10,40
 
 On the tiny model and procedural faces: Phase 0 on every identity, the hypernetwork trained on all
-but
-`--heldout` of them (s=3 refinement, and a k=1 network), then each held-out face personalized by
+but `--heldout` of them (s=3 refinement, and a k=1 network), then each held-out face personalized by
 every method. The score is the diffusion loss on the held-out photos (mean over fixed noise draws
 and timesteps, the same for every method; lower is better), and for predictions the weight-space MSE
 to the face's Phase 0 weights. Rows:

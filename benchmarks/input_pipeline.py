@@ -6,9 +6,8 @@
 Makes its own data in a temp dir: `--num_files` face photos (synthetic faces with sensor-like noise,
 so they compress like photos) as 1024 px JPEGs for `folder:` (a typical photo folder), and as 512 px
 PNGs packed into the TFDS dataset `hdb_image_folder` for `tfds:` (the format of celeb_a_hq/512).
-Each source is timed over
-`--batches` batches after one warm-up batch (which starts the workers and, for tfds, tf.data). Takes
-about a minute on 2 CPU cores; prints a markdown table.
+Each source is timed over `--batches` batches after one warm-up batch (which starts the workers and,
+for tfds, tf.data). Takes about a minute on 2 CPU cores; prints a markdown table.
 """
 
 import os

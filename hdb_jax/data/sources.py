@@ -20,12 +20,12 @@ builder reads `<manual_dir>/data<R>x<R>.tar` (`data512x512.tar` for celeb_a_hq/5
 disk:
 
   1. Get the 30,000 CelebA-HQ images at 1024 px as files. The official route is CelebA (the
-     in-the-wild
-     `img_celeba` images and `list_landmarks_celeba.txt`) plus the CelebA-HQ deltas, turned into
-     images by `dataset_tool.py create_celebahq` of github.com/tkarras/progressive_growing_of_gans
-     (see its "Preparing datasets for training"; it pins old library versions). That tool writes
-     TFRecords of raw arrays, not files (TFDS issue tensorflow/datasets#1496): export its 1024 px
-     records to PNG files, or use an exported copy of the images you are licensed to use.
+     in-the-wild `img_celeba` images and `list_landmarks_celeba.txt`) plus the CelebA-HQ deltas,
+     turned into images by `dataset_tool.py create_celebahq` of
+     github.com/tkarras/progressive_growing_of_gans (see its "Preparing datasets for training"; it
+     pins old library versions). That tool writes TFRecords of raw arrays, not files (TFDS issue
+     tensorflow/datasets#1496): export its 1024 px records to PNG files, or use an exported copy of
+     the images you are licensed to use.
   2. Resize them to R x R (any antialiased resize, e.g. `hdb_jax.data.images.load_image`), save as
      PNG and pack: `tar -cf <manual_dir>/data512x512.tar -C <dir of the R px PNGs> .`
   3. Build the TFDS dataset once, on one host:
@@ -36,8 +36,7 @@ disk:
      `--config.data.identity_key=image/filename` to name identities by file name.
 
 The images from step 1 can also be used without TFDS: `folder:<dir>`, or packed into TFDS records by
-the
-`hdb_image_folder` builder (`hdb_jax/data/tfds_folder.py`, `manual_dir` = that folder).
+the `hdb_image_folder` builder (`hdb_jax/data/tfds_folder.py`, `manual_dir` = that folder).
 
 Every source yields `Example`s (identity id, stable index, a name for logs, a loader). `ListSource`s
 (synthetic, folder) are lists with random access; a `TfdsSource` is streamed one epoch at a time.

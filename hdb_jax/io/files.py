@@ -45,9 +45,8 @@ def write_text_atomic(path: str, text: str) -> None:
 @contextlib.contextmanager
 def atomic_directory(path: str) -> Iterator[str]:
   """Yields a new empty directory beside `path` to fill; on success it takes `path`'s place (an
-  existing
-  `path` is replaced as a whole, removed only after the new one is in place), on error it is
-  removed."""
+  existing `path` is replaced as a whole, removed only after the new one is in place), on error it
+  is removed."""
   parent, name = os.path.split(os.path.abspath(path))
   os.makedirs(parent, exist_ok=True)
   tmp = os.path.join(parent, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")

@@ -4,11 +4,10 @@
       --workdir=OUT
 
 Writes, per photo, into WORKDIR (one photo) or WORKDIR/<photo name>/ (several):
-identity.safetensors,
-samples/ (grid.png and one PNG per prompt), record.json (timings, losses, config) and
-export/<format>/. The library calls are hdb_jax.personalize.loop.personalize(config, workdir) (files
-in, files out) and hdb_jax.personalize.step.personalize_images(base, config, images, predictor)
-(arrays in, identities out).
+identity.safetensors, samples/ (grid.png and one PNG per prompt), record.json (timings, losses,
+config) and export/<format>/. The library calls are hdb_jax.personalize.loop.personalize(config,
+workdir) (files in, files out) and hdb_jax.personalize.step.personalize_images(base, config, images,
+predictor) (arrays in, identities out).
 """
 
 import os

@@ -1,10 +1,9 @@
 """Phase 2's loop: photo files in; per photo an identity file, samples, an export and a record out.
 
 Writes, per photo, into WORKDIR (one photo) or WORKDIR/<photo name>/ (several):
-identity.safetensors,
-samples/ (grid.png and one PNG per prompt), record.json (timings, losses, config) and
-export/<format>/. An existing identity is replaced only with `overwrite`; samples and files are
-written atomically.
+identity.safetensors, samples/ (grid.png and one PNG per prompt), record.json (timings, losses,
+config) and export/<format>/. An existing identity is replaced only with `overwrite`; samples and
+files are written atomically.
 """
 
 import json

@@ -6,9 +6,8 @@ device.
       --config.weights=/gcs/bucket/phase0/weights
 
 WORKDIR is a local path; on Cloud TPU a GCS bucket mounted with gcsfuse (/gcs/<bucket>, see
-launch/). Writes
-WORKDIR/{hypernet.json,config.json,checkpoints/,metrics.jsonl,tensorboard/,samples/}. Run the same
-command again to resume after a kill or preemption. Use the result with
+launch/). Writes WORKDIR/{hypernet.json, config.json, checkpoints/, metrics.jsonl, tensorboard/,
+samples/}. Run the same command again to resume after a kill or preemption. Use the result with
   python -m hdb_jax.personalize --config=configs/personalize.py:tiny --config.hypernet=WORKDIR ...
 The library call is hdb_jax.train.loop.train(config, workdir).
 """
