@@ -56,14 +56,15 @@ class DataIterator:
     process_index: int,
     process_count: int,
     seed: int,
-    start_position: Position | int = 0,
-    shuffle: bool = True,
-    augment: bool = False,
-    color_jitter: float = 0.05,
-    flip: bool = False,
-    num_workers: int = 2,
-    weights: Mapping[str, Any] | None = None,
+    start_position: Position | int,
+    shuffle: bool,
+    augment: bool,
+    color_jitter: float,
+    flip: bool,
+    num_workers: int,
+    weights: Mapping[str, Any] | None,
   ):
+    """Built by make_iterator from a data config (hdb_jax.config.pieces.data_config's defaults)."""
     if batch_size < 1 or resolution < 1:
       raise ValueError(
         f"batch_size and resolution must be positive, got {batch_size} and {resolution}"
