@@ -299,13 +299,12 @@ def phase0(steps: int) -> None:
   it."""
   import jax  # pylint: disable=import-outside-toplevel
 
-  # the repo's configs/
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from configs.lidb import get_config  # pylint: disable=import-outside-toplevel
+  from hdb_jax.config.phases import preoptimize_config
   from hdb_jax.diffusion.base import setup_base_model
-  from hdb_jax.preoptimize.step import lidb_trainer, train_lidb_batch
+  from hdb_jax.engine.trainer import lidb_trainer
+  from hdb_jax.preoptimize.step import train_lidb_batch
 
-  config = get_config("tiny")
+  config = preoptimize_config("tiny")
   config.pretrained = "tiny:" + tempfile.mkdtemp(prefix="hdb_tiny_")
   config.compilation_cache = False
   config.steps = steps

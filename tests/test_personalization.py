@@ -26,13 +26,13 @@ from hdb_jax.data import synthetic
 from hdb_jax.diffusion.base import encode_latents, setup_base_model
 from hdb_jax.diffusion.generation import generate
 from hdb_jax.diffusion.sampling import SamplingConfig
-from hdb_jax.engine.trainer import TrainingDivergedError, example_keys
+from hdb_jax.engine.trainer import TrainingDivergedError, example_keys, lidb_trainer
 from hdb_jax.formats import identity
 from hdb_jax.formats.weights_dataset import open_dataset
 from hdb_jax.personalize.loop import personalize
 from hdb_jax.personalize.step import personalize_images
 from hdb_jax.preoptimize.loop import preoptimize
-from hdb_jax.preoptimize.step import init_lidb_batch, lidb_trainer, train_lidb_batch
+from hdb_jax.preoptimize.step import init_lidb_batch, train_lidb_batch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 20

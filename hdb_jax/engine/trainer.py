@@ -13,13 +13,16 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from hdb_jax import adapters, models
 from hdb_jax.adapters import Factors
 from hdb_jax.adapters.packing import Packer
+from hdb_jax.diffusion.base import BaseModel
 from hdb_jax.diffusion.loss import per_example_loss
 from hdb_jax.diffusion.prior import ClassPrior
+from hdb_jax.engine.optimizers import make_optimizer
 from hdb_jax.errors import UserError
 
 ToFactors = Callable[[Any], Factors]
@@ -153,6 +156,46 @@ class AdapterTrainer:
       return jax.lax.scan(step, state, None, length=num_steps)
 
     return jax.jit(run, donate_argnums=(5,))
+
+
+def lidb_trainer(
+  base: BaseModel, optim_config: ml_collections.ConfigDict, steps: int
+) -> AdapterTrainer:
+  """A trainer of LiDB params (A_train, B_train) on base's layers, through its frozen aux bases."""
+  return AdapterTrainer(
+    sd=base.sd,
+    to_factors=lambda t: adapters.lidb_factors(t, base.aux),
+    optimizer=make_optimizer(optim_config, steps),
+    packer=adapters.lidb_packer(base.layers, base.lidb_config),
+  )
+
+
+def lora_trainer(
+  base: BaseModel, rank: int, optim_config: ml_collections.ConfigDict, steps: int
+) -> AdapterTrainer:
+  """A trainer of plain rank-`rank` LoRA factors on base's layers."""
+  return AdapterTrainer(
+    sd=base.sd,
+    to_factors=adapters.lora_factors,
+    optimizer=make_optimizer(optim_config, steps),
+    packer=adapters.lora_packer(base.layers, rank),
+  )
+
+
+def run_inputs(
+  base: BaseModel,
+  frozen: Any,
+  latents: jax.Array,
+  seed: int,
+  example_ids: jax.Array,
+  state: AdapterTrainState,
+  prior: ClassPrior | None,
+) -> tuple:
+  """The arguments of `make_run`'s program for B examples of base's prompt: (params, frozen,
+  latents [B, h, w, 4], prompt ids [B, T], example keys [B], state, prior)."""
+  batch = len(example_ids)
+  keys = example_keys(seed, example_ids)
+  return (base.sd.params, frozen, latents, base.prompt_batch(batch), keys, state, prior)
 
 
 def example_keys(seed: int, example_ids: jax.Array) -> jax.Array:

@@ -20,11 +20,11 @@ import numpy as np
 from hdb_jax import adapters
 from hdb_jax.diffusion.base import BaseModel, encode_latents
 from hdb_jax.diffusion.prior import make_class_prior
-from hdb_jax.engine.optimizers import make_optimizer
 from hdb_jax.engine.trainer import (
-  AdapterTrainer,
   check_finite,
-  example_keys,
+  lidb_trainer,
+  lora_trainer,
+  run_inputs,
   stack_examples,
   unstack_example,
 )
@@ -129,27 +129,12 @@ def _finetune(
   """Trains `kind` ('lidb' or 'lora', on top of the frozen prediction if any) for config.steps in
   one compiled run: (trained params with a photo axis, losses [steps, P])."""
   if kind == "lora":
-    to_factors, packer = adapters.lora_factors, adapters.lora_packer(base.layers, config.lora_rank)
+    trainer = lora_trainer(base, config.lora_rank, config.optim, config.steps)
   else:
-    # pylint: disable=unnecessary-lambda-assignment
-    to_factors = lambda t: adapters.lidb_factors(t, base.aux)
-    packer = adapters.lidb_packer(base.layers, base.lidb_config)
-  trainer = AdapterTrainer(
-    sd=base.sd,
-    to_factors=to_factors,
-    optimizer=make_optimizer(config.optim, config.steps),
-    packer=packer,
-  )
+    trainer = lidb_trainer(base, config.optim, config.steps)
   state = trainer.init(_initial_trainable(base, config, kind, ids))
-  args = (
-    base.sd.params,
-    frozen,
-    latents,
-    base.prompt_batch(len(ids)),
-    example_keys(config.seed, ids),
-    state,
-    make_class_prior(base, config),
-  )
+  prior = make_class_prior(base, config)
+  args = run_inputs(base, frozen, latents, config.seed, ids, state, prior)
   start = time.perf_counter()
   run = trainer.make_run(config.steps).lower(*args).compile()
   timings["compile_s"] = time.perf_counter() - start

@@ -18,9 +18,10 @@ from tqdm import tqdm
 from hdb_jax import data
 from hdb_jax.diffusion.base import setup_base_model
 from hdb_jax.diffusion.prior import make_class_prior
+from hdb_jax.engine.trainer import lidb_trainer
 from hdb_jax.formats.weights_dataset import WeightsDataset, create_or_open
 from hdb_jax.io.images import ImageError
-from hdb_jax.preoptimize.step import lidb_trainer, train_lidb_batch
+from hdb_jax.preoptimize.step import train_lidb_batch
 
 
 def collect_faces(

@@ -14,19 +14,13 @@ import numpy as np
 from hdb_jax import adapters
 from hdb_jax.diffusion.base import BaseModel, encode_latents
 from hdb_jax.diffusion.prior import ClassPrior
-from hdb_jax.engine.optimizers import make_optimizer
-from hdb_jax.engine.trainer import AdapterTrainer, check_finite, example_keys, stack_examples
-
-
-def lidb_trainer(
-  base: BaseModel, optim_config: ml_collections.ConfigDict, steps: int
-) -> AdapterTrainer:
-  return AdapterTrainer(
-    sd=base.sd,
-    to_factors=lambda t: adapters.lidb_factors(t, base.aux),
-    optimizer=make_optimizer(optim_config, steps),
-    packer=adapters.lidb_packer(base.layers, base.lidb_config),
-  )
+from hdb_jax.engine.trainer import (
+  AdapterTrainer,
+  check_finite,
+  lidb_trainer,
+  run_inputs,
+  stack_examples,
+)
 
 
 def init_lidb_batch(base: BaseModel, seed: int, global_indices: list[int]) -> Any:
@@ -62,14 +56,6 @@ def train_lidb_batch(
   latents = encode_latents(base, images)
   state = trainer.init(init_lidb_batch(base, config.seed, global_indices))
   ids = jnp.asarray(global_indices, jnp.int32)
-  state, losses = run(
-    base.sd.params,
-    None,
-    latents,
-    base.prompt_batch(len(images)),
-    example_keys(config.seed, ids),
-    state,
-    prior,
-  )
+  state, losses = run(*run_inputs(base, None, latents, config.seed, ids, state, prior))
   check_finite(state, [str(i) for i in global_indices])
   return state.trainable, np.asarray(losses)
