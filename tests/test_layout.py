@@ -23,6 +23,7 @@ LAYERS = (
   "models",
   "adapters",
   "data",
+  "world",
   "config",
   "diffusion",
   "engine",

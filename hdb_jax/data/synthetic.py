@@ -11,7 +11,7 @@ views of two identities (tests/test_data.py checks this with a pixel distance).
 
 import dataclasses
 import zlib
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -147,14 +147,58 @@ def _box(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
   return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
 
 
-def face_polygons(params: np.ndarray) -> list[Polygon]:
-  """The head and shoulders, unposed, as filled polygons in back-to-front order (units: image
-  side)."""
+@dataclasses.dataclass(frozen=True)
+class FaceGeometry:
+  """Where an identity's face parts sit, unposed, in fractions of the image side: what accessories
+  (hats, glasses) are placed by."""
+
+  cx: float
+  cy: float
+  fw: float  # face width
+  fh: float  # face height
+  eye_y: float
+  eye_dx: float  # eye centre to face centre
+  eye_r: float
+  mouth_y: float
+  mouth_w: float
+  mouth_h: float
+
+  @property
+  def top(self) -> float:
+    return self.cy - self.fh / 2
+
+
+def face_geometry(params: np.ndarray) -> FaceGeometry:
+  """The face's layout from its identity parameters (see face_polygons)."""
   f = _Face(dict(zip(PARAM_NAMES, (float(v) for v in params))))
-  fw = _lerp(0.30, 0.44, f.face_width)  # face width
-  fh = fw * _lerp(1.12, 1.45, f.face_aspect)  # face height
+  fw = _lerp(0.30, 0.44, f.face_width)
+  fh = fw * _lerp(1.12, 1.45, f.face_aspect)
   cx, cy = 0.5, 0.47
-  top, bottom = cy - fh / 2, cy + fh / 2
+  eye_y = cy - 0.06 * fh
+  eye_r = fw * _lerp(0.06, 0.10, f.eye_size)
+  nose_len = fh * _lerp(0.12, 0.22, f.nose_length)
+  mouth_y = eye_y + 0.5 * eye_r + nose_len + 0.08 * fh
+  return FaceGeometry(
+    cx=cx,
+    cy=cy,
+    fw=fw,
+    fh=fh,
+    eye_y=eye_y,
+    eye_dx=fw * _lerp(0.17, 0.27, f.eye_spacing),
+    eye_r=eye_r,
+    mouth_y=mouth_y,
+    mouth_w=fw * _lerp(0.16, 0.30, f.mouth_width),
+    mouth_h=fh * _lerp(0.025, 0.07, f.mouth_height),
+  )
+
+
+def face_polygons(params: np.ndarray, smile: bool = False) -> list[Polygon]:
+  """The head and shoulders, unposed, as filled polygons in back-to-front order (units: image
+  side). smile: the mouth as a wide open smile (the lower half of a taller ellipse)."""
+  f = _Face(dict(zip(PARAM_NAMES, (float(v) for v in params))))
+  g = face_geometry(params)
+  fw, fh, cx, cy = g.fw, g.fh, g.cx, g.cy
+  top, bottom = g.top, cy + fh / 2
   skin, hair = f.colour("skin"), f.colour("hair")
   style = HAIR_STYLES[min(int(f.hair_style * len(HAIR_STYLES)), len(HAIR_STYLES) - 1)]
   volume = _lerp(0.02, 0.08, f.hair_volume)
@@ -190,9 +234,7 @@ def face_polygons(params: np.ndarray) -> list[Polygon]:
     for side in (-1, 1):  # a fringe above each ear
       shapes.append((_ellipse(cx + side * 0.46 * fw, cy - 0.15 * fh, 0.07 * fw, 0.15 * fh), hair))
 
-  eye_y = cy - 0.06 * fh
-  eye_dx = fw * _lerp(0.17, 0.27, f.eye_spacing)
-  eye_r = fw * _lerp(0.06, 0.10, f.eye_size)
+  eye_y, eye_dx, eye_r = g.eye_y, g.eye_dx, g.eye_r
   brow_t = fh * _lerp(0.012, 0.04, f.brow_thickness)
   for side in (-1, 1):
     ex = cx + side * eye_dx
@@ -215,10 +257,15 @@ def face_polygons(params: np.ndarray) -> list[Polygon]:
       f.colour("skin", 0.8),
     )
   )
-  mouth_y = nose_top + nose_len + 0.08 * fh
-  mouth_w, mouth_h = fw * _lerp(0.16, 0.30, f.mouth_width), fh * _lerp(0.025, 0.07, f.mouth_height)
+  mouth_y, mouth_w, mouth_h = g.mouth_y, g.mouth_w, g.mouth_h
   lips = _rgb(0.55 * np.array([f.skin_r, f.skin_g, f.skin_b]) + np.array([0.35, 0.05, 0.08]))
-  shapes.append((_ellipse(cx, mouth_y, mouth_w, mouth_h), lips))
+  if smile:
+    shapes += [
+      (_ellipse(cx, mouth_y - mouth_h, 1.25 * mouth_w, 2.6 * mouth_h, 0, 180), lips),
+      (_ellipse(cx, mouth_y - mouth_h, 1.0 * mouth_w, 1.2 * mouth_h, 0, 180), (245, 245, 240, 255)),
+    ]
+  else:
+    shapes.append((_ellipse(cx, mouth_y, mouth_w, mouth_h), lips))
   return shapes
 
 
@@ -227,11 +274,23 @@ def _view_rng(params: np.ndarray, view_id: int, seed: int) -> np.random.Generato
   return np.random.default_rng([int(seed), digest, int(view_id), 0x51])
 
 
-def render_face(params: np.ndarray, view_id: int, resolution: int, seed: int = 0) -> np.ndarray:
+def render_face(
+  params: np.ndarray,
+  view_id: int,
+  resolution: int,
+  seed: int = 0,
+  *,
+  smile: bool = False,
+  accessories: Sequence[Polygon] = (),
+  background: Callable[[int], np.ndarray] | None = None,
+) -> np.ndarray:
   """One view of an identity: uint8 [resolution, resolution, 3].
 
   The view (pose shift and rotation, scale, lighting direction and strength, background colour) is
   drawn from (seed, params, view_id); the same arguments always give the same pixels.
+  accessories: polygons in the face's unposed units, drawn over it with the same pose (hats,
+  glasses); background(size) -> uint8 [size, size, 3]: a scene behind the face instead of the plain
+  backdrop (not posed).
   """
   rng = _view_rng(params, view_id, seed)
   shift = rng.uniform(-0.04, 0.04, 2)
@@ -242,15 +301,18 @@ def render_face(params: np.ndarray, view_id: int, resolution: int, seed: int = 0
     rng.uniform(0.05, 0.2),
     rng.uniform(0.95, 1.05),
   )
-  background = np.clip(_BACKGROUND + rng.uniform(-0.06, 0.06, 3), 0, 1)
+  backdrop = np.clip(_BACKGROUND + rng.uniform(-0.06, 0.06, 3), 0, 1)
 
   # The pose: rotate and scale about the image centre, then shift (applied to polygon points, so it
   # is exact).
   pose = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
   size = resolution * _SUPERSAMPLE
-  canvas = Image.new("RGB", (size, size), _rgb(background)[:3])
+  if background is None:
+    canvas = Image.new("RGB", (size, size), _rgb(backdrop)[:3])
+  else:
+    canvas = Image.fromarray(np.asarray(background(size), np.uint8), "RGB")
   draw = ImageDraw.Draw(canvas)
-  for points, fill in face_polygons(params):
+  for points, fill in [*face_polygons(params, smile), *accessories]:
     posed = ((points - 0.5) @ pose.T + 0.5 + shift) * size
     draw.polygon([tuple(p) for p in posed.tolist()], fill=fill[:3])
   image = canvas.reduce(_SUPERSAMPLE)  # box filter: antialiased edges

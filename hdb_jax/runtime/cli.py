@@ -44,7 +44,7 @@ def quiet_orbax() -> None:
     handler.addFilter(_DropOrbaxInfo())
 
 
-def run_main(main: Callable[[list[str]], None]) -> None:
+def run_main(main: Callable[[list[str]], None], max_args: int = 1) -> None:
   """absl app.run with our logging: a UserError prints one line and exits 1 (its traceback with
   --verbosity=1).
 
@@ -56,8 +56,8 @@ def run_main(main: Callable[[list[str]], None]) -> None:
   jax.config.update("jax_threefry_partitionable", True)
 
   def guarded(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if len(argv) > max_args:  # argv[0] is the program; a command may take a subcommand
+      raise app.UsageError(f"unexpected arguments: {' '.join(argv[max_args:])}")
     logging.getLogger().setLevel(logging.INFO)
     # "Unable to initialize backend 'tpu'"
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)

@@ -1,0 +1,159 @@
+"""The world renderer: deterministic, and every context and style changes the image as named."""
+
+import itertools
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hdb_jax.errors import UserError
+from hdb_jax.world.render import HAT_COLOURS, render
+from hdb_jax.world.scene import ATTRIBUTES, Scene, caption, parse_prompt
+from hdb_jax.world.styles import PIXEL_BLOCKS
+
+RES = 64
+IDENTITIES = range(5)
+
+
+def _near(image: np.ndarray, colour, tolerance: int = 30) -> np.ndarray:
+  return np.all(np.abs(image.astype(int) - np.asarray(colour)) <= tolerance, axis=-1)
+
+
+def _corners(image: np.ndarray) -> np.ndarray:
+  """The mean colour of the top corners (never covered by the face, the hat or the pose)."""
+  return np.concatenate([image[:6, :6], image[:6, -6:]]).reshape(-1, 3).mean(0)
+
+
+def _lit_windows(image: np.ndarray) -> int:
+  """Pixels the colour of a lit window in the side strips beside the face."""
+  sides = np.concatenate([image[:, :6], image[:, -6:]])
+  return int(_near(sides, (240, 220, 120), 35).sum())
+
+
+def test_renders_are_a_pure_function_of_their_arguments():
+  scene = Scene(headwear="blue hat", glasses="glasses", background="forest", style="watercolour")
+  first = render(3, 1, scene, RES, seed=5)
+  np.testing.assert_array_equal(first, render(3, 1, scene, RES, seed=5))
+  assert first.shape == (RES, RES, 3) and first.dtype == np.uint8
+  for other in (
+    render(4, 1, scene, RES, 5),
+    render(3, 2, scene, RES, 5),
+    render(3, 1, scene, RES, 6),
+  ):
+    assert np.abs(first.astype(int) - other).mean() > 1  # identity, view and seed all matter
+
+
+@pytest.mark.parametrize("hat", list(HAT_COLOURS))
+def test_a_hat_adds_its_colour_above_the_eyes(hat):
+  for i in IDENTITIES:
+    bare, hatted = render(i, 0, Scene(), RES), render(i, 0, Scene(headwear=hat), RES)
+    added = _near(hatted, HAT_COLOURS[hat]) & ~_near(bare, HAT_COLOURS[hat])
+    rows = np.nonzero(added)[0]
+    # >= 2% of the image, all in the upper 60% (the head top; the eyes sit at ~0.42)
+    assert added.mean() > 0.02 and rows.max() < 0.6 * RES, (hat, i, added.mean(), rows.max())
+
+
+def test_glasses_sit_on_the_eye_line_and_sunglasses_are_dark():
+  for i in IDENTITIES:
+    bare = render(i, 0, Scene(), RES).astype(int)
+    for kind in ("glasses", "sunglasses"):
+      worn = render(i, 0, Scene(glasses=kind), RES).astype(int)
+      rows = np.nonzero(np.abs(worn - bare).sum(-1) > 60)[0]
+      # the frame of clear glasses is thin: >= 0.5% of the pixels change, on the eye line (~0.42)
+      assert len(rows) > 0.005 * RES * RES and 0.25 * RES < rows.mean() < 0.55 * RES, (kind, i)
+    dark = lambda image: image.max(-1) < 45
+    darkened = dark(render(i, 0, Scene(glasses="sunglasses"), RES)) & ~dark(bare)
+    assert darkened.mean() > 0.005, (i, darkened.mean())
+
+
+def test_a_smile_opens_the_mouth_below_the_eyes():
+  for i in IDENTITIES:
+    neutral = render(i, 0, Scene(), RES).astype(int)
+    smile = render(i, 0, Scene(expression="smile"), RES).astype(int)
+    changed = np.nonzero(np.abs(smile - neutral).sum(-1) > 60)[0]
+    teeth = smile.min(-1) - neutral.min(-1) > 40  # white teeth where the lips were
+    assert changed.min() > 0.45 * RES and teeth.sum() >= 3, (i, changed.min(), teeth.sum())
+
+
+def test_each_background_is_the_scene_it_names():
+  """Checked in the top corners (never covered by the face, hat or pose) and the whole frame."""
+  for i in IDENTITIES:
+    studio, beach, forest, city, night = (
+      render(i, 0, Scene(background=b), RES) for b in ATTRIBUTES["background"]
+    )
+    r, g, b = _corners(studio)
+    assert min(r, g, b) > 170 and max(r, g, b) - min(r, g, b) < 30  # light grey
+    r, g, b = _corners(beach)
+    assert b > r + 60 and b > 150  # blue sky
+    for sand in (beach[-4:, :4], beach[-4:, -4:]):  # the bottom corners: sand, whatever the light
+      r, g, b = sand.reshape(-1, 3).mean(0)
+      assert r > g > b and r - b > 40 and r > 150
+    r, g, b = _corners(forest)
+    assert g > r + 25 and g > b + 25  # green
+    r, g, b = _corners(night)
+    assert max(r, g, b) < 70  # dark sky
+    assert (night.min(-1) > 200).any()  # stars or the moon
+    assert _lit_windows(city) > 5 and _lit_windows(studio) == 0
+
+
+def test_each_style_is_the_transform_it_names():
+  for i in IDENTITIES:
+    photo = render(i, 0, Scene(), RES).astype(int)
+    sketch, pop, water, pixel = (
+      render(i, 0, Scene(style=s), RES).astype(int) for s in ATTRIBUTES["style"][1:]
+    )
+    assert (sketch.max(-1) - sketch.min(-1)).max() == 0 and sketch.mean() > 150  # grey on paper
+    assert len(np.unique(pop.reshape(-1, 3), axis=0)) <= 27  # 3 levels a channel
+    assert len(np.unique(photo.reshape(-1, 3), axis=0)) > 100
+    roughness = lambda image: np.abs(np.diff(image, axis=1)).mean()
+    assert roughness(water) < 0.7 * roughness(photo) and water.min() >= 50  # soft, pale
+    block = RES // PIXEL_BLOCKS
+    blocks = pixel.reshape(PIXEL_BLOCKS, block, PIXEL_BLOCKS, block, 3)
+    assert (blocks == blocks[:, :1, :, :1]).all()  # constant blocks
+    assert len(np.unique(pixel.reshape(-1, 3), axis=0)) <= 12  # a small palette
+
+
+@pytest.mark.parametrize("style", ATTRIBUTES["style"])
+def test_views_of_one_identity_stay_closer_than_two_identities_in_every_style(style):
+  images = {(i, v): render(i, v, Scene(style=style), RES).astype(np.float32) for i in range(6)
+            for v in range(2)}  # fmt: skip
+  same = [np.abs(images[i, 0] - images[i, 1]).mean() for i in range(6)]
+  different = [
+    np.abs(images[i, 0] - images[j, 0]).mean() for i, j in itertools.combinations(range(6), 2)
+  ]
+  # by pixels alone (pose and light vary between views), so only 'closer'; World-ID measures more
+  assert np.mean(same) < np.mean(different), (style, np.mean(same), np.mean(different))
+
+
+def test_captions_read_back_to_their_scene_and_never_name_the_identity():
+  scenes = [Scene(*values) for values in itertools.product(*ATTRIBUTES.values())]
+  assert len(scenes) == 5 * 3 * 2 * 5 * 5
+  for scene in scenes:
+    text = caption(scene)
+    assert parse_prompt(text) == scene and parse_prompt(caption(scene, token="sks")) == scene
+    assert not any(ch.isdigit() for ch in text)
+  assert caption(Scene()) == "a face"
+  assert caption(Scene(expression="smile", headwear="red hat", style="pixel art"), token="sks") == (
+    "a smiling sks face wearing a red hat in pixel art style"
+  )
+  for bad in ("a dog", "a face with a moustache", "a face in pixel art style wearing a red hat"):
+    with pytest.raises(UserError):
+      parse_prompt(bad)
+  with pytest.raises(UserError, match="headwear must be one of"):
+    Scene(headwear="crown")
+
+
+def test_render_cli_writes_the_ground_truth(tmp_path):
+  out = tmp_path / "face.png"
+  prompt = "a smiling face wearing a green hat with glasses at night in watercolour style"
+  cmd = [sys.executable, "-m", "hdb_jax.world", "render", "--identity=7", "--view=2",
+         f"--prompt={prompt}", "--resolution=48", f"--out={out}"]  # fmt: skip
+  done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  expected = render(7, 2, parse_prompt(prompt), 48)
+  np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)
+  bad = subprocess.run([*cmd[:5], "--prompt=a face with a moustache", f"--out={out}"],
+                       capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+  assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: prompt")
