@@ -9,6 +9,7 @@ command and measured result.
 import ml_collections
 
 from hdb_jax.config.pieces import (
+  BASE_FIELDS,
   base_config,
   optimizer_config,
   personalization_config,
@@ -30,7 +31,7 @@ def preoptimize_config(variant: str) -> ml_collections.ConfigDict:
 def phase0_of(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The Phase 0 config that makes a Phase 1 config's targets (weights='auto'): the same base model,
   adapters, prompt, seed and data as Phase 1, and Phase 1's `phase0` settings."""
-  phase0 = ml_collections.ConfigDict({key: config[key] for key in base_config("tiny").keys()})
+  phase0 = ml_collections.ConfigDict({key: config[key] for key in BASE_FIELDS})
   phase0.update(config.phase0)
   phase0.num_identities = config.data.num_identities
   return phase0

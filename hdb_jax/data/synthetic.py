@@ -129,7 +129,7 @@ class _Face:
 Polygon = tuple[np.ndarray, tuple[int, int, int, int]]
 
 
-def _ellipse(
+def ellipse(
   cx: float,
   cy: float,
   rx: float,
@@ -143,7 +143,7 @@ def _ellipse(
   return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
 
 
-def _box(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+def box(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
   return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
 
 
@@ -203,8 +203,8 @@ def face_polygons(params: np.ndarray, smile: bool = False) -> list[Polygon]:
   style = HAIR_STYLES[min(int(f.hair_style * len(HAIR_STYLES)), len(HAIR_STYLES) - 1)]
   volume = _lerp(0.02, 0.08, f.hair_volume)
   shapes: list[Polygon] = [
-    (_ellipse(0.5, bottom + 0.26, 0.42, 0.28), f.colour("shirt")),
-    (_box(cx - 0.22 * fw, cy, cx + 0.22 * fw, bottom + 0.06), f.colour("skin", 0.85)),
+    (ellipse(0.5, bottom + 0.26, 0.42, 0.28), f.colour("shirt")),
+    (box(cx - 0.22 * fw, cy, cx + 0.22 * fw, bottom + 0.06), f.colour("skin", 0.85)),
   ]
   if style == "long":
     half = fw / 2 + volume
@@ -212,38 +212,38 @@ def face_polygons(params: np.ndarray, smile: bool = False) -> list[Polygon]:
     shapes.append(
       (
         np.concatenate(
-          [_ellipse(cx, top + half, half, half, 180, 360), [[cx + half, hem], [cx - half, hem]]]
+          [ellipse(cx, top + half, half, half, 180, 360), [[cx + half, hem], [cx - half, hem]]]
         ),
         hair,
       )
     )
   if style == "bun":
     r = 0.28 * fw + volume
-    shapes.append((_ellipse(cx, top - 0.6 * r, r, r), hair))
+    shapes.append((ellipse(cx, top - 0.6 * r, r, r), hair))
   ear_w, ear_h = fw * _lerp(0.10, 0.18, f.ear_size), fh * _lerp(0.14, 0.22, f.ear_size)
   for side in (-1, 1):
     shapes.append(
-      (_ellipse(cx + side * fw / 2, cy - ear_h / 4, ear_w, 0.75 * ear_h), f.colour("skin", 0.92))
+      (ellipse(cx + side * fw / 2, cy - ear_h / 4, ear_w, 0.75 * ear_h), f.colour("skin", 0.92))
     )
-  shapes.append((_ellipse(cx, cy, fw / 2, fh / 2), skin))
+  shapes.append((ellipse(cx, cy, fw / 2, fh / 2), skin))
   if style != "bald":
     shapes.append(
-      (_ellipse(cx, top + 0.375 * fh, fw / 2 + volume, 0.375 * fh + volume, 180, 360), hair)
+      (ellipse(cx, top + 0.375 * fh, fw / 2 + volume, 0.375 * fh + volume, 180, 360), hair)
     )
   else:
     for side in (-1, 1):  # a fringe above each ear
-      shapes.append((_ellipse(cx + side * 0.46 * fw, cy - 0.15 * fh, 0.07 * fw, 0.15 * fh), hair))
+      shapes.append((ellipse(cx + side * 0.46 * fw, cy - 0.15 * fh, 0.07 * fw, 0.15 * fh), hair))
 
   eye_y, eye_dx, eye_r = g.eye_y, g.eye_dx, g.eye_r
   brow_t = fh * _lerp(0.012, 0.04, f.brow_thickness)
   for side in (-1, 1):
     ex = cx + side * eye_dx
     shapes += [
-      (_ellipse(ex, eye_y, 1.5 * eye_r, eye_r), (250, 250, 250, 255)),
-      (_ellipse(ex, eye_y, eye_r, eye_r, points=24), f.colour("iris")),
-      (_ellipse(ex, eye_y, 0.45 * eye_r, 0.45 * eye_r, points=16), (15, 15, 15, 255)),
+      (ellipse(ex, eye_y, 1.5 * eye_r, eye_r), (250, 250, 250, 255)),
+      (ellipse(ex, eye_y, eye_r, eye_r, points=24), f.colour("iris")),
+      (ellipse(ex, eye_y, 0.45 * eye_r, 0.45 * eye_r, points=16), (15, 15, 15, 255)),
       (
-        _box(ex - 1.6 * eye_r, eye_y - 2.0 * eye_r - brow_t, ex + 1.6 * eye_r, eye_y - 2.0 * eye_r),
+        box(ex - 1.6 * eye_r, eye_y - 2.0 * eye_r - brow_t, ex + 1.6 * eye_r, eye_y - 2.0 * eye_r),
         hair,
       ),
     ]
@@ -261,11 +261,11 @@ def face_polygons(params: np.ndarray, smile: bool = False) -> list[Polygon]:
   lips = _rgb(0.55 * np.array([f.skin_r, f.skin_g, f.skin_b]) + np.array([0.35, 0.05, 0.08]))
   if smile:
     shapes += [
-      (_ellipse(cx, mouth_y - mouth_h, 1.25 * mouth_w, 2.6 * mouth_h, 0, 180), lips),
-      (_ellipse(cx, mouth_y - mouth_h, 1.0 * mouth_w, 1.2 * mouth_h, 0, 180), (245, 245, 240, 255)),
+      (ellipse(cx, mouth_y - mouth_h, 1.25 * mouth_w, 2.6 * mouth_h, 0, 180), lips),
+      (ellipse(cx, mouth_y - mouth_h, 1.0 * mouth_w, 1.2 * mouth_h, 0, 180), (245, 245, 240, 255)),
     ]
   else:
-    shapes.append((_ellipse(cx, mouth_y, mouth_w, mouth_h), lips))
+    shapes.append((ellipse(cx, mouth_y, mouth_w, mouth_h), lips))
   return shapes
 
 

@@ -20,6 +20,13 @@ HAT_COLOURS = {"red hat": (200, 30, 35), "blue hat": (30, 70, 200), "green hat":
                "yellow hat": (235, 200, 30)}  # fmt: skip
 SUNGLASS_LENS = (20, 20, 25)
 FRAME = (40, 35, 30)
+# background -> the sky's colour at the top and the bottom of the image (a vertical gradient)
+SKIES = {
+  "beach": ((90, 160, 235), (170, 215, 250)),
+  "forest": ((60, 120, 60), (30, 80, 30)),
+  "city": ((150, 150, 165), (110, 110, 120)),
+  "night": ((8, 10, 35), (20, 25, 60)),
+}
 
 
 def accessories(scene: Scene, geometry: synthetic.FaceGeometry) -> list[synthetic.Polygon]:
@@ -29,20 +36,20 @@ def accessories(scene: Scene, geometry: synthetic.FaceGeometry) -> list[syntheti
     lens_rx, lens_ry = 1.9 * g.eye_r, 1.5 * g.eye_r
     for side in (-1, 1):
       ex = g.cx + side * g.eye_dx
-      outer = synthetic._ellipse(ex, g.eye_y, lens_rx, lens_ry)
-      inner = synthetic._ellipse(ex, g.eye_y, 0.8 * lens_rx, 0.75 * lens_ry)
+      outer = synthetic.ellipse(ex, g.eye_y, lens_rx, lens_ry)
+      inner = synthetic.ellipse(ex, g.eye_y, 0.8 * lens_rx, 0.75 * lens_ry)
       if scene.glasses == "sunglasses":
         shapes += [(outer, (*FRAME, 255)), (inner, (*SUNGLASS_LENS, 255))]
       else:  # a ring (outer path, then the inner one backwards): the eye shows through
         shapes.append((np.concatenate([outer, outer[:1], inner[::-1], inner[-1:]]), (*FRAME, 255)))
     bridge_y = g.eye_y - 0.2 * g.eye_r
     left, right = g.cx - g.eye_dx + lens_rx, g.cx + g.eye_dx - lens_rx
-    shapes.append((synthetic._box(left, bridge_y, right, bridge_y + 0.25 * g.eye_r), (*FRAME, 255)))
+    shapes.append((synthetic.box(left, bridge_y, right, bridge_y + 0.25 * g.eye_r), (*FRAME, 255)))
   if scene.headwear != "none":
     colour = (*HAT_COLOURS[scene.headwear], 255)
     brim_y = g.top + 0.18 * g.fh
-    crown = synthetic._ellipse(g.cx, brim_y, 0.46 * g.fw, 0.42 * g.fh, 180, 360)
-    brim = synthetic._ellipse(g.cx, brim_y, 0.78 * g.fw, 0.06 * g.fh)
+    crown = synthetic.ellipse(g.cx, brim_y, 0.46 * g.fw, 0.42 * g.fh, 180, 360)
+    brim = synthetic.ellipse(g.cx, brim_y, 0.78 * g.fw, 0.06 * g.fh)
     shapes += [(crown, colour), (brim, colour)]
   return shapes
 
@@ -52,22 +59,15 @@ def background_image(kind: str, size: int, rng: np.random.Generator) -> np.ndarr
   (buildings with windows), 'night' (dark sky, stars, moon); details drawn from rng."""
   y = np.linspace(0, 1, size, dtype=np.float32)[:, None, None]
   if kind == "studio":
-    image = np.broadcast_to(np.array([200, 204, 214], np.float32), (size, size, 3)).copy()
-  elif kind == "beach":
-    sky = (1 - y) * np.array([90, 160, 235]) + y * np.array([170, 215, 250])
-    image = np.where(y < 0.55, sky, np.where(y < 0.7, [40, 110, 190], [230, 205, 150]))
-    image = np.broadcast_to(image, (size, size, 3)).astype(np.float32).copy()
-  elif kind == "forest":
-    image = np.broadcast_to((1 - y) * np.array([60, 120, 60]) + y * np.array([30, 80, 30]),
-                            (size, size, 3)).astype(np.float32).copy()  # fmt: skip
-  elif kind == "city":
-    image = np.broadcast_to((1 - y) * np.array([150, 150, 165]) + y * np.array([110, 110, 120]),
-                            (size, size, 3)).astype(np.float32).copy()  # fmt: skip
-  elif kind == "night":
-    image = np.broadcast_to((1 - y) * np.array([8, 10, 35]) + y * np.array([20, 25, 60]),
-                            (size, size, 3)).astype(np.float32).copy()  # fmt: skip
+    image = np.array([200, 204, 214], np.float32)
+  elif kind in SKIES:
+    top, bottom = (np.array(c) for c in SKIES[kind])
+    image = (1 - y) * top + y * bottom
+    if kind == "beach":  # sky above the sea above the sand
+      image = np.where(y < 0.55, image, np.where(y < 0.7, [40, 110, 190], [230, 205, 150]))
   else:
     raise ValueError(f"unknown background {kind!r}")
+  image = np.broadcast_to(image, (size, size, 3)).astype(np.float32)
   canvas = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")
   draw = ImageDraw.Draw(canvas)
   s = size
