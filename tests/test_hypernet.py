@@ -23,7 +23,7 @@ from hdb_jax import data
 from hdb_jax.config import phases
 from hdb_jax.diffusion.base import setup_base_model
 from hdb_jax.engine.optimizers import make_optimizer
-from hdb_jax.formats import hypernet_card, hypernet_checkpoint
+from hdb_jax.formats import hypernet_card, train_checkpoint
 from hdb_jax.formats.hypernet_loading import load_predictor
 from hdb_jax.formats.weights_dataset import create_or_open
 from hdb_jax.hypernet.decoder import WeightDecoder
@@ -32,8 +32,8 @@ from hdb_jax.hypernet.slots import slot_layout
 from hdb_jax.io.images import load_image
 from hdb_jax.models.image_encoder import create_tiny_image_encoder
 from hdb_jax.preoptimize.step import shared_lidb_init
+from hdb_jax.runtime.metrics_log import read_metrics
 from hdb_jax.train.loop import train
-from hdb_jax.train.metrics_log import read_metrics
 from hdb_jax.train.step import HyperTrainer, LossWeights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -382,7 +382,7 @@ def test_two_processes_agree_on_parameters(world, tmp_path):
     np.testing.assert_array_equal(first[name], second[name], err_msg=name)
   metrics = read_metrics(str(tmp_path / "run"))
   assert [m["step"] for m in metrics] == [1, 2, 3] and all(np.isfinite(m["loss"]) for m in metrics)
-  assert hypernet_checkpoint.latest_params(str(tmp_path / "run"))[0] == 3
+  assert train_checkpoint.latest_params(str(tmp_path / "run"))[0] == 3
 
 
 def test_kill_and_resume_equals_uninterrupted(world, reference_run, tmp_path):
@@ -399,12 +399,12 @@ def test_kill_and_resume_equals_uninterrupted(world, reference_run, tmp_path):
     time.sleep(0.02)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  resumed_from = hypernet_checkpoint.manager(str(workdir)).latest_step()
+  resumed_from = train_checkpoint.manager(str(workdir)).latest_step()
   assert resumed_from is not None and resumed_from < SHARED_RUN["steps"]
   out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert f"resuming from step {resumed_from}" in out.stderr
-  step, params = hypernet_checkpoint.latest_params(str(workdir))
+  step, params = train_checkpoint.latest_params(str(workdir))
   assert step == SHARED_RUN["steps"]
   # Same program on the same device, same inputs: bit-for-bit what the uninterrupted run computed.
   for name, value in flat_params(params).items():

@@ -2,7 +2,7 @@
 
 The layers (README "Layout"), lowest first: a module may import its own package and the packages
 below it, never one above (function-level imports count too: hiding an import in a function does
-not make a loop go away).
+not make a loop go away). A layer can be a subpackage: `world.pretrain` sits far above `world`.
 """
 
 import ast
@@ -29,6 +29,10 @@ LAYERS = (
   "engine",
   "hypernet",
   "formats",
+  "world.pretrain",
+  "world.recognizer",
+  "world.quality",
+  "world.__main__",
   "export",
   "preoptimize",
   "train",
@@ -67,7 +71,11 @@ def imports_of(path: pathlib.Path) -> list[tuple[str, int]]:
 
 
 def top(module: str) -> str:
-  return module.split(".")[1] if module.count(".") else ""
+  """The module's layer: the longest LAYERS entry it is or is inside (hdb_jax.world.pretrain.loop
+  -> 'world.pretrain', hdb_jax.world.render -> 'world')."""
+  inside = module.removeprefix("hdb_jax.") if module.count(".") else ""
+  matches = [layer for layer in LAYERS if inside == layer or inside.startswith(layer + ".")]
+  return max(matches, key=len) if matches else inside.split(".")[0]
 
 
 GRAPH = {

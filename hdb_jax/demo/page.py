@@ -11,7 +11,7 @@ import numpy as np
 from hdb_jax import adapters, models
 from hdb_jax.evaluate import report
 from hdb_jax.io.files import write_text_atomic
-from hdb_jax.train.metrics_log import read_metrics
+from hdb_jax.runtime.metrics_log import read_metrics
 
 NOTE = (
   "The tiny model has random weights (nothing can be downloaded offline), so every image it draws "

@@ -7,7 +7,7 @@ A Phase 1 WORKDIR (and an export of it) holds:
                   weights (written atomically when training starts; a workdir of another run is
                   refused)
   config.json     the full training config
-Its weights are orbax checkpoints (hypernet_checkpoint) or one safetensors file (hypernet_export).
+Its weights are orbax checkpoints (train_checkpoint) or one safetensors file (hypernet_export).
 """
 
 import dataclasses

@@ -31,7 +31,7 @@ from safetensors.numpy import load_file, save_file
 
 from hdb_jax.errors import OutputExistsError
 from hdb_jax.formats.hypernet_card import read_card
-from hdb_jax.formats.hypernet_checkpoint import latest_params
+from hdb_jax.formats.train_checkpoint import latest_params
 from hdb_jax.io.files import atomic_directory
 
 TENSORS = "hypernet.safetensors"

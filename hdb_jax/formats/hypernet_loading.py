@@ -14,8 +14,8 @@ from hdb_jax.adapters import check_aux_basis_hash
 from hdb_jax.diffusion.base import BaseModel
 from hdb_jax.errors import MissingFileError
 from hdb_jax.formats.hypernet_card import check_card, config_from_card, read_card
-from hdb_jax.formats.hypernet_checkpoint import latest_params
 from hdb_jax.formats.hypernet_export import is_exported, load_exported
+from hdb_jax.formats.train_checkpoint import latest_params
 from hdb_jax.hypernet.network import build_hypernet
 from hdb_jax.hypernet.predictor import HypernetPredictor
 

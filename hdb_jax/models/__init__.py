@@ -17,6 +17,7 @@ from hdb_jax.models.functional import (
   unet_apply,
   vae_decode,
   vae_encode,
+  vae_posterior,
 )
 from hdb_jax.models.loading import (
   ModelLoadError,
@@ -27,9 +28,14 @@ from hdb_jax.models.loading import (
   load_stable_diffusion,
   resolve_pretrained,
   with_memory_efficient_attention,
+  with_vae_scaling_factor,
 )
 from hdb_jax.models.pretrained import load_model
-from hdb_jax.models.tiny import create_tiny_stable_diffusion
+from hdb_jax.models.tiny import (
+  create_stable_diffusion,
+  create_tiny_stable_diffusion,
+  save_flax_pipeline,
+)
 
 __all__ = [
   "configs",
@@ -39,6 +45,7 @@ __all__ = [
   "unet_apply",
   "vae_decode",
   "vae_encode",
+  "vae_posterior",
   "ModelLoadError",
   "StableDiffusion",
   "abstract_params",
@@ -47,6 +54,9 @@ __all__ = [
   "load_stable_diffusion",
   "resolve_pretrained",
   "with_memory_efficient_attention",
+  "with_vae_scaling_factor",
+  "create_stable_diffusion",
   "create_tiny_stable_diffusion",
+  "save_flax_pipeline",
   "load_model",
 ]

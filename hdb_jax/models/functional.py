@@ -155,10 +155,21 @@ def unet_apply(
   return jnp.transpose(out, (0, 2, 3, 1))
 
 
+def vae_posterior(
+  sd: StableDiffusion, vae_params: Params, images: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+  """images: [batch, H, W, 3] in [-1, 1] -> the VAE posterior's (mean, log variance), unscaled,
+  each [batch, h, w, latent channels] (for training the VAE)."""
+  sample = jnp.transpose(images, (0, 3, 1, 2))
+  posterior = sd.vae.apply({"params": vae_params}, sample, method=sd.vae.encode).latent_dist
+  return posterior.mean, posterior.logvar
+
+
 def vae_encode(
   sd: StableDiffusion, vae_params: Params, images: jax.Array, rng: jax.Array | None = None
 ) -> jax.Array:
-  """images: [batch, H, W, 3] in [-1, 1] -> scaled latents [batch, H/8, W/8, 4].
+  """images: [batch, H, W, 3] in [-1, 1] -> scaled latents [batch, H/f, W/f, 4] (f: the VAE's
+  factor, 8 for SD1.5).
 
   With `rng`, a sample of the VAE posterior; without, its mean (deterministic, for cached latents).
   """
@@ -170,7 +181,7 @@ def vae_encode(
 
 
 def vae_decode(sd: StableDiffusion, vae_params: Params, latents: jax.Array) -> jax.Array:
-  """scaled latents [batch, h, w, 4] -> images [batch, 8h, 8w, 3] in [-1, 1] (not clipped)."""
+  """scaled latents [batch, h, w, 4] -> images [batch, f h, f w, 3] in [-1, 1] (not clipped)."""
   latents = jnp.transpose(latents / sd.vae_scaling_factor, (0, 3, 1, 2))
   images = sd.vae.apply({"params": vae_params}, latents, method=sd.vae.decode).sample
   return jnp.transpose(images, (0, 2, 3, 1))

@@ -364,6 +364,13 @@ def load_scheduler(root: str) -> tuple[FlaxDDPMScheduler, Any, dict[str, Any]]:
   return scheduler, state, config
 
 
+def with_vae_scaling_factor(sd: StableDiffusion, factor: float) -> StableDiffusion:
+  """The same model with the VAE's latent scaling factor set (SD1.5's is 0.18215: 1 / the std of
+  its encoder's latents)."""
+  config = {**sd.vae.config, "scaling_factor": float(factor)}
+  return dataclasses.replace(sd, vae=FlaxAutoencoderKL.from_config(config, dtype=sd.vae.dtype))
+
+
 def with_memory_efficient_attention(sd: StableDiffusion) -> StableDiffusion:
   """The same model with the UNet's chunked (memory-efficient) attention: same numbers, less
   memory."""

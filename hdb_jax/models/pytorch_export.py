@@ -101,16 +101,16 @@ def _transformers_to_flax(flax_params: Params, prefix: str) -> ToFlax:
   )
 
 
-def _save_weights(state: dict[str, np.ndarray], path: str) -> None:
+def _save_weights(state: dict[str, np.ndarray], path: str, dtype: Any = np.float32) -> None:
   save_file(
-    {k: np.ascontiguousarray(v, np.float32) for k, v in state.items()},
+    {k: np.ascontiguousarray(v, dtype) for k, v in state.items()},
     path,
     metadata={"format": "pt"},
   )
 
 
 def save_diffusers_model(
-  cls: Any, root: str, name: str, flax_params: Params, out_dir: str
+  cls: Any, root: str, name: str, flax_params: Params, out_dir: str, dtype: Any = np.float32
 ) -> list[str]:
   """root/name's config + `flax_params` -> out_dir/name/{config.json,
   diffusion_pytorch_model.safetensors}."""
@@ -120,12 +120,12 @@ def save_diffusers_model(
   directory = os.path.join(out_dir, name)
   os.makedirs(directory, exist_ok=True)
   model.save_config(directory)
-  _save_weights(state, os.path.join(directory, DIFFUSERS_WEIGHTS))
+  _save_weights(state, os.path.join(directory, DIFFUSERS_WEIGHTS), dtype)
   return [os.path.join(directory, "config.json"), os.path.join(directory, DIFFUSERS_WEIGHTS)]
 
 
 def save_text_encoder(
-  sd: StableDiffusion, root: str, flax_params: Params, out_dir: str
+  sd: StableDiffusion, root: str, flax_params: Params, out_dir: str, dtype: Any = np.float32
 ) -> list[str]:
   """root/text_encoder's config + `flax_params` -> out_dir/text_encoder/{config.json,
   model.safetensors}."""
@@ -136,7 +136,7 @@ def save_text_encoder(
   state = flax_to_pytorch_state_dict(flax_params, shapes, to_flax)
   directory = os.path.join(out_dir, "text_encoder")
   config.save_pretrained(directory)
-  _save_weights(state, os.path.join(directory, TRANSFORMERS_WEIGHTS))
+  _save_weights(state, os.path.join(directory, TRANSFORMERS_WEIGHTS), dtype)
   return [os.path.join(directory, "config.json"), os.path.join(directory, TRANSFORMERS_WEIGHTS)]
 
 
@@ -201,19 +201,24 @@ def _model_index(root: str, out_dir: str) -> tuple[dict[str, Any], list[str]]:
 
 
 def save_pytorch_pipeline(
-  sd: StableDiffusion, root: str, params: dict[str, Params], out_dir: str
+  sd: StableDiffusion,
+  root: str,
+  params: dict[str, Params],
+  out_dir: str,
+  dtype: Any = np.float32,
 ) -> list[str]:
   """Writes a diffusers PyTorch (safetensors) Stable Diffusion pipeline to out_dir; returns the
   files.
 
   sd, root: the loaded base model and its directory (configs, tokenizer, scheduler are taken from
   it); params: {'unet', 'text_encoder', 'vae'} Flax trees to write (e.g. with an identity merged
-  in). Loadable with StableDiffusionPipeline / UNet2DConditionModel / CLIPTextModel.from_pretrained.
+  in); dtype: the stored tensors' (np.float16 for a small release). Loadable with
+  StableDiffusionPipeline / UNet2DConditionModel / CLIPTextModel.from_pretrained.
   """
   os.makedirs(out_dir, exist_ok=True)
-  written = save_diffusers_model(UNet2DConditionModel, root, "unet", params["unet"], out_dir)
-  written += save_text_encoder(sd, root, params["text_encoder"], out_dir)
-  written += save_diffusers_model(AutoencoderKL, root, "vae", params["vae"], out_dir)
+  written = save_diffusers_model(UNet2DConditionModel, root, "unet", params["unet"], out_dir, dtype)
+  written += save_text_encoder(sd, root, params["text_encoder"], out_dir, dtype)
+  written += save_diffusers_model(AutoencoderKL, root, "vae", params["vae"], out_dir, dtype)
   for name in ("tokenizer", "scheduler"):
     written += _copy_config_dir(root, name, out_dir)
   index, copied = _model_index(root, out_dir)

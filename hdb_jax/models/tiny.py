@@ -1,4 +1,5 @@
-"""The tiny Stable Diffusion family: random weights, SD1.5 topology, written in diffusers format.
+"""Stable Diffusion models this project makes, in diffusers format: the tiny family (random
+weights, SD1.5 topology) and the world model's random start; `save_flax_pipeline` writes one back.
 
 Tiny models are saved with `save_pretrained` and read back through `load_stable_diffusion`, the same
 code that loads the real model, so tests and the offline demo exercise the real loading path.
@@ -6,14 +7,15 @@ code that loads the real model, so tests and the offline demo exercise the real 
 
 import json
 import os
-from typing import Any
+import shutil
+from typing import Any, Sequence
 
 import jax
 import numpy as np
 from flax import traverse_util
 
 from hdb_jax.models import configs
-from hdb_jax.models.tokenizer import write_tiny_tokenizer
+from hdb_jax.models.tokenizer import TINY_WORDS, write_tiny_tokenizer
 from hdb_jax.runtime.quiet import silence_flax_deprecations
 
 silence_flax_deprecations()
@@ -76,6 +78,40 @@ def tiny_text_config(vocab_size: int) -> dict:
   return {**configs.TINY_TEXT_ENCODER, "vocab_size": vocab_size}
 
 
+def create_stable_diffusion(
+  directory: str,
+  unet_config: dict,
+  vae_config: dict,
+  text_config: dict,
+  words: Sequence[str] = TINY_WORDS,
+  max_length: int = 77,
+  seed: int = 0,
+) -> str:
+  """Writes a random Stable Diffusion (Flax weights, `random_params`) of these architectures to
+  `directory`, with a tokenizer keeping `words` whole and padding to `max_length`; returns the
+  directory. text_config's vocab_size is the tokenizer's. Writes model_index.json last."""
+  os.makedirs(directory, exist_ok=True)
+  rng = jax.random.key(0)
+  tokenizer = write_tiny_tokenizer(os.path.join(directory, "tokenizer"), words, max_length)
+  unet = FlaxUNet2DConditionModel.from_config(unet_config)
+  unet.save_pretrained(
+    os.path.join(directory, "unet"),
+    params=random_params(jax.eval_shape(unet.init_weights, rng), seed),
+  )
+  vae = FlaxAutoencoderKL.from_config(vae_config)
+  vae.save_pretrained(
+    os.path.join(directory, "vae"),
+    params=random_params(jax.eval_shape(vae.init_weights, rng), seed + 1),
+  )
+  text_config = {**text_config, "vocab_size": len(tokenizer)}
+  text = FlaxCLIPTextModel(CLIPTextConfig(**text_config), _do_init=False)
+  text_params = random_params(jax.eval_shape(lambda r: text.init_weights(r, (1, 1)), rng), seed + 2)
+  text.save_pretrained(os.path.join(directory, "text_encoder"), params=text_params)
+  write_scheduler_config(directory)
+  write_model_index(directory)
+  return directory
+
+
 def create_tiny_stable_diffusion(
   directory: str, seed: int = 0, unet_config: dict | None = None
 ) -> str:
@@ -87,25 +123,28 @@ def create_tiny_stable_diffusion(
   """
   if os.path.exists(os.path.join(directory, "model_index.json")):
     return directory
-  os.makedirs(directory, exist_ok=True)
-  rng = jax.random.key(0)
-  tokenizer = write_tiny_tokenizer(os.path.join(directory, "tokenizer"))
-  unet = FlaxUNet2DConditionModel.from_config(unet_config or configs.TINY_UNET)
-  unet.save_pretrained(
-    os.path.join(directory, "unet"),
-    params=random_params(jax.eval_shape(unet.init_weights, rng), seed),
+  return create_stable_diffusion(
+    directory,
+    unet_config or configs.TINY_UNET,
+    configs.TINY_VAE,
+    configs.TINY_TEXT_ENCODER,
+    seed=seed,
   )
-  vae = FlaxAutoencoderKL.from_config(configs.TINY_VAE)
-  vae.save_pretrained(
-    os.path.join(directory, "vae"),
-    params=random_params(jax.eval_shape(vae.init_weights, rng), seed + 1),
+
+
+def save_flax_pipeline(sd: Any, params: dict[str, Any], root: str, out_dir: str) -> str:
+  """Writes sd's modules with `params` {'unet', 'vae', 'text_encoder'} (Flax msgpack) to out_dir,
+  with root's tokenizer and scheduler; model_index.json last. Returns out_dir."""
+  os.makedirs(out_dir, exist_ok=True)
+  sd.unet.save_pretrained(os.path.join(out_dir, "unet"), params=jax.device_get(params["unet"]))
+  sd.vae.save_pretrained(os.path.join(out_dir, "vae"), params=jax.device_get(params["vae"]))
+  sd.text_encoder.save_pretrained(
+    os.path.join(out_dir, "text_encoder"), params=jax.device_get(params["text_encoder"])
   )
-  text = FlaxCLIPTextModel(CLIPTextConfig(**tiny_text_config(len(tokenizer))), _do_init=False)
-  text_params = random_params(jax.eval_shape(lambda r: text.init_weights(r, (1, 1)), rng), seed + 2)
-  text.save_pretrained(os.path.join(directory, "text_encoder"), params=text_params)
-  write_scheduler_config(directory)
-  write_model_index(directory)
-  return directory
+  for name in ("tokenizer", "scheduler"):
+    shutil.copytree(os.path.join(root, name), os.path.join(out_dir, name), dirs_exist_ok=True)
+  write_model_index(out_dir)
+  return out_dir
 
 
 def default_tiny_dir() -> str:

@@ -91,8 +91,12 @@ def _word_merges(word: str) -> list[tuple[str, str]]:
   return merges
 
 
-def write_tiny_tokenizer(directory: str, words: tuple[str, ...] = TINY_WORDS) -> CLIPTokenizer:
-  """Writes vocab.json/merges.txt (+ tokenizer configs) to `directory` and returns the tokenizer."""
+def write_tiny_tokenizer(
+  directory: str, words: Sequence[str] = TINY_WORDS, max_length: int = 77
+) -> CLIPTokenizer:
+  """Writes vocab.json/merges.txt (+ tokenizer configs) to `directory` and returns the tokenizer:
+  each of `words` is one token, any other text falls back to characters; texts are padded to
+  `max_length` tokens."""
   os.makedirs(directory, exist_ok=True)
   base = _bytes_to_unicode()
   vocab_list = base + [c + "</w>" for c in base]
@@ -116,7 +120,7 @@ def write_tiny_tokenizer(directory: str, words: tuple[str, ...] = TINY_WORDS) ->
   tokenizer = CLIPTokenizer(
     vocab_path,
     merges_path,
-    model_max_length=77,
+    model_max_length=max_length,
     pad_token=EOS,
     bos_token=BOS,
     eos_token=EOS,

@@ -28,16 +28,16 @@ from hdb_jax.diffusion.sampling import SamplingConfig
 from hdb_jax.engine.optimizers import make_optimizer
 from hdb_jax.engine.trainer import TrainingDivergedError
 from hdb_jax.errors import ConfigError
-from hdb_jax.formats import hypernet_checkpoint as checkpoint
 from hdb_jax.formats import identity as identity_lib
+from hdb_jax.formats import train_checkpoint as checkpoint
 from hdb_jax.formats.hypernet_card import CheckpointMismatchError, write_card
 from hdb_jax.formats.weights_dataset import WeightsDataset, open_dataset
 from hdb_jax.hypernet.network import build_hypernet
 from hdb_jax.io.images import write_images
 from hdb_jax.preoptimize.loop import preoptimize
 from hdb_jax.runtime import mesh as mesh_lib
+from hdb_jax.runtime.metrics_log import MetricsWriter
 from hdb_jax.runtime.overview import log_parameters
-from hdb_jax.train.metrics_log import MetricsWriter
 from hdb_jax.train.step import HyperTrainer, HyperTrainState, LossWeights
 
 

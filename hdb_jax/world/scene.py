@@ -79,3 +79,17 @@ def parse_prompt(prompt: str) -> Scene:
     known = "; ".join(p for phrases in _PHRASES.values() for p in phrases.values())
     raise UserError(f"prompt {prompt!r}: cannot read {rest!r} (in this order, any of: {known})")
   return Scene(**values)
+
+
+def caption_words() -> tuple[str, ...]:
+  """Every word of the caption grammar (for a tokenizer that keeps each whole)."""
+  words = {"a", "smiling", "face"}
+  for phrases in _PHRASES.values():
+    for phrase in phrases.values():
+      words.update(phrase.replace("-", " ").split())
+  return tuple(sorted(words))
+
+
+def attribute_indices(scene: Scene) -> list[int]:
+  """Each attribute's value as its index in ATTRIBUTES[name], in ATTRIBUTES order."""
+  return [ATTRIBUTES[name].index(getattr(scene, name)) for name in ATTRIBUTES]

@@ -1,8 +1,9 @@
-"""Phase 1's orbax training checkpoints: WORKDIR/checkpoints/<step>/{state,meta}.
+"""Orbax training checkpoints (Phase 1, the world pretraining):
+WORKDIR/checkpoints/<step>/{state,meta}.
 
 state: the trainable params, optimizer state and step; meta: the data positions of every process
 (JSON). A killed run resumes from the newest one; `latest_params` reads the params alone, whatever
-mesh or number of processes saved them. The card beside them is hypernet_card.
+mesh or number of processes saved them. Phase 1's card beside them is hypernet_card.
 """
 
 import os

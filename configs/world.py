@@ -1,0 +1,22 @@
+"""The world model: a small Stable Diffusion trained from scratch on world renders and captions.
+
+Variants (`--config=configs/world.py:<variant>`; fields: hdb_jax/config/world.py):
+
+  ''     python -m hdb_jax.world.pretrain --config=configs/world.py --workdir=/tmp/world
+         64 px, VAE of factor 4 (16x16x4 latents) for 3,000 steps on 32 px patches, then the UNet
+         with the text encoder trained jointly for 9,000 steps, batch 32, on 2 CPU cores. Resumes where it was
+         killed. Writes /tmp/world/model (diffusers format) and, with torch installed,
+         /tmp/world/release (fp16 PyTorch safetensors + MODEL_CARD.md: what hdb_jax ships).
+
+  toy    python -m hdb_jax.world.pretrain --config=configs/world.py:toy --workdir=/tmp/world_toy
+         A micro model at 32 px for a few steps of each stage (the tests).
+"""
+
+import ml_collections
+
+from hdb_jax.config.pieces import parse_variant
+from hdb_jax.config.world import WORLD_VARIANTS, pretrain_config
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+  return pretrain_config(parse_variant(variant, WORLD_VARIANTS))

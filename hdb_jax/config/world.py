@@ -1,0 +1,89 @@
+"""The world pretraining's config (hdb_jax.world.pretrain): architectures, the two stages (VAE,
+then UNet with the text encoder), sampling while training. configs/world.py documents the
+variants."""
+
+import ml_collections
+
+from hdb_jax.config.pieces import optimizer_config
+from hdb_jax.models import configs as arch
+
+WORLD_VARIANTS = ("", "toy")
+
+
+def _stage(
+  steps: int, batch_size: int, learning_rate: float, warmup: int, toy: bool
+) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(
+    dict(
+      steps=steps,
+      batch_size=batch_size,  # global, split over the mesh's devices
+      optim=optimizer_config(
+        learning_rate, optimizer="adamw", weight_decay=1e-4, warmup_steps=warmup
+      ),
+      ema_decay=0.999,  # the shipped weights are the EMA's
+      log_every=1 if toy else 25,
+      checkpoint_every=2 if toy else 250,
+      sample_every=4 if toy else 1000,  # a sample grid in WORKDIR/samples (0: never)
+    )
+  )
+
+
+def pretrain_config(variant: str) -> ml_collections.ConfigDict:
+  """'' the shipped world model (64 px); 'toy' a few steps of a micro model (tests)."""
+  toy = variant == "toy"
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # initial weights, noise, timesteps
+  config.data_seed = 0  # the world: which face each identity id is
+  config.resolution = 32 if toy else arch.WORLD_RESOLUTION
+  if toy:
+    config.unet = {**arch.MICRO_UNET, "sample_size": 16, "cross_attention_dim": 32}
+    config.vae = {**arch.WORLD_VAE, "block_out_channels": [32, 32], "sample_size": 32,
+                  "down_block_types": ["DownEncoderBlock2D"] * 2,
+                  "up_block_types": ["UpDecoderBlock2D"] * 2}  # fmt: skip
+    config.text_encoder = {**arch.TINY_TEXT_ENCODER, "max_position_embeddings": 32}
+  else:
+    config.unet = dict(arch.WORLD_UNET)
+    config.vae = dict(arch.WORLD_VAE)
+    config.text_encoder = dict(arch.WORLD_TEXT_ENCODER)
+  config.max_length = arch.WORLD_MAX_LENGTH
+  config.caption_dropout = 0.1  # empty captions, for classifier-free guidance
+  config.vae_stage = _stage(3 if toy else 3000, 4 if toy else 32, 5e-4, 1 if toy else 100, toy)
+  config.vae_stage.crop = 16 if toy else 32  # train on random patches of this side
+  config.vae_stage.kl_weight = 1e-6  # per latent number, against the per-pixel L1 + MSE
+  config.vae_stage.scale_batches = 1 if toy else 16  # batches to measure the latents' std on
+  config.unet_stage = _stage(4 if toy else 12000, 4 if toy else 32, 3e-4, 1 if toy else 500, toy)
+  config.sampling = ml_collections.ConfigDict(dict(steps=2 if toy else 25, guidance=3.0))
+  config.mesh = (-1, 1)  # ('data', 'fsdp') sizes; -1 = the remaining devices
+  config.keep_checkpoints = 2
+  config.async_checkpoint = True
+  config.tensorboard = True
+  config.compilation_cache = True
+  config.compilation_cache_dir = ""  # empty: ~/.cache/hdb_jax/jax_cache
+  return config
+
+
+def recognizer_config(variant: str) -> ml_collections.ConfigDict:
+  """'' the shipped recognizer; 'toy' a few steps (tests)."""
+  toy = variant == "toy"
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.data_seed = 0  # the world
+  config.num_identities = 16 if toy else 2000  # training identities: ids [0, num_identities)
+  config.embedding_dim = 32 if toy else 128
+  config.widths = (32, 32, 32, 32) if toy else (32, 64, 96, 128)
+  config.margin = 0.35  # CosFace: cos(theta_y) - margin for the true identity, times scale
+  config.scale = 30.0
+  config.augment = True  # blur and noise, so that generated images read like renders
+  config.recognizer_stage = _stage(4 if toy else 3000, 8 if toy else 64, 1e-3, 1 if toy else 100,
+                                   toy)  # fmt: skip
+  config.recognizer_stage.sample_every = 0
+  config.eval = ml_collections.ConfigDict(
+    dict(num_identities=8 if toy else 200, prompt_images=20 if toy else 1000)
+  )
+  config.mesh = (-1, 1)
+  config.keep_checkpoints = 2
+  config.async_checkpoint = True
+  config.tensorboard = True
+  config.compilation_cache = True
+  config.compilation_cache_dir = ""
+  return config

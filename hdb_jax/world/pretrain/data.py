@@ -1,0 +1,87 @@
+"""World training batches: renders and their captions, a pure function of (data seed, step), drawn
+ahead of the step that needs them on a background thread.
+
+    batches = WorldBatches(tokenizer, resolution=64, global_batch=32, data_seed=0)
+    batch = batches.get(step)   # image float32 [B, 64, 64, 3] in [-1, 1], input_ids int32 [B, T],
+                                # identity int32 [B], attributes int32 [B, 5]
+"""
+
+import concurrent.futures
+from typing import Any
+
+import numpy as np
+
+from hdb_jax.models.tokenizer import pad_to_length
+from hdb_jax.world.render import render
+from hdb_jax.world.sampling import TRAIN_IDENTITIES, training_example
+from hdb_jax.world.scene import attribute_indices, caption
+
+
+def world_batch(
+  step: int,
+  indices: range,
+  resolution: int,
+  data_seed: int,
+  caption_dropout: float = 0.0,
+  num_identities: int = TRAIN_IDENTITIES,
+) -> dict[str, Any]:
+  """Examples `indices` of training step `step`: image uint8 [len, R, R, 3], caption (empty with
+  probability caption_dropout, for classifier-free guidance), identity int32 [len], attributes
+  int32 [len, 5] (each attribute's value index, ATTRIBUTES order)."""
+  images, captions, identities, attributes = [], [], [], []
+  for index in indices:
+    identity, view, scene = training_example(data_seed, step, index, num_identities)
+    images.append(render(identity, view, scene, resolution, data_seed))
+    drop = np.random.default_rng([data_seed, step, index, 0xCA97]).random() < caption_dropout
+    captions.append("" if drop else caption(scene))
+    identities.append(identity)
+    attributes.append(attribute_indices(scene))
+  return {
+    "image": np.stack(images),
+    "caption": captions,
+    "identity": np.asarray(identities, np.int32),
+    "attributes": np.asarray(attributes, np.int32),
+  }
+
+
+class WorldBatches:
+  """This process's share of each global batch, the next one rendered while a step runs."""
+
+  def __init__(
+    self,
+    tokenizer: Any,
+    resolution: int,
+    global_batch: int,
+    data_seed: int,
+    caption_dropout: float = 0.0,
+    process_index: int = 0,
+    process_count: int = 1,
+    num_identities: int = TRAIN_IDENTITIES,
+  ):
+    self.tokenizer, self.resolution = tokenizer, resolution
+    self.data_seed, self.caption_dropout = data_seed, caption_dropout
+    self.num_identities = num_identities
+    local = global_batch // process_count
+    self.indices = range(process_index * local, (process_index + 1) * local)
+    self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="world-data")
+    self._ahead: dict[int, concurrent.futures.Future] = {}
+
+  def _make(self, step: int) -> dict[str, np.ndarray]:
+    batch = world_batch(step, self.indices, self.resolution, self.data_seed,
+                        self.caption_dropout, self.num_identities)  # fmt: skip
+    caption_ids = pad_to_length(self.tokenizer, batch.pop("caption")).input_ids
+    return {
+      **batch,
+      "image": batch["image"].astype(np.float32) / 127.5 - 1.0,
+      "input_ids": caption_ids.astype(np.int32),
+    }
+
+  def get(self, step: int) -> dict[str, np.ndarray]:
+    """The batch of `step`; starts drawing that of step + 1."""
+    future = self._ahead.pop(step, None)
+    batch = future.result() if future is not None else self._make(step)
+    self._ahead = {step + 1: self._pool.submit(self._make, step + 1)}
+    return batch
+
+  def close(self) -> None:
+    self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,235 @@
+"""The world pretraining loop: stage 'vae', then stage 'unet' (with the text encoder), each
+checkpointed with orbax in WORKDIR/<stage>/ and resumed where a killed run stopped; then the model
+in WORKDIR/model (diffusers, Flax) and, with torch, WORKDIR/release (what hdb_jax ships).
+
+    pretrain(pretrain_config(''), '/tmp/world')   # python -m hdb_jax.world.pretrain ...
+"""
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+
+from hdb_jax import models
+from hdb_jax.diffusion.sampling import SamplingConfig, make_sampler
+from hdb_jax.errors import ConfigError
+from hdb_jax.formats.hypernet_card import CheckpointMismatchError
+from hdb_jax.io.files import write_text_atomic
+from hdb_jax.io.images import image_grid, to_uint8
+from hdb_jax.runtime import mesh as mesh_lib
+from hdb_jax.runtime.compilation_cache import enable_compilation_cache
+from hdb_jax.world import sampling
+from hdb_jax.world.pretrain import step as step_lib
+from hdb_jax.world.pretrain.data import WorldBatches
+from hdb_jax.world.pretrain.stages import Stage, run_stage
+from hdb_jax.world.render import render
+from hdb_jax.world.scene import caption_words as world_words
+
+# What a sample grid shows: one row per prompt (every context and style), one column per seed.
+SAMPLE_PROMPTS = (
+  "a face",
+  "a smiling face wearing a red hat",
+  "a face with sunglasses on a beach",
+  "a face wearing a blue hat in a forest",
+  "a face with glasses in a city",
+  "a face at night",
+  "a face in pencil sketch style",
+  "a face in pop-art style",
+  "a face in watercolour style",
+  "a face in pixel art style",
+)
+SAMPLE_SEEDS = 4
+# The architecture fields a resumed run must share with the run that wrote WORKDIR.
+ARCHITECTURE = ("unet", "vae", "text_encoder", "resolution", "max_length", "seed", "data_seed")
+# The scaling factor is measured on the batches of these steps (past any training run).
+SCALE_STEPS = 10**9
+RARE_WORDS = ("sks", "ohwx", "zwx", "xyz", "qwe", "vsx", "btx")
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  for name in ("vae_stage", "unet_stage"):
+    stage = config[name]
+    if stage.steps < 1 or stage.batch_size < 1:
+      raise ConfigError(f"{name}.steps and {name}.batch_size must be positive")
+  if not 0 <= config.caption_dropout < 1:
+    raise ConfigError(f"caption_dropout must be in [0, 1), not {config.caption_dropout}")
+  factor = 2 ** (len(config.vae.block_out_channels) - 1)
+  if config.resolution != factor * config.unet.sample_size:
+    raise ConfigError(
+      f"resolution {config.resolution} must be the VAE's factor ({factor}) times the UNet's "
+      f"sample_size ({config.unet.sample_size})"
+    )
+  if config.text_encoder.hidden_size != config.unet.cross_attention_dim:
+    raise ConfigError("text_encoder.hidden_size must equal unet.cross_attention_dim")
+
+
+def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """WORKDIR/config.json holds the architecture; a different one there is a mismatch."""
+  path = os.path.join(workdir, "config.json")
+  wanted = {k: config[k].to_dict() if hasattr(config[k], "to_dict") else config[k]
+            for k in ARCHITECTURE}  # fmt: skip
+  wanted = json.loads(json.dumps(wanted))
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      found = {k: v for k, v in json.load(f).items() if k in ARCHITECTURE}
+    if found != wanted:
+      diff = sorted(k for k in ARCHITECTURE if found.get(k) != wanted.get(k))
+      raise CheckpointMismatchError(
+        f"{workdir} holds a world pretraining with other {', '.join(diff)}; use a new --workdir"
+      )
+  elif jax.process_index() == 0:
+    write_text_atomic(path, json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list))
+
+
+def start_model(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, Any]:
+  """The random starting model in WORKDIR/init (made once), loaded through the real loader."""
+  root = os.path.join(workdir, "init")
+  if jax.process_index() == 0 and not os.path.exists(os.path.join(root, "model_index.json")):
+    models.create_stable_diffusion(
+      root,
+      config.unet.to_dict(),
+      config.vae.to_dict(),
+      config.text_encoder.to_dict(),
+      words=tuple(world_words()) + RARE_WORDS,
+      max_length=config.max_length,
+      seed=config.seed,
+    )
+  multihost_utils.sync_global_devices("world init written")
+  return root, models.load_stable_diffusion(root)
+
+
+def _fixed_images(config: ml_collections.ConfigDict, count: int) -> np.ndarray:
+  """Held-out identities in varied scenes, float32 [count, R, R, 3] in [-1, 1]."""
+  rng = np.random.default_rng([config.data_seed, 0xF1])
+  images = [
+    render(identity, 0, sampling.random_scene(rng), config.resolution, config.data_seed)
+    for identity in sampling.held_out_identities(count)
+  ]
+  return np.stack(images).astype(np.float32) / 127.5 - 1.0
+
+
+def _batches(
+  config: ml_collections.ConfigDict,
+  tokenizer: Any,
+  settings: ml_collections.ConfigDict,
+  caption_dropout: float,
+) -> Callable[[int, int], WorldBatches]:
+  return lambda index, count: WorldBatches(
+    tokenizer, config.resolution, settings.batch_size, config.data_seed, caption_dropout,
+    index, count,
+  )  # fmt: skip
+
+
+def measure_scaling_factor(sd: Any, vae_params: Any, config: ml_collections.ConfigDict) -> float:
+  """1 / the std of the trained encoder's latents (posterior means) over fixed training batches,
+  as SD's 0.18215 was found."""
+  batches = WorldBatches(sd.tokenizer, config.resolution, config.vae_stage.batch_size,
+                         config.data_seed)  # fmt: skip
+  encode = jax.jit(lambda p, x: models.vae_posterior(sd, p, x)[0])
+  try:
+    means = [np.asarray(encode(vae_params, batches.get(SCALE_STEPS + i)["image"]))
+             for i in range(config.vae_stage.scale_batches)]  # fmt: skip
+  finally:
+    batches.close()
+  return float(1.0 / np.std(np.concatenate(means)))
+
+
+def _reconstructions(sd: Any, config: ml_collections.ConfigDict) -> Callable:
+  images = _fixed_images(config, 8)
+
+  @jax.jit
+  def reconstruct(params):
+    mean, _ = models.vae_posterior(sd, params, images)
+    return models.vae_decode(sd, params, mean * sd.vae_scaling_factor)
+
+  def grid(params, step):
+    del step
+    pair = np.concatenate([images, np.asarray(reconstruct(params))])
+    return image_grid(to_uint8(np.clip((pair + 1) / 2, 0, 1)), 8)
+
+  return grid
+
+
+def _sample_grid(sd: Any, vae_params: Any, config: ml_collections.ConfigDict) -> Callable:
+  settings = SamplingConfig(steps=config.sampling.steps, guidance=config.sampling.guidance,
+                            sampler="ddim", seed=config.seed)  # fmt: skip
+  sample = make_sampler(sd, settings)
+  prompts = [p for p in SAMPLE_PROMPTS for _ in range(SAMPLE_SEEDS)]
+  cond = jnp.asarray(models.tokenize(sd, prompts))
+  uncond = jnp.asarray(models.tokenize(sd, [""] * len(prompts), allow_empty=True))
+  noise_ids = jnp.asarray(np.tile(np.arange(SAMPLE_SEEDS), len(SAMPLE_PROMPTS)), jnp.int32)
+
+  def grid(params, step):
+    del step
+    images = sample({**params, "vae": vae_params}, None, cond, uncond, noise_ids)
+    return image_grid(to_uint8(images), SAMPLE_SEEDS)
+
+  return grid
+
+
+@dataclasses.dataclass
+class PretrainResult:
+  model_dir: str  # WORKDIR/model: diffusers format, Flax weights
+  release_dir: str | None  # WORKDIR/release: fp16 PyTorch safetensors + card (needs torch)
+  records: dict[str, dict[str, float]]  # per stage: steps, wall_s, last metrics
+  scaling_factor: float
+
+
+def pretrain(config: ml_collections.ConfigDict, workdir: str) -> PretrainResult:
+  """Trains (or resumes) the world model in WORKDIR; see the module docstring."""
+  check_config(config)
+  mesh_lib.initialize_distributed(config)
+  if config.compilation_cache:
+    enable_compilation_cache(config.compilation_cache_dir or None)
+  os.makedirs(workdir, exist_ok=True)
+  _check_workdir(config, workdir)
+  root, sd = start_model(config, workdir)
+  mesh = mesh_lib.make_mesh(config.mesh)
+  vae_stage = Stage(
+    "vae",
+    config.vae_stage,
+    sd.params["vae"],
+    {},
+    step_lib.vae_loss(sd, config.vae_stage.kl_weight, config.vae_stage.crop),
+    _batches(config, sd.tokenizer, config.vae_stage, caption_dropout=0.0),
+    _reconstructions(sd, config),
+  )
+  vae_params, vae_record = run_stage(vae_stage, config, workdir, mesh)
+  vae_params = jax.device_get(vae_params)
+  scaling = measure_scaling_factor(sd, vae_params, config)
+  logging.info("VAE latent scaling factor: %.5f", scaling)
+  sd = models.with_vae_scaling_factor(sd, scaling)
+  unet_stage = Stage(
+    "unet",
+    config.unet_stage,
+    {"unet": sd.params["unet"], "text_encoder": sd.params["text_encoder"]},
+    vae_params,
+    step_lib.unet_loss(sd),
+    _batches(config, sd.tokenizer, config.unet_stage, config.caption_dropout),
+    _sample_grid(sd, vae_params, config),
+  )
+  ema, unet_record = run_stage(unet_stage, config, workdir, mesh)
+  params = {**jax.device_get(ema), "vae": vae_params}
+  records = {"vae": vae_record, "unet": unet_record}
+  model_dir = os.path.join(workdir, "model")
+  release_dir = None
+  if jax.process_index() == 0:
+    models.save_flax_pipeline(sd, params, root, model_dir)
+    try:
+      from hdb_jax.world.pretrain import release  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+      logging.warning("no release written (%s): pip install -e '.[torch]' for it", e)
+    else:
+      release_dir = release.write_release(
+        models.load_stable_diffusion(model_dir), model_dir, os.path.join(workdir, "release"),
+        config, records,
+      )  # fmt: skip
+  multihost_utils.sync_global_devices("world model written")
+  return PretrainResult(model_dir, release_dir, records, scaling)

@@ -1,0 +1,121 @@
+"""The world model as hdb_jax ships it: a diffusers PyTorch pipeline with fp16 safetensors (which
+the project's loader and PyTorch diffusers both read), and its card (card.json + MODEL_CARD.md):
+the command, steps, wall time, seeds, every file's sha256, and the measured quality once
+`python -m hdb_jax.world quality` has added it. Importing this module imports torch.
+"""
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from hdb_jax.io.files import atomic_directory, write_text_atomic
+from hdb_jax.models.pytorch_export import save_pytorch_pipeline
+
+CARD_FORMAT = "hdb_jax.world_model"
+CARD = "card.json"
+MODEL_CARD = "MODEL_CARD.md"
+COMMAND = "python -m hdb_jax.world.pretrain --config=configs/world.py --workdir=WORKDIR"
+
+
+def sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def file_table(directory: str, skip: tuple[str, ...] = (CARD, MODEL_CARD)) -> dict[str, Any]:
+  """{relative path: {'bytes', 'sha256'}} of every file under directory (the card's own
+  excepted)."""
+  table = {}
+  for parent, _, files in sorted(os.walk(directory)):
+    for name in sorted(files):
+      path = os.path.join(parent, name)
+      relative = os.path.relpath(path, directory)
+      if relative not in skip:
+        table[relative] = {"bytes": os.path.getsize(path), "sha256": sha256(path)}
+  return table
+
+
+def write_release(
+  sd: Any,
+  model_dir: str,
+  out_dir: str,
+  config: ml_collections.ConfigDict,
+  records: dict[str, dict[str, float]],
+) -> str:
+  """sd (loaded from model_dir) -> out_dir: fp16 PyTorch pipeline + card. Returns out_dir."""
+  with atomic_directory(out_dir) as tmp:
+    save_pytorch_pipeline(sd, model_dir, sd.params, tmp, dtype=np.float16)
+    card = {
+      "format": CARD_FORMAT,
+      "version": 1,
+      "command": COMMAND,
+      "config": config.to_dict(),
+      "stages": records,
+      "vae_scaling_factor": sd.vae_scaling_factor,
+      "files": file_table(tmp),
+      "quality": {},
+    }
+    write_card(tmp, card)
+  return out_dir
+
+
+def read_card(directory: str) -> dict[str, Any]:
+  with open(os.path.join(directory, CARD), encoding="utf-8") as f:
+    return json.load(f)
+
+
+def write_card(directory: str, card: dict[str, Any]) -> None:
+  """card.json and its human-readable MODEL_CARD.md."""
+  write_text_atomic(
+    os.path.join(directory, CARD), json.dumps(card, indent=2, sort_keys=True, default=list)
+  )
+  write_text_atomic(os.path.join(directory, MODEL_CARD), model_card_markdown(card))
+
+
+def model_card_markdown(card: dict[str, Any]) -> str:
+  config = card["config"]
+  lines = [
+    "# The world model",
+    "",
+    "A small Stable Diffusion (diffusers format, fp16 safetensors) that hdb_jax trains from "
+    "scratch on its procedural world of faces (`hdb_jax/world`), so that HyperDreamBooth can be "
+    "seen and measured offline. The identity is never in a caption; contexts and styles are.",
+    "",
+    "## How it was made",
+    "",
+    f"    {card['command']}",
+    "",
+    "| stage | steps | batch | wall time | last loss |",
+    "|---|---|---|---|---|",
+  ]
+  for name, record in card["stages"].items():
+    batch = config[f"{name}_stage"]["batch_size"]
+    lines.append(
+      f"| {name} | {int(record.get('steps', 0)):,} | {batch} | "
+      f"{record.get('wall_s', 0) / 3600:.2f} h | {record.get('loss', float('nan')):.4f} |"
+    )
+  lines += [
+    "",
+    f"Seeds: weights/noise {config['seed']}, world {config['data_seed']}. Resolution "
+    f"{config['resolution']} px; VAE latent scaling factor {card['vae_scaling_factor']:.5f}. "
+    "The UNet and the text encoder are trained jointly (the VAE first, then frozen).",
+    "",
+    "## Measured quality",
+    "",
+  ]
+  quality = card.get("quality") or {}
+  if quality:
+    lines += [f"- {name}: {value}" for name, value in sorted(quality.items())]
+  else:
+    lines.append("Not measured yet: `python -m hdb_jax.world quality --model=DIR` adds it.")
+  lines += ["", "## Files", "", "| file | bytes | sha256 |", "|---|---|---|"]
+  for name, entry in card["files"].items():
+    lines.append(f"| `{name}` | {entry['bytes']:,} | `{entry['sha256']}` |")
+  return "\n".join(lines) + "\n"
