@@ -41,6 +41,8 @@ setup(
   version="0.1.0",
   description="HyperDreamBooth in JAX/Flax: one face photo to a personalized Stable Diffusion",
   packages=find_packages(include=["hdb_jax", "hdb_jax.*"]),
+  # the shipped world model and recognizer (fp16 safetensors, configs, cards)
+  package_data={"hdb_jax": ["assets/*/*", "assets/*/*/*"]},
   python_requires=">=3.10",
   install_requires=CORE,
   extras_require={"torch": TORCH, "data": DATA, "demo": DEMO, "face": FACE, "test": TEST},

@@ -12,6 +12,7 @@ import pathlib
 import pytest
 
 from hdb_jax.config import phases
+from hdb_jax.config import world as world_config
 from hdb_jax.errors import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -184,6 +185,8 @@ def _repo_config(name: str, variant: str):
     ("hyper", phases.hyper_config, phases.HYPER_VARIANTS),
     ("personalize", phases.personalize_config, ("", "tiny")),
     ("evaluate", phases.evaluate_config, ("", "tiny")),
+    ("world", world_config.pretrain_config, world_config.WORLD_VARIANTS),
+    ("recognizer", world_config.recognizer_config, world_config.WORLD_VARIANTS),
   ],
 )
 def test_config_files_return_the_package_configs_and_refuse_unknown_variants(name, build, variants):

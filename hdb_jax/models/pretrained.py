@@ -1,18 +1,41 @@
-"""Load a base model by the name a config gives: a hub id, a local diffusers directory, or
-'tiny[:DIR]'.
+"""Load a base model by the name a config gives: a hub id, a local diffusers directory, 'world'
+(the world model hdb_jax ships) or 'tiny[:DIR]'.
 
-sd = load_model("stable-diffusion-v1-5/stable-diffusion-v1-5")   # or a directory, or "tiny"
+sd = load_model("stable-diffusion-v1-5/stable-diffusion-v1-5")   # or a directory, "world", "tiny"
 """
 
 import dataclasses
+import os
 
-from hdb_jax.models.loading import StableDiffusion, load_stable_diffusion, resolve_pretrained
+from hdb_jax.models.loading import (
+  ModelLoadError,
+  StableDiffusion,
+  load_stable_diffusion,
+  resolve_pretrained,
+)
 from hdb_jax.models.tiny import TINY_PREFIX, resolve_tiny
+
+WORLD = "world"
+# The shipped world model: a diffusers directory inside the package (fp16 PyTorch safetensors).
+WORLD_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "world-sd")
+
+
+def world_model_dir() -> str:
+  """The shipped world model's directory (ModelLoadError saying how to make one when absent)."""
+  if not os.path.isfile(os.path.join(WORLD_DIR, "model_index.json")):
+    raise ModelLoadError(
+      f"the world model is not in this installation ({WORLD_DIR}); train one with "
+      "`python -m hdb_jax.world.pretrain --config=configs/world.py --workdir=DIR` and pass "
+      "--config.pretrained=DIR/release"
+    )
+  return WORLD_DIR
 
 
 def resolve_model_dir(pretrained: str, revision: str | None = None) -> str:
-  """The local directory a model name stands for: 'tiny[:DIR]' (made on first use), a directory,
-  or a hub snapshot."""
+  """The local directory a model name stands for: 'world' (shipped), 'tiny[:DIR]' (made on first
+  use), a directory, or a hub snapshot."""
+  if pretrained == WORLD:
+    return world_model_dir()
   if pretrained == TINY_PREFIX or pretrained.startswith(TINY_PREFIX + ":"):
     return resolve_tiny(pretrained)
   return resolve_pretrained(pretrained, revision)

@@ -81,14 +81,35 @@ def _bytes_to_unicode() -> list[str]:
   return chars
 
 
-def _word_merges(word: str) -> list[tuple[str, str]]:
-  """Left-to-right merges that build `word</w>` from its characters."""
-  symbols = list(word[:-1]) + [word[-1] + "</w>"]
+def _merge(symbols: list[str], pair: tuple[str, str]) -> list[str]:
+  """Every occurrence of `pair` in symbols joined, left to right (as CLIP's BPE applies a merge)."""
+  out, k = [], 0
+  while k < len(symbols):
+    if k + 1 < len(symbols) and (symbols[k], symbols[k + 1]) == pair:
+      out.append(symbols[k] + symbols[k + 1])
+      k += 2
+    else:
+      out.append(symbols[k])
+      k += 1
+  return out
+
+
+def learn_merges(words: Sequence[str]) -> list[tuple[str, str]]:
+  """BPE merges learned on `words` until each is one symbol: repeatedly the most frequent adjacent
+  pair (ties: the first seen). Encoding applies merges by rank, so a learned word comes out as the
+  one token its training ended with (merges written per word could interfere across words)."""
+  pieces = {w: list(w[:-1]) + [w[-1] + "</w>"] for w in dict.fromkeys(words)}
   merges = []
-  while len(symbols) > 1:
-    merges.append((symbols[0], symbols[1]))
-    symbols = [symbols[0] + symbols[1]] + symbols[2:]
-  return merges
+  while True:
+    counts: dict[tuple[str, str], int] = {}
+    for symbols in pieces.values():
+      for pair in zip(symbols, symbols[1:]):
+        counts[pair] = counts.get(pair, 0) + 1
+    if not counts:
+      return merges
+    best = max(counts, key=counts.get)  # dicts keep insertion order: ties go to the first seen
+    merges.append(best)
+    pieces = {w: _merge(symbols, best) for w, symbols in pieces.items()}
 
 
 def write_tiny_tokenizer(
@@ -100,11 +121,7 @@ def write_tiny_tokenizer(
   os.makedirs(directory, exist_ok=True)
   base = _bytes_to_unicode()
   vocab_list = base + [c + "</w>" for c in base]
-  merges: list[tuple[str, str]] = []
-  for word in words:
-    for pair in _word_merges(word):
-      if pair not in merges:
-        merges.append(pair)
+  merges = learn_merges(words)
   for left, right in merges:
     if left + right not in vocab_list:
       vocab_list.append(left + right)

@@ -1,30 +1,117 @@
-"""Ground truth of the world, for anyone: one identity in a scene, as a PNG.
+"""The world from the command line: ground truth, scores, and the world model's measured quality.
 
   python -m hdb_jax.world render --identity=3 --out=face.png
   python -m hdb_jax.world render --identity=3 --view=2 --resolution=128 \\
       --prompt="a smiling face wearing a red hat on a beach in watercolour style" --out=beach.png
+  python -m hdb_jax.world score --reference=face.png --images=DIR [--prompt="a face at night"]
+  python -m hdb_jax.world quality [--model=world] [--out=DIR] [--update_card]
 
-The prompt follows the caption grammar of hdb_jax/world/scene.py ('a [smiling] face [wearing a
-red|blue|green|yellow hat] [with glasses|with sunglasses] [on a beach|in a forest|in a city|at
-night] [in pencil sketch|pop-art|watercolour|pixel art style]'); the identity is never in it.
+render: one identity in a scene, as a PNG. The prompt follows the caption grammar of
+hdb_jax/world/scene.py ('a [smiling] face [wearing a red|blue|green|yellow hat] [with
+glasses|with sunglasses] [on a beach|in a forest|in a city|at night] [in pencil sketch|pop-art|
+watercolour|pixel art style]'); the identity is never in it.
+score: the World-ID similarity of each image in DIR (PNG/JPEG) to the reference, what World-prompt
+reads in each, and with --prompt the World-prompt accuracy against it.
+quality: samples of the world model for every context and style, scored by the recognizer
+(World-prompt accuracy, faces rate, VAE PSNR); writes OUT/quality.json and OUT/samples.png, and
+with --update_card the model's card.
 """
 
+import json
+import os
+
+import numpy as np
 from absl import app, flags
 
-from hdb_jax.io.images import save_png
+from hdb_jax.errors import UserError
+from hdb_jax.io.files import write_text_atomic
+from hdb_jax.io.images import load_image, save_png
 from hdb_jax.runtime.cli import run_main
 from hdb_jax.world.render import render
 from hdb_jax.world.scene import caption, parse_prompt
 
-flags.DEFINE_integer("identity", None, "Identity id (any integer >= 0).", lower_bound=0)
-flags.DEFINE_integer("view", 0, "View id: pose, lighting and background details.", lower_bound=0)
-flags.DEFINE_string("prompt", "a face", "What the image shows (the caption grammar above).")
-flags.DEFINE_integer("resolution", 64, "Image side in pixels.", lower_bound=16)
+flags.DEFINE_integer("identity", None, "render: identity id (any integer >= 0).", lower_bound=0)
+flags.DEFINE_integer("view", 0, "render: view id (pose, lighting, background).", lower_bound=0)
+flags.DEFINE_string("prompt", None, "render: what the image shows (default 'a face'); score: "
+                    "the prompt the images were made for.")  # fmt: skip
+flags.DEFINE_integer("resolution", 64, "render: image side in pixels.", lower_bound=16)
 flags.DEFINE_integer("seed", 0, "World seed: which faces the identity ids stand for.")
-flags.DEFINE_string("out", None, "Output PNG file.")
-flags.mark_flags_as_required(["identity", "out"])
+flags.DEFINE_string("out", None, "render: output PNG; quality: output directory.")
+flags.DEFINE_string("reference", None, "score: the reference image of the identity.")
+flags.DEFINE_string("images", None, "score: a directory of images to score.")
+flags.DEFINE_string("recognizer", None, "score, quality: a recognizer directory (default: "
+                    "the shipped one).")  # fmt: skip
+flags.DEFINE_string("model", "world", "quality: the model (name or diffusers directory).")
+flags.DEFINE_integer("seeds", 8, "quality: samples per prompt.", lower_bound=1)
+flags.DEFINE_bool("update_card", False, "quality: write the results into the model's card.")
 FLAGS = flags.FLAGS
-COMMANDS = ("render",)
+COMMANDS = ("render", "score", "quality")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def _render() -> None:
+  if FLAGS.identity is None or not FLAGS.out:
+    raise app.UsageError("render needs --identity and --out")
+  scene = parse_prompt(FLAGS.prompt or "a face")
+  save_png(FLAGS.out, render(FLAGS.identity, FLAGS.view, scene, FLAGS.resolution, FLAGS.seed))
+  print(f"{FLAGS.out}: identity {FLAGS.identity}, view {FLAGS.view}, '{caption(scene)}'")
+
+
+def _uint8(path: str) -> np.ndarray:
+  image = load_image(path, 64, min_size=16)
+  return np.clip(np.round((image + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
+def _score() -> None:
+  # pylint: disable=import-outside-toplevel
+  from hdb_jax.world.quality import score_images
+  from hdb_jax.world.recognizer.network import load_recognizer
+
+  if not FLAGS.reference or not FLAGS.images:
+    raise app.UsageError("score needs --reference and --images")
+  if not os.path.isdir(FLAGS.images):
+    raise UserError(f"--images={FLAGS.images}: not a directory")
+  names = sorted(n for n in os.listdir(FLAGS.images) if n.lower().endswith(IMAGE_SUFFIXES))
+  if not names:
+    raise UserError(f"{FLAGS.images} holds no {'/'.join(IMAGE_SUFFIXES)} images")
+  if FLAGS.prompt:
+    parse_prompt(FLAGS.prompt)  # a prompt outside the grammar is refused before any work
+  images = np.stack([_uint8(os.path.join(FLAGS.images, n)) for n in names])
+  scores = score_images(load_recognizer(FLAGS.recognizer), _uint8(FLAGS.reference), images,
+                        FLAGS.prompt)  # fmt: skip
+  print(f"{'image':<32} World-ID  World-prompt reads")
+  for name, similarity, read in zip(names, scores["similarity"], scores["read"]):
+    shown = ", ".join(f"{v}" for k, v in read.items() if v not in ("none", "neutral"))
+    print(f"{name:<32} {similarity:+.3f}    {shown}")
+  print(f"mean World-ID similarity {np.mean(scores['similarity']):+.3f}")
+  if FLAGS.prompt:
+    accuracy = scores["world_prompt"]
+    print(f"World-prompt accuracy against {FLAGS.prompt!r}: {accuracy['mean']:.3f} (all "
+          f"attributes right in {accuracy['all_correct']:.0%} of images)")  # fmt: skip
+
+
+def _quality() -> None:
+  # pylint: disable=import-outside-toplevel
+  from hdb_jax.models import load_model
+  from hdb_jax.models.pretrained import resolve_model_dir
+  from hdb_jax.world.quality import measure_quality
+  from hdb_jax.world.recognizer.network import load_recognizer
+
+  out = FLAGS.out or "world_quality"
+  report, grid = measure_quality(load_model(FLAGS.model), load_recognizer(FLAGS.recognizer),
+                                 seeds=FLAGS.seeds, data_seed=FLAGS.seed)  # fmt: skip
+  os.makedirs(out, exist_ok=True)
+  write_text_atomic(os.path.join(out, "quality.json"), json.dumps(report, indent=2))
+  save_png(os.path.join(out, "samples.png"), grid)
+  print(json.dumps(report, indent=2))
+  if FLAGS.update_card:
+    from hdb_jax.world.pretrain import release
+
+    directory = resolve_model_dir(FLAGS.model)
+    card = release.read_card(directory)
+    card["quality"] = report
+    release.write_card(directory, card)
+    print(f"card updated: {directory}")
 
 
 def main(argv: list[str]) -> None:
@@ -32,9 +119,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(
       f"give one command: {', '.join(COMMANDS)} (e.g. `render --identity=3 ...`)"
     )
-  scene = parse_prompt(FLAGS.prompt)
-  save_png(FLAGS.out, render(FLAGS.identity, FLAGS.view, scene, FLAGS.resolution, FLAGS.seed))
-  print(f"{FLAGS.out}: identity {FLAGS.identity}, view {FLAGS.view}, '{caption(scene)}'")
+  {"render": _render, "score": _score, "quality": _quality}[argv[1]]()
 
 
 if __name__ == "__main__":

@@ -42,6 +42,18 @@ def training_example(
   return int(rng.integers(num_identities)), int(rng.integers(VIEWS)), random_scene(rng)
 
 
+def paired_example(
+  seed: int, step: int, index: int, num_identities: int = TRAIN_IDENTITIES
+) -> tuple[int, int, Scene]:
+  """Like training_example, but examples 2k and 2k + 1 of a step show the same identity (in their
+  own views and scenes): the positive pairs of a contrastive identity loss."""
+  identity = np.random.default_rng([int(seed), int(step), int(index) // 2, 0x1D]).integers(
+    num_identities
+  )
+  _, view, scene = training_example(seed, step, index, num_identities)
+  return int(identity), view, scene
+
+
 def held_out_identities(count: int, start: int = 0) -> list[int]:
   """`count` identity ids that no world model or recognizer trains on."""
   return list(range(HELD_OUT_START + start, HELD_OUT_START + start + count))

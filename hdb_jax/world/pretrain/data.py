@@ -13,7 +13,7 @@ import numpy as np
 
 from hdb_jax.models.tokenizer import pad_to_length
 from hdb_jax.world.render import render
-from hdb_jax.world.sampling import TRAIN_IDENTITIES, training_example
+from hdb_jax.world.sampling import TRAIN_IDENTITIES, paired_example, training_example
 from hdb_jax.world.scene import attribute_indices, caption
 
 
@@ -24,13 +24,16 @@ def world_batch(
   data_seed: int,
   caption_dropout: float = 0.0,
   num_identities: int = TRAIN_IDENTITIES,
+  pairs: bool = False,
 ) -> dict[str, Any]:
   """Examples `indices` of training step `step`: image uint8 [len, R, R, 3], caption (empty with
   probability caption_dropout, for classifier-free guidance), identity int32 [len], attributes
-  int32 [len, 5] (each attribute's value index, ATTRIBUTES order)."""
+  int32 [len, 5] (each attribute's value index, ATTRIBUTES order). pairs: examples 2k and 2k + 1
+  show one identity (sampling.paired_example)."""
   images, captions, identities, attributes = [], [], [], []
+  example = paired_example if pairs else training_example
   for index in indices:
-    identity, view, scene = training_example(data_seed, step, index, num_identities)
+    identity, view, scene = example(data_seed, step, index, num_identities)
     images.append(render(identity, view, scene, resolution, data_seed))
     drop = np.random.default_rng([data_seed, step, index, 0xCA97]).random() < caption_dropout
     captions.append("" if drop else caption(scene))
@@ -45,7 +48,8 @@ def world_batch(
 
 
 class WorldBatches:
-  """This process's share of each global batch, the next one rendered while a step runs."""
+  """This process's share of each global batch, the next one rendered while a step runs (captions
+  tokenized as input_ids when a tokenizer is given)."""
 
   def __init__(
     self,
@@ -57,10 +61,11 @@ class WorldBatches:
     process_index: int = 0,
     process_count: int = 1,
     num_identities: int = TRAIN_IDENTITIES,
+    pairs: bool = False,
   ):
     self.tokenizer, self.resolution = tokenizer, resolution
     self.data_seed, self.caption_dropout = data_seed, caption_dropout
-    self.num_identities = num_identities
+    self.num_identities, self.pairs = num_identities, pairs
     local = global_batch // process_count
     self.indices = range(process_index * local, (process_index + 1) * local)
     self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="world-data")
@@ -68,13 +73,12 @@ class WorldBatches:
 
   def _make(self, step: int) -> dict[str, np.ndarray]:
     batch = world_batch(step, self.indices, self.resolution, self.data_seed,
-                        self.caption_dropout, self.num_identities)  # fmt: skip
-    caption_ids = pad_to_length(self.tokenizer, batch.pop("caption")).input_ids
-    return {
-      **batch,
-      "image": batch["image"].astype(np.float32) / 127.5 - 1.0,
-      "input_ids": caption_ids.astype(np.int32),
-    }
+                        self.caption_dropout, self.num_identities, self.pairs)  # fmt: skip
+    captions = batch.pop("caption")
+    batch["image"] = batch["image"].astype(np.float32) / 127.5 - 1.0
+    if self.tokenizer is not None:
+      batch["input_ids"] = pad_to_length(self.tokenizer, captions).input_ids.astype(np.int32)
+    return batch
 
   def get(self, step: int) -> dict[str, np.ndarray]:
     """The batch of `step`; starts drawing that of step + 1."""

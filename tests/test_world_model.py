@@ -1,0 +1,164 @@
+"""The world pretraining at toy size: it runs, is killed and resumes to the same state, and writes a
+diffusers directory that our loader and PyTorch diffusers both read (CPU, ~2 min cold)."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from hdb_jax import models
+from hdb_jax.config.world import pretrain_config
+from hdb_jax.errors import ConfigError
+from hdb_jax.formats.hypernet_card import CheckpointMismatchError
+from hdb_jax.models import configs
+from hdb_jax.runtime.metrics_log import read_metrics
+from hdb_jax.world.pretrain import loop, release
+from hdb_jax.world.pretrain.step import random_crops
+from hdb_jax.world.scene import caption, parse_prompt
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The toy run every test here shares: 3 VAE steps, 6 UNet steps, checkpoints every 2.
+OVERRIDES = {
+  "unet_stage.steps": 6,
+  "unet_stage.sample_every": 6,
+  "unet_stage.checkpoint_every": 2,
+  "async_checkpoint": False,
+}
+
+
+def toy_config():
+  config = pretrain_config("toy")
+  for key, value in OVERRIDES.items():
+    parent, _, name = key.rpartition(".")
+    setattr(config[parent] if parent else config, name, value)
+  return config
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("world_toy"))
+  return workdir, loop.pretrain(toy_config(), workdir)
+
+
+def flat(params):
+  return {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(params).items()}
+
+
+def test_toy_pretraining_writes_a_model_that_both_loaders_read(toy_run):
+  from diffusers import StableDiffusionPipeline
+
+  workdir, result = toy_run
+  assert result.records["vae"]["steps"] == 3 and result.records["unet"]["steps"] == 6
+  assert all(np.isfinite(m["loss"]) for m in read_metrics(os.path.join(workdir, "unet")))
+  ours = models.load_model(result.model_dir)
+  shipped = models.load_model(result.release_dir)
+  # the release is fp16: every weight within fp16's rounding (2^-11 relative) of the fp32 model
+  for part in ("unet", "vae", "text_encoder"):
+    a, b = flat(ours.params[part]), flat(shipped.params[part])
+    assert a.keys() == b.keys()
+    for name in a:
+      np.testing.assert_allclose(b[name], a[name], rtol=2**-10, atol=1e-7, err_msg=name)
+  assert shipped.vae_scaling_factor == pytest.approx(result.scaling_factor)
+  assert shipped.scheduler_config["beta_schedule"] == configs.SD15_SCHEDULER["beta_schedule"]
+  assert shipped.resolution == 32 and shipped.tokenizer.model_max_length == 32
+  models.check_token(shipped, "sks")  # the rare token is one token of the world's tokenizer
+  assert len(shipped.tokenizer.tokenize("a smiling face wearing a red hat at night")) == 9
+  pipe = StableDiffusionPipeline.from_pretrained(
+    result.release_dir, safety_checker=None, requires_safety_checker=False
+  )
+  image = pipe(
+    "a face at night", num_inference_steps=2, height=32, width=32, output_type="np"
+  ).images
+  assert image.shape == (1, 32, 32, 3) and np.isfinite(image).all()
+  card = release.read_card(result.release_dir)
+  for name, entry in card["files"].items():
+    assert release.sha256(os.path.join(result.release_dir, name)) == entry["sha256"]
+  assert {"unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
+          "text_encoder/model.safetensors"} <= set(card["files"])  # fmt: skip
+  assert "MODEL_CARD.md" in os.listdir(result.release_dir)
+  # sample grids: VAE reconstructions (8 renders over their 8 reconstructions) and UNet samples
+  from PIL import Image
+
+  samples = os.path.join(workdir, "samples")
+  assert Image.open(os.path.join(samples, "vae_0000003.png")).size == (8 * 32, 2 * 32)
+  rows, columns = len(loop.SAMPLE_PROMPTS), loop.SAMPLE_SEEDS
+  assert Image.open(os.path.join(samples, "unet_0000006.png")).size == (columns * 32, rows * 32)
+
+
+def test_kill_and_resume_equals_uninterrupted(toy_run, tmp_path):
+  reference_dir, reference = toy_run
+  workdir = tmp_path / "run"
+  cmd = [sys.executable, "-m", "hdb_jax.world.pretrain", "--config=configs/world.py:toy",
+         f"--workdir={workdir}"] + [f"--config.{k}={v}" for k, v in OVERRIDES.items()]  # fmt: skip
+  proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 600
+  while not (workdir / "unet" / "checkpoints" / "2").exists():
+    assert proc.poll() is None, "the run ended before it could be killed"
+    assert time.time() < deadline
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (workdir / "model").exists()
+  out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "stage vae: done (3 steps)" in out.stderr
+  assert "stage unet: resuming from step" in out.stderr
+  resumed = models.load_model(str(workdir / "model"))
+  expected = models.load_model(reference.model_dir)
+  # the same programs on the same inputs (the step's noise is a function of the step, the data of
+  # the step): bit for bit what the uninterrupted run computed
+  for part in ("unet", "vae", "text_encoder"):
+    for name, value in flat(resumed.params[part]).items():
+      np.testing.assert_array_equal(value, flat(expected.params[part])[name], err_msg=name)
+  losses = [m["loss"] for m in read_metrics(str(workdir / "unet"))]
+  reference_losses = [m["loss"] for m in read_metrics(os.path.join(reference_dir, "unet"))]
+  np.testing.assert_array_equal(losses, reference_losses)
+
+
+def test_a_workdir_of_another_architecture_is_refused(toy_run, tmp_path):
+  shutil.copy(os.path.join(toy_run[0], "config.json"), tmp_path / "config.json")
+  config = toy_config()
+  config.unet.block_out_channels = [64, 64]
+  with pytest.raises(CheckpointMismatchError, match="other unet"):
+    loop.pretrain(config, str(tmp_path))
+
+
+def test_bad_configs_are_refused():
+  config = toy_config()
+  config.resolution = 64
+  with pytest.raises(ConfigError, match="VAE's factor"):
+    loop.check_config(config)
+  config = toy_config()
+  config.caption_dropout = 1.0
+  with pytest.raises(ConfigError, match="caption_dropout"):
+    loop.check_config(config)
+
+
+def test_random_crops_are_windows_of_their_images():
+  images = np.arange(2 * 8 * 8 * 3, dtype=np.float32).reshape(2, 8, 8, 3)
+  crops = np.asarray(random_crops(jax.numpy.asarray(images), 4, jax.random.key(0)))
+  assert crops.shape == (2, 4, 4, 3)
+  for image, crop in zip(images, crops):
+    y, x = np.argwhere(image[..., 0] == crop[0, 0, 0])[0]
+    np.testing.assert_array_equal(image[y : y + 4, x : x + 4], crop)
+  assert random_crops(images, 8, jax.random.key(0)) is images
+
+
+def test_sample_prompts_are_in_the_caption_grammar():
+  for prompt in loop.SAMPLE_PROMPTS:
+    assert caption(parse_prompt(prompt)) == prompt
+
+
+def test_world_name_without_a_shipped_model_says_how_to_make_one(monkeypatch, tmp_path):
+  from hdb_jax.models import pretrained
+
+  monkeypatch.setattr(pretrained, "WORLD_DIR", str(tmp_path / "absent"))
+  with pytest.raises(models.ModelLoadError, match="hdb_jax.world.pretrain"):
+    models.load_model("world")

@@ -1,0 +1,104 @@
+"""The world recognizer: its metrics against brute force, its training stage and file at toy size,
+the scoring CLI, and the shipped recognizer's separation of held-out identities across styles."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hdb_jax.config.world import recognizer_config
+from hdb_jax.errors import MissingFileError, UserError
+from hdb_jax.io.images import save_png
+from hdb_jax.world import sampling
+from hdb_jax.world.quality import prompt_accuracy, score_images
+from hdb_jax.world.recognizer import network, verification
+from hdb_jax.world.recognizer.train import train_recognizer
+from hdb_jax.world.render import render
+from hdb_jax.world.scene import Scene
+from hdb_jax.world.styles import STYLES
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_roc_auc_and_tar_match_brute_force():
+  rng = np.random.default_rng(0)
+  genuine, impostor = rng.normal(1, 1, 200), np.round(rng.normal(0, 1, 3000), 1)
+  genuine[:10] = impostor[:10]  # ties count half
+  pairs = genuine[:, None] - impostor[None, :]
+  expected = np.mean(pairs > 0) + 0.5 * np.mean(pairs == 0)
+  assert verification.roc_auc(genuine, impostor) == pytest.approx(expected, abs=1e-12)
+  threshold = np.sort(impostor)[int(np.ceil(0.99 * len(impostor))) - 1]
+  assert verification.tar_at_far(genuine, impostor) == pytest.approx(
+    np.mean(genuine > threshold), abs=0.01
+  )
+  assert verification.roc_auc(np.ones(5) * 9, impostor) == 1.0
+
+
+@pytest.fixture(scope="module")
+def toy_recognizer(tmp_path_factory):
+  config = recognizer_config("toy")
+  config.async_checkpoint = False
+  return train_recognizer(config, str(tmp_path_factory.mktemp("recognizer")))
+
+
+def test_toy_recognizer_trains_saves_fp16_and_loads_back(toy_recognizer, tmp_path):
+  result = toy_recognizer
+  assert result.recognizer.info["training"]["steps"] == 4
+  assert set(result.evaluation["world_id"]) == set(STYLES) | {"all"}
+  loaded = network.load_recognizer(result.directory)
+  images = np.stack([render(i, 0, Scene(), 64) for i in range(4)])
+  # fp16 weights: the embeddings agree to fp16 rounding through 9 layers
+  np.testing.assert_allclose(loaded.embed(images), result.recognizer.embed(images), atol=5e-3)
+  np.testing.assert_allclose(np.linalg.norm(loaded.embed(images), axis=1), 1, atol=1e-5)
+  assert loaded.info["evaluation"] == result.evaluation
+  with pytest.raises(MissingFileError, match="hdb_jax.world.recognizer"):
+    network.load_recognizer(str(tmp_path))
+  with pytest.raises(UserError, match="square RGB"):
+    loaded.embed(np.zeros((2, 64, 32, 3), np.uint8))
+
+
+def test_prompt_accuracy_counts_each_attribute_against_the_prompt():
+  class Reader:  # reads every image as 'a smiling face wearing a red hat'
+    def read(self, images):
+      n = len(images)
+      return {"headwear": np.ones(n, int), "glasses": np.zeros(n, int),
+              "expression": np.ones(n, int), "background": np.zeros(n, int),
+              "style": np.zeros(n, int)}  # fmt: skip
+
+  images = np.zeros((2, 64, 64, 3), np.uint8)
+  right = prompt_accuracy(Reader(), images, ["a smiling sks face wearing a red hat"] * 2)
+  assert right["mean"] == 1.0 and right["all_correct"] == 1.0
+  wrong = prompt_accuracy(Reader(), images, ["a face at night", "a face wearing a red hat"])
+  # first: expression, headwear and background wrong (2/5 right); second: expression wrong
+  assert wrong["mean"] == pytest.approx((2 + 4) / 10) and wrong["all_correct"] == 0.0
+  assert wrong["per_attribute"]["headwear"] == 0.5
+
+
+def test_score_cli_prints_similarity_and_prompt_accuracy(toy_recognizer, tmp_path):
+  images = tmp_path / "images"
+  images.mkdir()
+  for i in range(3):
+    save_png(str(images / f"{i}.png"), render(1_000_000 + i, 1, Scene(background="night"), 64))
+  save_png(str(tmp_path / "ref.png"), render(1_000_000, 0, Scene(), 64))
+  cmd = [sys.executable, "-m", "hdb_jax.world", "score", f"--reference={tmp_path / 'ref.png'}",
+         f"--images={images}", f"--recognizer={toy_recognizer.directory}",
+         "--prompt=a face at night"]  # fmt: skip
+  out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "0.png" in out.stdout and "World-prompt accuracy against 'a face at night'" in out.stdout
+  bad = subprocess.run(cmd[:5] + [f"--images={tmp_path / 'none'}"], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)  # fmt: skip
+  assert bad.returncode == 1 and "not a directory" in bad.stderr
+
+
+def test_score_images_matches_the_embeddings(toy_recognizer):
+  recognizer = toy_recognizer.recognizer
+  ids = sampling.held_out_identities(3)
+  reference = render(ids[0], 0, Scene(), 64)
+  images = np.stack([render(i, 1, Scene(), 64) for i in ids])
+  scores = score_images(recognizer, reference, images, "a face")
+  embeddings = recognizer.embed(np.concatenate([reference[None], images]))
+  np.testing.assert_allclose(scores["similarity"], embeddings[1:] @ embeddings[0], atol=1e-6)
+  assert len(scores["read"]) == 3 and "world_prompt" in scores
