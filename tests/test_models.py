@@ -86,6 +86,17 @@ def test_vae_roundtrip_shapes(tiny_sd):
   assert decoded.shape == (2, 64, 64, 3) and bool(jnp.isfinite(decoded).all())
 
 
+@pytest.mark.parametrize(
+  "words", [TINY_WORDS, ("pencil", "art", "wearing", "ear", "pea", "a", "at")]
+)
+def test_every_vocabulary_word_is_one_token(tmp_path, words):
+  """Merges written word by word interfere ('ar' from 'art' broke 'wearing' into 4 pieces); learned
+  BPE merges keep every word whole, and other text still tokenizes, by characters."""
+  tokenizer = write_tiny_tokenizer(str(tmp_path), words)
+  assert [w for w in words if tokenizer.tokenize(w) != [w + "</w>"]] == []
+  assert "".join(tokenizer.tokenize("zebra")).replace("</w>", "") == "zebra"
+
+
 def test_tokenizer_is_saved_in_clip_format(tiny_dir, tiny_sd):
   assert {"vocab.json", "merges.txt"} <= set(os.listdir(os.path.join(tiny_dir, "tokenizer")))
   ids = models.tokenize(tiny_sd, ["a photo of sks face"])

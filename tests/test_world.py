@@ -157,3 +157,31 @@ def test_render_cli_writes_the_ground_truth(tmp_path):
   bad = subprocess.run([*cmd[:5], "--prompt=a face with a moustache", f"--out={out}"],
                        capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
   assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: prompt")
+
+
+def test_training_examples_are_seeded_and_never_held_out():
+  from hdb_jax.world import sampling
+
+  first = [sampling.training_example(0, 5, i) for i in range(64)]
+  assert first == [sampling.training_example(0, 5, i) for i in range(64)]
+  assert first != [sampling.training_example(0, 6, i) for i in range(64)]
+  assert all(0 <= identity < sampling.TRAIN_IDENTITIES for identity, _, _ in first)
+  held = sampling.held_out_identities(10, start=3)
+  assert min(held) >= sampling.HELD_OUT_START > sampling.TRAIN_IDENTITIES
+  pairs = [sampling.paired_example(0, 5, i) for i in range(64)]
+  assert all(pairs[2 * k][0] == pairs[2 * k + 1][0] for k in range(32))
+  assert len({identity for identity, _, _ in pairs}) == 32  # 100,000 ids: no collision here
+  assert sum(pairs[2 * k][2] != pairs[2 * k + 1][2] for k in range(32)) >= 28
+
+
+def test_random_scenes_keep_defaults_at_the_configured_rates():
+  from hdb_jax.world import sampling
+  from hdb_jax.world.scene import ATTRIBUTES
+
+  rng = np.random.default_rng(0)
+  scenes = [sampling.random_scene(rng) for _ in range(4000)]
+  for name, rate in sampling.DEFAULT_PROBABILITY.items():
+    kept = np.mean([getattr(s, name) == ATTRIBUTES[name][0] for s in scenes])
+    # binomial std at n = 4000 is at most 0.008: 4 std
+    assert abs(kept - rate) < 0.032, name
+    assert {getattr(s, name) for s in scenes} == set(ATTRIBUTES[name])

@@ -136,6 +136,10 @@ def test_bad_configs_are_refused():
   with pytest.raises(ConfigError, match="VAE's factor"):
     loop.check_config(config)
   config = toy_config()
+  config.unet.in_channels = 4
+  with pytest.raises(ConfigError, match="latent_channels"):
+    loop.check_config(config)
+  config = toy_config()
   config.caption_dropout = 1.0
   with pytest.raises(ConfigError, match="caption_dropout"):
     loop.check_config(config)

@@ -37,7 +37,8 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
   config.data_seed = 0  # the world: which face each identity id is
   config.resolution = 32 if toy else arch.WORLD_RESOLUTION
   if toy:
-    config.unet = {**arch.MICRO_UNET, "sample_size": 16, "cross_attention_dim": 32}
+    config.unet = {**arch.MICRO_UNET, "sample_size": 16, "cross_attention_dim": 32,
+                   "in_channels": 8, "out_channels": 8}  # fmt: skip
     config.vae = {**arch.WORLD_VAE, "block_out_channels": [32, 32], "sample_size": 32,
                   "down_block_types": ["DownEncoderBlock2D"] * 2,
                   "up_block_types": ["UpDecoderBlock2D"] * 2}  # fmt: skip
@@ -48,7 +49,7 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
     config.text_encoder = dict(arch.WORLD_TEXT_ENCODER)
   config.max_length = arch.WORLD_MAX_LENGTH
   config.caption_dropout = 0.1  # empty captions, for classifier-free guidance
-  config.vae_stage = _stage(3 if toy else 6000, 4 if toy else 8, 5e-4, 1 if toy else 100, toy)
+  config.vae_stage = _stage(3 if toy else 6000, 4 if toy else 8, 1e-3, 1 if toy else 100, toy)
   # train on random patches of this side (>= resolution: whole images). 32 px patches cost a
   # quarter, but left artifacts at the borders of whole 64 px images after 2,000 steps.
   config.vae_stage.crop = 16 if toy else 64

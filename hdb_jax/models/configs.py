@@ -100,7 +100,8 @@ TINY_VAE: dict[str, Any] = {
 
 TINY_RESOLUTION = 64  # pixels; latents are 8x8.
 
-# The world model (hdb_jax.world.pretrain): 64 px images, a VAE of factor 4 (16x16x4 latents) whose
+# The world model (hdb_jax.world.pretrain): 64 px images, a VAE of factor 4 with 8 latent channels
+# (16x16x8 latents: with 4, 2,000 steps blurred eyes and brows away at 22 dB) whose
 # full-resolution level is 16 channels wide (32 took 1.8x the VAE's step time), a UNet with
 # cross-attention at its 8x8 and 4x4 levels (attention at 16x16 cost 40% of the step on 2 CPU
 # cores), and a 3-layer CLIP text tower over 32 tokens. 4.1M + 0.68M + 0.69M parameters, about
@@ -111,6 +112,8 @@ WORLD_MAX_LENGTH = 32  # tokens: the longest world caption with a token is 22
 WORLD_UNET: dict[str, Any] = {
   **SD15_UNET,
   "sample_size": WORLD_RESOLUTION // 4,
+  "in_channels": 8,
+  "out_channels": 8,
   "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
   "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
   "block_out_channels": [64, 96, 96],
@@ -126,6 +129,7 @@ WORLD_VAE: dict[str, Any] = {
   "block_out_channels": [16, 32, 64],
   "norm_num_groups": 16,
   "layers_per_block": 1,
+  "latent_channels": 8,
   "sample_size": WORLD_RESOLUTION,
   "scaling_factor": 1.0,  # set from the trained encoder's latents (1 / their std), as SD's was
 }

@@ -66,6 +66,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       f"resolution {config.resolution} must be the VAE's factor ({factor}) times the UNet's "
       f"sample_size ({config.unet.sample_size})"
     )
+  latent = config.vae.latent_channels
+  if not config.unet.in_channels == config.unet.out_channels == latent:
+    raise ConfigError(
+      f"unet.in_channels and out_channels must be the VAE's latent_channels {latent}"
+    )
   if config.text_encoder.hidden_size != config.unet.cross_attention_dim:
     raise ConfigError("text_encoder.hidden_size must equal unet.cross_attention_dim")
 

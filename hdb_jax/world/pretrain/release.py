@@ -79,6 +79,32 @@ def write_card(directory: str, card: dict[str, Any]) -> None:
   write_text_atomic(os.path.join(directory, MODEL_CARD), model_card_markdown(card))
 
 
+def quality_markdown(quality: dict[str, Any]) -> list[str]:
+  """The report of hdb_jax.world.quality.measure_quality as a table."""
+  samples, renders = quality["world_prompt_samples"], quality["world_prompt_renders"]
+  sampling = quality["sampling"]
+  lines = [
+    f"{quality['samples']} samples ({quality['prompts']} prompts, every context and style; "
+    f"{sampling['sampler']} {sampling['steps']} steps, guidance {sampling['guidance']}), scored "
+    "by the world recognizer; renders of the same prompts are its ceiling.",
+    "",
+    "| measure | samples | renders |",
+    "|---|---|---|",
+    f"| World-prompt accuracy (every attribute) | {samples['mean']:.3f} | {renders['mean']:.3f} |",
+  ]
+  for name, value in samples["per_attribute"].items():
+    lines.append(f"| ... {name} | {value:.3f} | {renders['per_attribute'][name]:.3f} |")
+  lines += [
+    f"| all attributes right | {samples['all_correct']:.3f} | {renders['all_correct']:.3f} |",
+    f"| faces (World-ID) | {quality['face_rate_samples']:.3f} | "
+    f"{quality['face_rate_renders']:.3f} |",
+    "",
+    f"Faces rate of uniform noise images (the control): {quality['face_rate_noise']:.3f}. "
+    f"VAE reconstruction of held-out renders: {quality['vae_psnr_db']:.2f} dB PSNR.",
+  ]
+  return lines
+
+
 def model_card_markdown(card: dict[str, Any]) -> str:
   config = card["config"]
   lines = [
@@ -112,7 +138,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
   ]
   quality = card.get("quality") or {}
   if quality:
-    lines += [f"- {name}: {value}" for name, value in sorted(quality.items())]
+    lines += quality_markdown(quality)
   else:
     lines.append("Not measured yet: `python -m hdb_jax.world quality --model=DIR` adds it.")
   lines += ["", "## Files", "", "| file | bytes | sha256 |", "|---|---|---|"]

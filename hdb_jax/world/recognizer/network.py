@@ -25,6 +25,7 @@ from hdb_jax.world.scene import ATTRIBUTES
 RESOLUTION = 64  # the networks' input side; other sizes are resized to it
 WEIGHTS = "recognizer.safetensors"
 INFO = "recognizer.json"
+CARD = "MODEL_CARD.md"
 FORMAT = "hdb_jax.world_recognizer"
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "assets",
                        "world-recognizer")  # fmt: skip
@@ -135,7 +136,35 @@ def save_recognizer(recognizer: Recognizer, directory: str) -> list[str]:
   info = {"format": FORMAT, "version": 1, "spec": dataclasses.asdict(recognizer.spec),
           **recognizer.info}  # fmt: skip
   write_text_atomic(os.path.join(directory, INFO), json.dumps(info, indent=2, sort_keys=True))
-  return [weights, os.path.join(directory, INFO)]
+  write_text_atomic(os.path.join(directory, CARD), card_markdown(info))
+  return [weights, os.path.join(directory, INFO), os.path.join(directory, CARD)]
+
+
+def card_markdown(info: dict[str, Any]) -> str:
+  """MODEL_CARD.md: how the recognizer was trained and how well it knows held-out identities."""
+  lines = ["# The world recognizer", "",
+           "World-ID (an identity embedding) and World-prompt (which contexts and style an image "
+           "shows): two small CNNs over 64 px images, fp16 safetensors.", ""]  # fmt: skip
+  if "command" in info:
+    training = info.get("training", {})
+    lines += ["## How it was made", "", f"    {info['command']}", "",
+              f"{int(training.get('steps', 0)):,} steps of batch "
+              f"{info['config']['recognizer_stage']['batch_size']}, "
+              f"{training.get('wall_s', 0) / 60:.1f} min, seed {info['config']['seed']}, world "
+              f"seed {info['config']['data_seed']}.", ""]  # fmt: skip
+  evaluation = info.get("evaluation")
+  if evaluation:
+    count = info.get("config", {}).get("eval", {}).get("num_identities", "?")
+    lines += ["## Held-out identities", "",
+              f"World-ID: {count} identities never trained on; each one's photo (default scene) "
+              "against a render of every one in a random scene of each style.", "",
+              "| probe style | ROC AUC | TAR at FAR 1% |", "|---|---|---|"]  # fmt: skip
+    for style, scores in evaluation["world_id"].items():
+      lines.append(f"| {style} | {scores['auc']:.4f} | {scores['tar_at_far_1pct']:.3f} |")
+    lines += ["", "World-prompt accuracy on held-out renders in random scenes:", "",
+              "| attribute | accuracy |", "|---|---|"]  # fmt: skip
+    lines += [f"| {k} | {v:.3f} |" for k, v in evaluation["world_prompt"].items()]
+  return "\n".join(lines) + "\n"
 
 
 def load_recognizer(directory: str | None = None) -> Recognizer:
