@@ -4,7 +4,7 @@ Variants (`--config=configs/recognizer.py:<variant>`; fields: hdb_jax/config/wor
 
   ''     python -m hdb_jax.world.recognizer --config=configs/recognizer.py --workdir=/tmp/recognizer
          2,000 training identities, 3,000 steps of 64 renders in random scenes and styles, on 2
-         CPU cores. Writes /tmp/recognizer/recognizer/{recognizer.safetensors, recognizer.json}
+         CPU cores. Writes /tmp/recognizer/release/{recognizer.safetensors, recognizer.json, MODEL_CARD.md}
          with its held-out verification (ROC AUC, TAR at FAR 1% per style) and attribute accuracy.
 
   toy    python -m hdb_jax.world.recognizer --config=configs/recognizer.py:toy --workdir=/tmp/rt

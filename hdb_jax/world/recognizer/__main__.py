@@ -2,9 +2,10 @@
 
   python -m hdb_jax.world.recognizer --config=configs/recognizer.py --workdir=/tmp/recognizer
 
-Resumable. Writes WORKDIR/recognizer/{recognizer.safetensors (fp16), recognizer.json (command,
-config, training record, held-out evaluation)}; pass WORKDIR/recognizer wherever a recognizer is
-asked for. The library call is hdb_jax.world.recognizer.train.train_recognizer(config, workdir).
+Resumable. Writes WORKDIR/release/{recognizer.safetensors (fp16), recognizer.json (command,
+config, training record, held-out evaluation), MODEL_CARD.md}; pass WORKDIR/release wherever a
+recognizer is asked for. The library call is
+hdb_jax.world.recognizer.train.train_recognizer(config, workdir).
 """
 
 from absl import flags

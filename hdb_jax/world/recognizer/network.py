@@ -7,6 +7,7 @@ read = recognizer.read(images)                 # {attribute: int32 [N] value ind
 
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 from typing import Any, Sequence
@@ -136,11 +137,16 @@ def save_recognizer(recognizer: Recognizer, directory: str) -> list[str]:
   info = {"format": FORMAT, "version": 1, "spec": dataclasses.asdict(recognizer.spec),
           **recognizer.info}  # fmt: skip
   write_text_atomic(os.path.join(directory, INFO), json.dumps(info, indent=2, sort_keys=True))
-  write_text_atomic(os.path.join(directory, CARD), card_markdown(info))
+  write_text_atomic(os.path.join(directory, CARD), card_markdown(info, file_sha256(weights)))
   return [weights, os.path.join(directory, INFO), os.path.join(directory, CARD)]
 
 
-def card_markdown(info: dict[str, Any]) -> str:
+def file_sha256(path: str) -> str:
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def card_markdown(info: dict[str, Any], weights_sha256: str) -> str:
   """MODEL_CARD.md: how the recognizer was trained and how well it knows held-out identities."""
   lines = ["# The world recognizer", "",
            "World-ID (an identity embedding) and World-prompt (which contexts and style an image "
@@ -151,7 +157,8 @@ def card_markdown(info: dict[str, Any]) -> str:
               f"{int(training.get('steps', 0)):,} steps of batch "
               f"{info['config']['recognizer_stage']['batch_size']}, "
               f"{training.get('wall_s', 0) / 60:.1f} min, seed {info['config']['seed']}, world "
-              f"seed {info['config']['data_seed']}.", ""]  # fmt: skip
+              f"seed {info['config']['data_seed']}. {info.get('note', '')}".rstrip(), "",
+              f"`{WEIGHTS}` sha256 `{weights_sha256}`.", ""]  # fmt: skip
   evaluation = info.get("evaluation")
   if evaluation:
     count = info.get("config", {}).get("eval", {}).get("num_identities", "?")
@@ -174,7 +181,7 @@ def load_recognizer(directory: str | None = None) -> Recognizer:
   if not (os.path.exists(info_path) and os.path.exists(weights)):
     raise MissingFileError(
       f"no world recognizer in {directory} (train one: python -m hdb_jax.world.recognizer "
-      "--config=configs/recognizer.py --workdir=DIR, then pass DIR/recognizer)"
+      "--config=configs/recognizer.py --workdir=DIR, then pass DIR/release)"
     )
   with open(info_path, encoding="utf-8") as f:
     info = json.load(f)

@@ -88,14 +88,14 @@ def recognizer_loss(spec: RecognizerSpec, config: ml_collections.ConfigDict):
 
 @dataclasses.dataclass
 class RecognizerResult:
-  directory: str  # WORKDIR/recognizer: recognizer.safetensors + recognizer.json
+  directory: str  # WORKDIR/release: recognizer.safetensors, recognizer.json, MODEL_CARD.md
   recognizer: Recognizer
   evaluation: dict[str, Any]
 
 
 def train_recognizer(config: ml_collections.ConfigDict, workdir: str) -> RecognizerResult:
   """Trains (or resumes) the recognizer in WORKDIR, evaluates it on held-out identities, and
-  writes WORKDIR/recognizer."""
+  writes WORKDIR/release."""
   mesh_lib.initialize_distributed(config)
   if config.compilation_cache:
     enable_compilation_cache(config.compilation_cache_dir or None)
@@ -136,7 +136,7 @@ def train_recognizer(config: ml_collections.ConfigDict, workdir: str) -> Recogni
     "evaluation": evaluation,
   }
   recognizer = dataclasses.replace(recognizer, info=info)
-  directory = os.path.join(workdir, "recognizer")
+  directory = os.path.join(workdir, "release")
   if jax.process_index() == 0:
     save_recognizer(recognizer, directory)
   return RecognizerResult(directory, recognizer, evaluation)
