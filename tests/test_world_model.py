@@ -17,6 +17,7 @@ from hdb_jax import models
 from hdb_jax.config.world import pretrain_config
 from hdb_jax.errors import ConfigError
 from hdb_jax.formats.hypernet_card import CheckpointMismatchError
+from hdb_jax.io.files import file_sha256
 from hdb_jax.models import configs
 from hdb_jax.runtime.metrics_log import read_metrics
 from hdb_jax.world.pretrain import loop, release
@@ -79,7 +80,7 @@ def test_toy_pretraining_writes_a_model_that_both_loaders_read(toy_run):
   assert image.shape == (1, 32, 32, 3) and np.isfinite(image).all()
   card = release.read_card(result.release_dir)
   for name, entry in card["files"].items():
-    assert release.sha256(os.path.join(result.release_dir, name)) == entry["sha256"]
+    assert file_sha256(os.path.join(result.release_dir, name)) == entry["sha256"]
   assert {"unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
           "text_encoder/model.safetensors"} <= set(card["files"])  # fmt: skip
   assert "MODEL_CARD.md" in os.listdir(result.release_dir)

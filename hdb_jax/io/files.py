@@ -1,6 +1,7 @@
 """Atomic writes: a temp file (or directory) beside the destination, then a rename."""
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -84,3 +85,12 @@ def read_format_json(path: str, format_name: str, what: str) -> dict:
   if not isinstance(info, dict) or info.get("format") != format_name:
     raise UserError(f"{path} is not {what}")
   return info
+
+
+def file_sha256(path: str) -> str:
+  """The hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()

@@ -23,6 +23,7 @@ from hdb_jax.errors import ConfigError
 from hdb_jax.formats.hypernet_card import CheckpointMismatchError
 from hdb_jax.io.files import write_text_atomic
 from hdb_jax.io.images import image_grid, to_uint8
+from hdb_jax.models.functional import RARE_IDENTIFIERS
 from hdb_jax.runtime import mesh as mesh_lib
 from hdb_jax.runtime.compilation_cache import enable_compilation_cache
 from hdb_jax.world import sampling
@@ -50,7 +51,6 @@ SAMPLE_SEEDS = 4
 ARCHITECTURE = ("unet", "vae", "text_encoder", "resolution", "max_length", "seed", "data_seed")
 # The scaling factor is measured on the batches of these steps (past any training run).
 SCALE_STEPS = 10**9
-RARE_WORDS = ("sks", "ohwx", "zwx", "xyz", "qwe", "vsx", "btx")
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -102,7 +102,7 @@ def start_model(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, A
       config.unet.to_dict(),
       config.vae.to_dict(),
       config.text_encoder.to_dict(),
-      words=tuple(world_words()) + RARE_WORDS,
+      words=tuple(world_words()) + RARE_IDENTIFIERS,
       max_length=config.max_length,
       seed=config.seed,
     )

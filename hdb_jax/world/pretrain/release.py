@@ -4,7 +4,6 @@ the command, steps, wall time, seeds, every file's sha256, and the measured qual
 `python -m hdb_jax.world quality` has added it. Importing this module imports torch.
 """
 
-import hashlib
 import json
 import os
 from typing import Any
@@ -12,21 +11,13 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from hdb_jax.io.files import atomic_directory, write_text_atomic
+from hdb_jax.io.files import atomic_directory, file_sha256, write_text_atomic
 from hdb_jax.models.pytorch_export import save_pytorch_pipeline
 
 CARD_FORMAT = "hdb_jax.world_model"
 CARD = "card.json"
 MODEL_CARD = "MODEL_CARD.md"
 COMMAND = "python -m hdb_jax.world.pretrain --config=configs/world.py --workdir=WORKDIR"
-
-
-def sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def file_table(directory: str, skip: tuple[str, ...] = (CARD, MODEL_CARD)) -> dict[str, Any]:
@@ -38,7 +29,7 @@ def file_table(directory: str, skip: tuple[str, ...] = (CARD, MODEL_CARD)) -> di
       path = os.path.join(parent, name)
       relative = os.path.relpath(path, directory)
       if relative not in skip:
-        table[relative] = {"bytes": os.path.getsize(path), "sha256": sha256(path)}
+        table[relative] = {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
   return table
 
 

@@ -7,7 +7,6 @@ read = recognizer.read(images)                 # {attribute: int32 [N] value ind
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 from typing import Any, Sequence
@@ -20,7 +19,7 @@ from flax import traverse_util
 from safetensors.numpy import load_file, save_file
 
 from hdb_jax.errors import MissingFileError, UserError
-from hdb_jax.io.files import atomic_path, write_text_atomic
+from hdb_jax.io.files import atomic_path, file_sha256, write_text_atomic
 from hdb_jax.world.scene import ATTRIBUTES
 
 RESOLUTION = 64  # the networks' input side; other sizes are resized to it
@@ -139,11 +138,6 @@ def save_recognizer(recognizer: Recognizer, directory: str) -> list[str]:
   write_text_atomic(os.path.join(directory, INFO), json.dumps(info, indent=2, sort_keys=True))
   write_text_atomic(os.path.join(directory, CARD), card_markdown(info, file_sha256(weights)))
   return [weights, os.path.join(directory, INFO), os.path.join(directory, CARD)]
-
-
-def file_sha256(path: str) -> str:
-  with open(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
 
 
 def card_markdown(info: dict[str, Any], weights_sha256: str) -> str:
