@@ -151,8 +151,7 @@ def _reconstructions(sd: Any, config: ml_collections.ConfigDict) -> Callable:
 
   @jax.jit
   def reconstruct(params):
-    mean, _ = models.vae_posterior(sd, params, images)
-    return models.vae_decode(sd, params, mean * sd.vae_scaling_factor)
+    return models.vae_decode(sd, params, models.vae_encode(sd, params, images))
 
   def grid(params, step):
     del step
