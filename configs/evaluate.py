@@ -14,13 +14,20 @@ evaluate_config):
              --config.hypernet=/ckpt/hyper --workdir=/tmp/eval
          SD1.5; the paper's comparison modes (Tables 1-3): full, only_hyper, no_hyper, k1, and
          DreamBooth-style LoRA from scratch at 40, 400 and 1200 steps. Not yet measured.
+
+  world  python -m hdb_jax.evaluate --config=configs/evaluate.py:world --config.images=faces/ \\
+             --workdir=/tmp/eval_world
+         The world model and hypernetwork on held-out world faces, scored by the world recognizer
+         (World-ID, World-prompt, with 95% bootstrap intervals over identities) on the 12 `world`
+         prompts; CLIP/DINO are tiny random models (no pretrained ones offline). Methods of Tables
+         1 and 3: full, only_hyper, no_hyper, k1, lora@40/200/400.
 """
 
 import ml_collections
 
-from hdb_jax.config.phases import evaluate_config
+from hdb_jax.config.phases import PHASE_VARIANTS, evaluate_config
 from hdb_jax.config.pieces import parse_variant
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  return evaluate_config(parse_variant(variant))
+  return evaluate_config(parse_variant(variant, PHASE_VARIANTS))

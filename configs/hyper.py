@@ -15,6 +15,13 @@ Variants (`--config=configs/hyper.py:<variant>`; fields: hdb_jax/config/phases.p
              SD1.5 + ViT-H/14 on CelebA-HQ 512 px, global batch 64 over every device, bf16 compute,
              remat. Not yet measured (needs an accelerator).
 
+  world      python -m hdb_jax.train --config=configs/hyper.py:world --workdir=/tmp/hyper_world
+             The world model: Phase 0 over 1,024 world identities first (configs/lidb.py:world,
+             into WORKDIR/phase0), then 6,000 steps of batch 32 with a 64 px ViT ('world-vit')
+             trained from scratch beside a 128-wide decoder (no pretrained encoder exists offline);
+             32 identities held out for the eval. Resumable in both phases. What
+             `--config.hypernet=world` ships (hdb_jax/assets/world-hypernet, an export).
+
   sd15_16gb  SD1.5 on 16 GB accelerators: batch 8 (1 per device on 8), remat of the whole UNet,
              memory-efficient attention, base weights sharded on 'fsdp' (mesh (-1, 2)). Not yet
              measured.

@@ -16,15 +16,22 @@ personalization_config and phases.py personalize_config):
          steps). On 2 CPU cores at SD1.5 widths and 32x32 latents: 2.19 s a step (0.48x PyTorch +
          peft).
 
+  world  python -m hdb_jax.personalize --config=configs/personalize.py:world \\
+             --config.image=face.png --workdir=/tmp/me
+         The world model and the shipped world hypernetwork (--config.hypernet=world): a world
+         face photo (`python -m hdb_jax.world render --identity=1000000 --out=face.png`) ->
+         prediction + 40 finetune steps; samples at guidance 3. `--config.relaxation=lidb` keeps
+         the identity one LiDB of rank 1 + r' instead of LiDB + LoRA.
+
 Several photos in one batched run: --config.images=a.jpg,b.jpg (or a folder); one identity each,
 under WORKDIR/<photo name>/.
 """
 
 import ml_collections
 
-from hdb_jax.config.phases import personalize_config
+from hdb_jax.config.phases import PHASE_VARIANTS, personalize_config
 from hdb_jax.config.pieces import parse_variant
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  return personalize_config(parse_variant(variant))
+  return personalize_config(parse_variant(variant, PHASE_VARIANTS))

@@ -72,10 +72,8 @@ def _make_identity(
   )
 
 
-@pytest.fixture(scope="module")
-def identity(tiny_torch_sd, tiny_torch_dir) -> identity_lib.Identity:
-  """A personalized identity: the rank-relaxed finetune (3 steps) on top of a strong LiDB
-  prediction."""
+def _personalized(tiny_torch_sd, tiny_torch_dir, relaxation: str) -> identity_lib.Identity:
+  """The rank-relaxed finetune (3 steps, `relaxation`) on top of a strong LiDB prediction."""
   from hdb_jax.config import phases
   from hdb_jax.data import synthetic
   from hdb_jax.diffusion.base import setup_base_model
@@ -83,6 +81,7 @@ def identity(tiny_torch_sd, tiny_torch_dir) -> identity_lib.Identity:
 
   config = phases.personalize_config("tiny")
   config.pretrained, config.steps, config.optim.learning_rate = tiny_torch_dir, 3, 0.1
+  config.relaxation = relaxation
   config.lidb.update(aux_seed=7)
   base = setup_base_model(config)
   predicted = _make_identity(tiny_torch_sd, tiny_torch_dir).lidb
@@ -93,6 +92,14 @@ def identity(tiny_torch_sd, tiny_torch_dir) -> identity_lib.Identity:
   )
   ident = personalize_images(base, config, face, predictor).identities[0]
   assert ident.meta.extra["method"] == "hyper+finetune"
+  assert ident.meta.extra["relaxation"] == relaxation
+  return ident
+
+
+@pytest.fixture(scope="module")
+def identity(tiny_torch_sd, tiny_torch_dir) -> identity_lib.Identity:
+  """A personalized identity: the LoRA relaxation (3 steps) on top of a strong LiDB prediction."""
+  ident = _personalized(tiny_torch_sd, tiny_torch_dir, "lora")
   assert max(np.abs(f["b"]).max() for f in ident.lora.values()) > 1e-3  # the LoRA part was trained
   return ident
 
@@ -541,3 +548,82 @@ def test_sampling_equals_the_diffusers_pipeline_with_the_exported_lora(
   pipe.unload_lora_weights()
   without_identity = run(pipe)
   assert np.mean(np.abs(without_identity - theirs)) > 0.02  # the identity matters at this tolerance
+
+
+def test_compact_relaxation_is_one_lidb_and_exports_exactly(
+  tiny_torch_sd, tiny_torch_dir, identity, tmp_path, probe, flax_outputs
+):
+  """relaxation='lidb': r' = 4 extra LiDB ranks on top of the prediction make ONE LiDB of rank 5.
+
+  Its first rank is the prediction bit for bit, the 4 new ranks were trained, it holds
+  (1 + r')(a + b) numbers per layer (no LoRA), and ΔW = ΔW(prediction) + ΔW(new ranks). Exported
+  as a diffusers LoRA and loaded by PyTorch diffusers, every module's scaling * B A equals the
+  identity's ΔWᵀ (float64 products of the same fp32 factors: only summation order differs, 1e-12),
+  and the UNet computes what Flax computes with the identity merged (UNET_TOL, see above).
+  """
+  compact = _personalized(tiny_torch_sd, tiny_torch_dir, "lidb")
+  predicted = _make_identity(tiny_torch_sd, tiny_torch_dir).lidb
+  assert compact.lora is None and compact.meta.lora_rank == 0 and compact.meta.lidb.rank == 5
+  layers = compact.meta.layer_specs()
+  assert sum(v.size for p in compact.lidb.values() for v in p.values()) == adapters.lidb_size(
+    layers, compact.meta.lidb
+  )
+  for path, part in compact.lidb.items():
+    np.testing.assert_array_equal(part["a_train"][:, :1], np.asarray(predicted[path]["a_train"]))
+    np.testing.assert_array_equal(part["b_train"][:1], np.asarray(predicted[path]["b_train"]))
+  assert max(np.abs(p["b_train"][1:]).max() for p in compact.lidb.values()) > 1e-3  # trained
+  aux = adapters.aux_bases(layers, compact.meta.lidb)
+  split = [
+    {
+      p: {k: v[..., sl] if k == "a_train" else v[sl] for k, v in d.items()}
+      for p, d in compact.lidb.items()
+    }
+    for sl in (slice(0, 1), slice(1, 5))
+  ]
+  parts = [adapters.delta_weights(adapters.lidb_factors(s, aux)) for s in split]
+  for path, delta in compact.delta_weights().items():
+    layer = path[: -len("/kernel")]
+    np.testing.assert_allclose(delta, parts[0][layer] + parts[1][layer], rtol=0, atol=1e-6)
+  # Smaller than the LoRA relaxation's identity at the same r', by the float32 bytes of the
+  # numbers it does not hold (the JSON headers differ by at most a few KB). On this tiny model's
+  # narrow layers the gap is small; on SD1.5 (n, m up to 1280) it is 11x (144,000 vs 1,570,176).
+  lora_numbers = sum(
+    v.size for part in (identity.lidb, identity.lora) for p in part.values() for v in p.values()
+  )
+  compact_numbers = adapters.lidb_size(layers, compact.meta.lidb)
+  sizes = {}
+  for name, ident in (("compact", compact), ("lora", identity)):
+    path = str(tmp_path / f"{name}.safetensors")
+    identity_lib.save(path, ident)
+    sizes[name] = os.path.getsize(path)
+  saved = 4 * (lora_numbers - compact_numbers)
+  assert saved > 0 and abs(sizes["lora"] - sizes["compact"] - saved) < 4096, (sizes, saved)
+  out = str(tmp_path / "diffusers")
+  export_identity(str(tmp_path / "compact.safetensors"), "diffusers", out)
+  pipe = _pipeline(tiny_torch_dir)
+  pipe.load_lora_weights(out)
+  deltas = {
+    names.pytorch_module_name(p[: -len("/kernel")]): d for p, d in compact.delta_weights().items()
+  }
+  checked = 0
+  for model in ("unet", "text_encoder"):
+    for name, module in getattr(pipe, model).named_modules():
+      if not hasattr(module, "lora_A"):
+        continue
+      (adapter,) = module.lora_A.keys()
+      down = module.lora_A[adapter].weight.detach().double()
+      up = module.lora_B[adapter].weight.detach().double()
+      torch_delta = (module.scaling[adapter] * up @ down).numpy()  # [m, n]
+      flax_delta = deltas[(model, name)]
+      np.testing.assert_allclose(torch_delta, np.float64(flax_delta).T, rtol=0, atol=1e-6)
+      checked += 1
+  assert checked == len(deltas) > 0
+  merged = adapters.merge(tiny_torch_sd.params, compact.factors())
+  flax_unet = np.asarray(
+    models.unet_apply(
+      tiny_torch_sd, merged["unet"], probe["latents"], probe["timesteps"], probe["embeddings"]
+    )
+  )
+  torch_unet, _ = _torch_outputs(pipe.unet, pipe.text_encoder, probe)
+  assert _max_diff(torch_unet, flax_unet) < UNET_TOL
+  assert _max_diff(flax_unet, flax_outputs["base"][0]) > EFFECT_OVER_TOL * UNET_TOL

@@ -30,7 +30,7 @@ from hdb_jax.hypernet.decoder import WeightDecoder
 from hdb_jax.hypernet.network import build_hypernet
 from hdb_jax.hypernet.slots import slot_layout
 from hdb_jax.io.images import load_image
-from hdb_jax.models.image_encoder import create_tiny_image_encoder
+from hdb_jax.models.image_encoder import create_random_image_encoder
 from hdb_jax.preoptimize.step import shared_lidb_init
 from hdb_jax.runtime.metrics_log import read_metrics
 from hdb_jax.train.loop import train
@@ -54,7 +54,7 @@ def world(tmp_path_factory, micro_dir):
   """(micro SD dir, tiny ViT dir, weights dataset dir) shared by the module."""
   root = tmp_path_factory.mktemp("hyper_world")
   micro = micro_dir
-  encoder = create_tiny_image_encoder(str(root / "vit"))
+  encoder = create_random_image_encoder(str(root / "vit"))
   config = hyper_config((micro, encoder, ""), {})
   base = setup_base_model(config)
   source = data.make_source(config.data)

@@ -185,3 +185,84 @@ def test_random_scenes_keep_defaults_at_the_configured_rates():
     # binomial std at n = 4000 is at most 0.008: 4 std
     assert abs(kept - rate) < 0.032, name
     assert {getattr(s, name) for s in scenes} == set(ATTRIBUTES[name])
+
+
+def test_world_source_reads_photos_of_either_split():
+  """config.data.source='world' / 'world:held_out': the default-scene renders of identity ids 0, 1,
+  ... or 1,000,000, ... (never trained on); bad splits and sizes are refused."""
+  from hdb_jax.config.pieces import data_config
+  from hdb_jax.data import SourceError, make_source
+  from hdb_jax.world.sampling import HELD_OUT_START
+
+  config = data_config()
+  config.update(source="world", num_identities=3, views_per_identity=2)
+  source = make_source(config)
+  assert [e.identity_id for e in source.examples] == [f"world/{i:07d}" for i in (0, 0, 1, 1, 2, 2)]
+  assert [e.index for e in source.examples] == list(range(6))
+  photo = source.examples[3].load(RES)  # identity 1, view 1
+  assert photo.dtype == np.float32 and photo.shape == (RES, RES, 3)
+  np.testing.assert_allclose((photo + 1) * 127.5, render(1, 1, Scene(), RES), atol=1e-3)
+  config.source = "world:held_out"
+  held = make_source(config).examples
+  assert held[0].identity_id == f"world/{HELD_OUT_START:07d}"
+  np.testing.assert_allclose(
+    (held[2].load(RES) + 1) * 127.5, render(HELD_OUT_START + 1, 0), atol=1e-3
+  )
+  for bad, message in (("world:test", "splits"), ("nonsense", "'world")):
+    config.source = bad
+    with pytest.raises(SourceError, match=message):
+      make_source(config)
+  config.update(source="world", num_identities=0)
+  with pytest.raises(SourceError, match="num_identities >= 1"):
+    make_source(config)
+
+
+def test_world_variants_of_the_phases_agree():
+  """configs/*.py:world: the world model and its data everywhere; Phase 1 runs its own Phase 0 on
+  the same 1,024 identities; personalization defaults to the shipped world hypernetwork."""
+  import os
+
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from configs import evaluate, hyper, lidb, personalize
+  from hdb_jax.config.phases import phase0_of
+
+  phase0, phase1 = lidb.get_config("world"), hyper.get_config("world")
+  for config in (phase0, phase1, personalize.get_config("world"), evaluate.get_config("world")):
+    assert config.pretrained == "world" and config.data.source == "world"
+    assert config.compute_dtype == "float32"
+  auto = phase0_of(phase1)
+  for key in ("steps", "identities_per_step", "num_identities"):
+    assert auto[key] == phase0[key], key
+  assert phase1.weights == "auto" and phase1.encoder.pretrained == "world-vit"
+  assert personalize.get_config("world").hypernet == "world"
+  assert evaluate.get_config("world").recognizer == "world"
+
+
+def test_missing_world_hypernetwork_says_how_to_make_it(monkeypatch, tmp_path):
+  from hdb_jax.errors import MissingFileError
+  from hdb_jax.formats import hypernet_loading
+
+  monkeypatch.setattr(hypernet_loading, "WORLD_HYPERNET_DIR", str(tmp_path / "none"))
+  with pytest.raises(MissingFileError, match="configs/hyper.py:world"):
+    hypernet_loading.resolve_hypernet("world")
+  assert hypernet_loading.resolve_hypernet("/some/dir") == "/some/dir"
+
+
+def test_world_vit_is_a_64px_encoder_made_on_first_use(tmp_path):
+  """'world-vit:DIR' writes a random ViT once (64 px, 8 px patches: 64 tokens + CLS, width 128) and
+  reads it back through the same loader; its features differ between two world faces."""
+  import jax.numpy as jnp
+
+  from hdb_jax.models.image_encoder import image_features, load_image_encoder
+
+  name = f"world-vit:{tmp_path / 'vit'}"
+  encoder = load_image_encoder(name)
+  assert (encoder.image_size, encoder.num_tokens, encoder.hidden_size) == (64, 65, 128)
+  again = load_image_encoder(name)
+  faces = np.stack([render(i, 0) for i in (0, 1)]).astype(np.float32) / 127.5 - 1
+  tokens = np.asarray(image_features(encoder, encoder.params, jnp.asarray(faces)))
+  assert tokens.shape == (2, 65, 128) and np.all(np.isfinite(tokens))
+  np.testing.assert_array_equal(
+    tokens, np.asarray(image_features(again, again.params, jnp.asarray(faces)))
+  )
+  assert np.abs(tokens[0] - tokens[1]).mean() > 1e-3

@@ -165,6 +165,35 @@ def lidb_factors(lidb_params: LidbParams, aux: AuxBases) -> dict[str, tuple[jax.
   return factors
 
 
+def relaxed_lidb_config(config: LidbConfig, extra_rank: int) -> LidbConfig:
+  """The LiDB of the compact relaxation: `extra_rank` new ranks through the same frozen bases.
+
+  B_train starts at zero, so the relaxed identity starts exactly at the prediction (A_train, still
+  random, gives B_train its gradient from the first step).
+  """
+  if extra_rank < 1:
+    raise ValueError(f"the relaxation needs at least 1 extra rank, not {extra_rank}")
+  return dataclasses.replace(config, rank=extra_rank, b_init_std=0.0)
+
+
+def concat_lidb(*parts: LidbParams) -> LidbParams:
+  """LiDB params of ranks r1, r2, ... on the same layers and bases -> one of rank r1 + r2 + ...
+
+  Exact: through shared bases, [A_1 | A_2] [B_1 ; B_2] = A_1 B_1 + A_2 B_2, so the concatenation's
+  delta W is the sum of the parts'. Leading batch axes carry through.
+  """
+  paths = set(parts[0])
+  if any(set(p) != paths for p in parts[1:]):
+    raise ValueError("LiDB params to concatenate must cover the same layers")
+  return {
+    path: {
+      "a_train": jnp.concatenate([p[path]["a_train"] for p in parts], axis=-1),
+      "b_train": jnp.concatenate([p[path]["b_train"] for p in parts], axis=-2),
+    }
+    for path in sorted(paths)
+  }
+
+
 def lidb_size(layers: Sequence[LayerSpec], config: LidbConfig) -> int:
   """Number of trainable LiDB numbers for these layers."""
   return sum(config.rank * sum(config.dims(layer)) for layer in layers)

@@ -16,7 +16,9 @@ from hdb_jax.config.pieces import (
   preoptimize_settings,
 )
 
-HYPER_VARIANTS = ("", "tiny", "sd15_16gb")
+HYPER_VARIANTS = ("", "tiny", "sd15_16gb", "world")
+# variants of the phases besides Phase 1: SD1.5, the tiny random model, the world model
+PHASE_VARIANTS = ("", "tiny", "world")
 
 
 def preoptimize_config(variant: str) -> ml_collections.ConfigDict:
@@ -41,11 +43,12 @@ def hyper_config(variant: str) -> ml_collections.ConfigDict:
   """Phase 1 (configs/hyper.py): the hypernetwork, its losses, the mesh, checkpoints and
   evaluation."""
   tiny = variant == "tiny"
-  config = base_config("tiny" if tiny else "")
+  base_variant = variant if variant in ("tiny", "world") else ""
+  config = base_config(base_variant)
   # Phase 0 weights dataset dir; 'auto': run Phase 0 into WORKDIR/phase0
   config.weights = "auto" if tiny else ""
   # Phase 0's settings when weights='auto'
-  config.phase0 = preoptimize_settings("tiny" if tiny else "")
+  config.phase0 = preoptimize_settings(base_variant)
   config.encoder = ml_collections.ConfigDict(
     dict(
       # ViT-H/14 as in the paper
@@ -118,7 +121,27 @@ def hyper_config(variant: str) -> ml_collections.ConfigDict:
     config.batch_size = 8
     config.mesh = (-1, 2)
     config.shard_frozen = True
+  if variant == "world":
+    _world_hypernet(config)
   return config
+
+
+def _world_hypernet(config: ml_collections.ConfigDict) -> None:
+  """Phase 1 on the world model: Phase 0 over 1,024 world identities first (weights='auto'), a 64 px
+  ViT trained from scratch with the decoder (no pretrained encoder exists offline), CPU-sized."""
+  config.weights = "auto"
+  config.data.num_identities = config.phase0.num_identities
+  config.encoder.pretrained, config.encoder.trainable = "world-vit", True
+  config.model.update(d_model=128, num_heads=4, depth=2, mlp_dim=256)
+  config.batch_size = 32
+  config.steps = 6000
+  config.optim.update(learning_rate=1e-3, warmup_steps=200)
+  config.remat = False
+  config.memory_efficient_attention = False
+  config.log_every = 25
+  config.checkpoint_every = 250
+  config.eval.update(every=1000, num_identities=32, sample_steps=25, guidance=3.0)
+  config.distributed.auto = False
 
 
 def personalize_config(variant: str) -> ml_collections.ConfigDict:
@@ -136,7 +159,7 @@ def personalize_config(variant: str) -> ml_collections.ConfigDict:
 
 def evaluate_config(variant: str) -> ml_collections.ConfigDict:
   """Evaluation (configs/evaluate.py): the methods, prompts, samples and scoring models."""
-  tiny = variant == "tiny"
+  tiny, world = variant == "tiny", variant == "world"
   config = personalization_config(variant)
   config.baseline = "lora"  # every from-scratch method here trains a LoRA of rank lora_rank
   config.steps = 20 if tiny else 40  # finetune steps of full, k1 and no_hyper
@@ -158,4 +181,15 @@ def evaluate_config(variant: str) -> ml_collections.ConfigDict:
     1  # dlib detector upsampling: 1 finds faces from ~40 px; 0 from ~80 px, ~3x faster
   )
   config.embed_batch = 8  # images per CLIP/DINO call
+  # World-ID / World-prompt scoring: '' none; 'world' the shipped world recognizer
+  # (hdb_jax/assets/world-recognizer); or a recognizer directory
+  config.recognizer = ""
+  if world:
+    # held-out world faces, scored by the world recognizer; CLIP/DINO are random (none offline)
+    config.methods = "full,only_hyper,no_hyper,k1,lora@40,lora@200,lora@400"
+    config.prompts = "world"
+    config.recognizer = "world"
+    config.clip_model, config.dino_model = "tiny-clip", "tiny-dino"
+    config.face_rec = False  # dlib finds no faces in 64 px world renders
+    config.sample_batch = 16
   return config

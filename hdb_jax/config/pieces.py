@@ -10,6 +10,7 @@ from typing import Sequence
 import ml_collections
 from ml_collections import config_dict
 
+import hdb_jax.world  # noqa: F401  (registers the 'world' data source for every phase's config)
 from hdb_jax.adapters.targets import DEFAULT_TARGETS
 from hdb_jax.errors import ConfigError
 
@@ -30,7 +31,7 @@ def data_config() -> ml_collections.ConfigDict:
   """`config.data` of every phase; see hdb_jax/data/sources.py for what each source reads."""
   return ml_collections.ConfigDict(
     dict(
-      source="synthetic",  # 'synthetic' | 'folder:<path>' | 'tfds:<name>[/<config>]'
+      source="synthetic",  # 'synthetic' | 'folder:<path>' | 'tfds:<name>[/<config>]' | 'world'
       # tfds: sources
       image_key="image",
       # a feature naming the identity; None: '<split>[<index>]'
@@ -96,12 +97,13 @@ def prior_config(tiny: bool) -> ml_collections.ConfigDict:
 def base_config(variant: str) -> ml_collections.ConfigDict:
   """Fields read by hdb_jax.diffusion.base.setup_base_model, for SD1.5 or (variant 'tiny') the tiny
   model."""
-  tiny = variant == "tiny"
+  tiny, world = variant == "tiny", variant == "world"
   config = ml_collections.ConfigDict()
-  config.pretrained = "tiny" if tiny else SD15  # hub id, local diffusers dir, or 'tiny[:DIR]'
+  # hub id, local diffusers dir, 'tiny[:DIR]', or 'world' (the shipped world model)
+  config.pretrained = "tiny" if tiny else ("world" if world else SD15)
   config.revision = ml_collections.config_dict.placeholder(str)
   # frozen model's compute; trainables stay fp32
-  config.compute_dtype = "float32" if tiny else "bfloat16"
+  config.compute_dtype = "float32" if tiny or world else "bfloat16"
   config.memory_efficient_attention = (
     False  # chunked attention in the UNet (large images, small memory)
   )
@@ -115,8 +117,10 @@ def base_config(variant: str) -> ml_collections.ConfigDict:
   config.compilation_cache = True
   config.compilation_cache_dir = ""  # empty: ~/.cache/hdb_jax/jax_cache
   config.data = data_config()
-  config.prior = prior_config(tiny)
-  if not tiny:
+  config.prior = prior_config(tiny or world)
+  if world:
+    config.data.source = "world"
+  elif not tiny:
     config.data.source = "tfds:celeb_a_hq/512"
   return config
 
@@ -128,8 +132,8 @@ BASE_FIELDS = tuple(base_config("tiny").keys())
 def preoptimize_settings(variant: str) -> ml_collections.ConfigDict:
   """Phase 0's own fields (beside base_config): how many faces, how many per step, steps,
   optimizer."""
-  tiny = variant == "tiny"
-  return ml_collections.ConfigDict(
+  tiny, world = variant == "tiny", variant == "world"
+  settings = ml_collections.ConfigDict(
     dict(
       num_identities=8 if tiny else 0,  # 0: every identity of the source
       identities_per_step=4 if tiny else 16,
@@ -138,23 +142,33 @@ def preoptimize_settings(variant: str) -> ml_collections.ConfigDict:
       optim=optimizer_config(3e-2 if tiny else 5e-3),
     )
   )
+  if world:
+    settings.update(num_identities=1024, identities_per_step=32, steps=150)
+    settings.optim.learning_rate = 1e-2
+  return settings
 
 
 def personalization_config(variant: str) -> ml_collections.ConfigDict:
   """base_config plus what Phase 2 personalization and its sampling read (personalize and
   evaluate)."""
-  tiny = variant == "tiny"
+  tiny, world = variant == "tiny", variant == "world"
   config = base_config(variant)
   config.image = ""  # the photo to personalize
   config.images = ""  # or several: comma-separated files, or a folder
-  config.hypernet = "none"  # hypernetwork checkpoint dir, or 'none' (DreamBooth from scratch)
+  # hypernetwork checkpoint dir, 'world' (the shipped world hypernetwork), or 'none' (DreamBooth
+  # from scratch)
+  config.hypernet = "world" if world else "none"
   config.baseline = "lidb"  # without a hypernetwork: train 'lidb' or 'lora' from scratch
-  config.lora_rank = 4  # r' of the rank-relaxed finetune (and of the 'lora' baseline)
+  # r': ranks the finetune adds on top of the prediction (and the rank of the 'lora' baseline)
+  config.lora_rank = 4
+  # the rank relaxation: 'lora' (a rank-r' LoRA, the paper's) or 'lidb' (r' more LiDB ranks
+  # through the same frozen bases: (1 + r') x 28,800 numbers on SD1.5, 11x fewer than LoRA's)
+  config.relaxation = "lora"
   config.steps = 40
   config.optim = optimizer_config(3e-2 if tiny else 1e-3)
   config.num_samples = 1 if tiny else 2
   config.sample_steps = 4 if tiny else 25
-  config.guidance = 7.5
+  config.guidance = 3.0 if world else 7.5  # the world model's samples are measured at 3
   config.sampler = "ddim"
   config.overwrite = False
   return config

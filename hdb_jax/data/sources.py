@@ -38,6 +38,12 @@ disk:
 The images from step 1 can also be used without TFDS: `folder:<dir>`, or packed into TFDS records by
 the `hdb_image_folder` builder (`hdb_jax/data/tfds_folder.py`, `manual_dir` = that folder).
 
+- `world` / `world:held_out`: photos of world identities (`hdb_jax.world`, which registers the kind
+  with `register_source`): `num_identities` x `views_per_identity` renders of the default scene
+  ('a face': photo style, studio, no accessories). `world` reads the ids the world model trained on
+  (0, 1, ...); `world:held_out` ids no world model, recognizer or hypernetwork trains on (from
+  1,000,000 on). Identity ids 'world/0000000', ...
+
 Every source yields `Example`s (identity id, stable index, a name for logs, a loader). `ListSource`s
 (synthetic, folder) are lists with random access; a `TfdsSource` is streamed one epoch at a time.
 """
@@ -404,6 +410,18 @@ class FilteredSource(ImageSource):
       yield example if example is not None and example.identity_id in self.identity_ids else None
 
 
+# kind -> factory(argument after ':', data config): sources of layers above this one (the world)
+SourceFactory = Callable[[str, ml_collections.ConfigDict], ImageSource]
+_REGISTERED: dict[str, SourceFactory] = {}
+
+
+def register_source(kind: str, factory: SourceFactory) -> None:
+  """Makes `config.data.source='<kind>[:<argument>]'` call factory(argument, data_config)."""
+  if kind in ("synthetic", "folder", "tfds"):
+    raise ValueError(f"source kind {kind!r} is built in")
+  _REGISTERED[kind] = factory
+
+
 def make_source(
   data_config: ml_collections.ConfigDict, *, crop: images.CropFn | None = None
 ) -> ImageSource:
@@ -416,6 +434,8 @@ def make_source(
   spec = str(data_config.source)
   options = dict(min_size=int(data_config.min_size), upscale=bool(data_config.upscale), crop=crop)
   kind, _, argument = spec.partition(":")
+  if kind in _REGISTERED:
+    return _REGISTERED[kind](argument, data_config)
   if kind == "synthetic" and not argument:
     return synthetic_source(
       int(data_config.num_identities), int(data_config.views_per_identity), int(data_config.seed)
@@ -438,7 +458,9 @@ def make_source(
       shuffle_buffer=int(data_config.shuffle_buffer),
       **options,
     )
+  registered = "".join(f", '{k}[:...]'" for k in sorted(_REGISTERED))
   raise SourceError(
-    f"config.data.source={spec!r}: expected 'synthetic', 'folder:<path>' or "
-    "'tfds:<name>[/<config>]'"
+    f"config.data.source={spec!r}: expected 'synthetic', 'folder:<path>', "
+    f"'tfds:<name>[/<config>]'{registered}"
+    + ("" if "world" in _REGISTERED else " (or 'world' once hdb_jax.world is imported)")
   )

@@ -1,9 +1,10 @@
 """Trains per-example adapters, many examples at once, each with its own weights and optimizer.
 
 The same engine serves Phase 0 (one LiDB per training face), the from-scratch baseline, and the
-rank-relaxed fast finetune (a LoRA on top of frozen predicted LiDB factors). Examples never
-interact: the batch loss is the sum of per-example losses, gradients are per example, and the
-optimizer update is vmapped over the example axis, so N examples in one batch equal N runs alone.
+rank-relaxed fast finetune (a LoRA, or extra LiDB ranks, on top of frozen predicted LiDB factors).
+Examples never interact: the batch loss is the sum of per-example losses, gradients are per example,
+and the optimizer update is vmapped over the example axis, so N examples in one batch equal N runs
+alone.
 All steps run inside one `lax.scan` (no host round trips). A non-finite loss freezes that example
 at its last good weights and is reported.
 """
@@ -159,14 +160,28 @@ class AdapterTrainer:
 
 
 def lidb_trainer(
-  base: BaseModel, optim_config: ml_collections.ConfigDict, steps: int
+  base: BaseModel,
+  optim_config: ml_collections.ConfigDict,
+  steps: int,
+  lidb_config: adapters.LidbConfig | None = None,
 ) -> AdapterTrainer:
-  """A trainer of LiDB params (A_train, B_train) on base's layers, through its frozen aux bases."""
+  """A trainer of LiDB params (A_train, B_train) on base's layers, through its frozen aux bases.
+
+  lidb_config: the trained ranks (default base.lidb_config); its a and b must be base's, since the
+  aux bases are.
+  """
+  lidb_config = lidb_config or base.lidb_config
+  if (lidb_config.a, lidb_config.b, lidb_config.aux_seed) != (
+    base.lidb_config.a,
+    base.lidb_config.b,
+    base.lidb_config.aux_seed,
+  ):
+    raise ValueError("a LiDB trainer must use the base model's aux bases (a, b, aux_seed)")
   return AdapterTrainer(
     sd=base.sd,
     to_factors=lambda t: adapters.lidb_factors(t, base.aux),
     optimizer=make_optimizer(optim_config, steps),
-    packer=adapters.lidb_packer(base.layers, base.lidb_config),
+    packer=adapters.lidb_packer(base.layers, lidb_config),
   )
 
 

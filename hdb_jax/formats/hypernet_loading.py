@@ -1,7 +1,8 @@
-"""A predictor from a trained hypernetwork directory: a Phase 1 WORKDIR (orbax checkpoints) or an
-export.
+"""A predictor from a trained hypernetwork directory: a Phase 1 WORKDIR (orbax checkpoints), an
+export, or 'world' (the shipped world hypernetwork's export).
 
     predictor = load_predictor("/ckpt/hyper", base)   # images [B, H, W, 3] -> LiDB params [B, ...]
+    predictor = load_predictor("world", base)         # the world hypernetwork hdb_jax ships
 
 The directory's card (hypernet_card) must match the base model's adapted layers, LiDB layout and
 aux bases; anything else is refused with a message naming the first difference.
@@ -19,6 +20,25 @@ from hdb_jax.formats.train_checkpoint import latest_params
 from hdb_jax.hypernet.network import build_hypernet
 from hdb_jax.hypernet.predictor import HypernetPredictor
 
+WORLD = "world"
+# The shipped world hypernetwork (an export, beside the world model it was trained for).
+WORLD_HYPERNET_DIR = os.path.join(
+  os.path.dirname(os.path.dirname(__file__)), "assets", "world-hypernet"
+)
+
+
+def resolve_hypernet(path: str) -> str:
+  """The directory a --config.hypernet names: 'world' (shipped) or the path itself."""
+  if path != WORLD:
+    return path
+  if not is_exported(WORLD_HYPERNET_DIR):
+    raise MissingFileError(
+      f"the world hypernetwork is not in this installation ({WORLD_HYPERNET_DIR}); train one with "
+      "`python -m hdb_jax.train --config=configs/hyper.py:world --workdir=DIR` and pass "
+      "--config.hypernet=DIR"
+    )
+  return WORLD_HYPERNET_DIR
+
 
 def load_predictor(
   path: str, base: BaseModel, refine_steps: int | None = None
@@ -27,7 +47,9 @@ def load_predictor(
   hypernetwork directory (hdb_jax.export --hypernet), refused if it was trained for other layers.
 
   refine_steps overrides the trained number of refinement iterations (e.g. 1 for the k=1 ablation).
+  path 'world' is the shipped world hypernetwork.
   """
+  path = resolve_hypernet(path)
   if not os.path.isdir(path):
     raise MissingFileError(f"hypernetwork checkpoint not found: {path}")
   info = read_card(path)

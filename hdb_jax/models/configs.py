@@ -143,3 +143,14 @@ WORLD_TEXT_ENCODER: dict[str, Any] = {
   "max_position_embeddings": WORLD_MAX_LENGTH,
   "projection_dim": 128,
 }
+
+# The world hypernetwork's image encoder: a ViT at the world's 64 px (8 px patches: 64 tokens and
+# CLS), made at random on first use ('world-vit') and trained with the hypernetwork.
+WORLD_VISION: dict[str, Any] = dict(
+  image_size=64,
+  patch_size=8,
+  hidden_size=128,
+  intermediate_size=256,
+  num_hidden_layers=4,
+  num_attention_heads=4,
+)

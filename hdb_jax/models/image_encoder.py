@@ -2,6 +2,7 @@
 
     encoder = load_image_encoder("google/vit-huge-patch14-224-in21k")   # the paper's ViT-H/14
     encoder = load_image_encoder("tiny-vit")  # tiny random, made on first use
+    encoder = load_image_encoder("world-vit")  # a random 64 px ViT to train with the world's
     tokens = image_features(encoder, encoder.params, images)  # [-1, 1] NHWC -> [B, T, hidden]
 
 A local directory or hub id holding a `ViTModel`, `CLIPVisionModel` or `CLIPModel` config (Flax
@@ -16,6 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from hdb_jax.models.configs import WORLD_VISION
 from hdb_jax.models.eval_models import CLIP_STATS, TINY_VISION, pixel_stats
 from hdb_jax.models.loading import (
   ModelLoadError,
@@ -32,6 +34,8 @@ silence_flax_deprecations()
 from transformers import CLIPVisionConfig, FlaxCLIPVisionModel, FlaxViTModel, ViTConfig
 
 TINY_ENCODER = "tiny-vit"
+# names of random ViTs made on first use ('<name>[:DIR]') -> their ViTConfig fields
+RANDOM_ENCODERS = {TINY_ENCODER: TINY_VISION, "world-vit": WORLD_VISION}
 # model_type in config.json -> (model class, config class, default pixel stats;
 # preprocessor_config.json wins)
 HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # google/vit-* checkpoints
@@ -61,11 +65,15 @@ class ImageEncoder:
     return (self.image_size // patch) ** 2 + 1
 
 
-def create_tiny_image_encoder(directory: str, seed: int = 0) -> str:
-  """Writes a tiny random ViT (Flax weights) to `directory` unless one is there; returns it."""
+def create_random_image_encoder(
+  directory: str, vision: dict[str, Any] | None = None, seed: int = 0
+) -> str:
+  """Writes a random ViT (Flax weights; `vision`: ViTConfig fields, default TINY_VISION) to
+  `directory` unless one is there; returns it."""
   if os.path.exists(os.path.join(directory, "flax_model.msgpack")):
     return directory
-  model = FlaxViTModel(ViTConfig(**TINY_VISION), add_pooling_layer=False, _do_init=False)
+  config = ViTConfig(**(vision or TINY_VISION))
+  model = FlaxViTModel(config, add_pooling_layer=False, _do_init=False)
   abstract = jax.eval_shape(
     lambda rng: model.init_weights(rng, model.input_shape), jax.random.key(0)
   )
@@ -74,19 +82,18 @@ def create_tiny_image_encoder(directory: str, seed: int = 0) -> str:
 
 
 def _resolve(pretrained: str, revision: str | None) -> str:
-  if pretrained == TINY_ENCODER or pretrained.startswith(TINY_ENCODER + ":"):
-    _, _, directory = pretrained.partition(":")
-    return create_tiny_image_encoder(
-      directory or os.path.join(os.path.dirname(default_tiny_dir()), TINY_ENCODER)
-    )
+  name, _, directory = pretrained.partition(":")
+  if name in RANDOM_ENCODERS:
+    default = os.path.join(os.path.dirname(default_tiny_dir()), name)
+    return create_random_image_encoder(directory or default, RANDOM_ENCODERS[name])
   return resolve_pretrained(pretrained, revision)
 
 
 def load_image_encoder(
   pretrained: str, revision: str | None = None, dtype: Any = jnp.float32
 ) -> ImageEncoder:
-  """An image encoder from 'tiny-vit[:DIR]', a local directory or a hub id (ModelLoadError if
-  unusable)."""
+  """An image encoder from 'tiny-vit[:DIR]' / 'world-vit[:DIR]', a local directory or a hub id
+  (ModelLoadError if unusable)."""
   directory = _resolve(pretrained, revision)
   config_path = os.path.join(directory, "config.json")
   model_type = read_json(config_path).get("model_type")

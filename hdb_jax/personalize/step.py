@@ -1,10 +1,13 @@
 """Phase 2's functional core: a batch of photos -> one identity each, in one compiled run.
 
-With a hypernetwork, its predicted LiDB weights are frozen and a LoRA of rank r' is trained on top
-for `steps` steps (rank-relaxed fast finetune): the identity holds both, delta W = [A | A_r][B ;
-B_r]. Without one (`hypernet=none`), LiDB (or LoRA) is trained from scratch: the DreamBooth
-baseline. Several photos run as one batch, each with its own weights; a photo's result does not
-depend on the batch it is in (its random stream comes from its pixels and the seed).
+With a hypernetwork, its predicted LiDB weights are frozen and r' more ranks are trained on top
+for `steps` steps (the rank-relaxed fast finetune), delta W = [A | A_r][B ; B_r]. The relaxation
+(`relaxation`) is either a plain rank-r' LoRA (the paper's; the identity holds LiDB + LoRA, 4.5 MB
+on SD1.5) or r' extra LiDB ranks through the same frozen bases (compact: the identity is one LiDB of
+rank 1 + r', (1 + r') x 150 numbers per layer). Both export as an exact standard LoRA. Without a
+hypernetwork (`hypernet=none`), LiDB (or LoRA) is trained from scratch: the DreamBooth baseline.
+Several photos run as one batch, each with its own weights; a photo's result does not depend on
+the batch it is in (its random stream comes from its pixels and the seed).
 """
 
 import dataclasses
@@ -52,12 +55,38 @@ def photo_seeds(seed: int, images: np.ndarray) -> jax.Array:
   )
 
 
+RELAXATIONS = ("lora", "lidb")
+
+
+def trained_adapter(
+  base: BaseModel, config: ml_collections.ConfigDict, hyper: bool
+) -> tuple[str, adapters.LidbConfig | None]:
+  """What personalization trains: ('lora', None) or ('lidb', the trained LiDB's config).
+
+  With a hypernetwork, `config.relaxation` on top of the prediction (extra LiDB ranks start at
+  B = 0); without, `config.baseline` from scratch (LiDB at base's rank and initialisation).
+  """
+  if hyper:
+    relaxation = config.get("relaxation", "lora")
+    if relaxation not in RELAXATIONS:
+      raise ConfigError(f"relaxation must be 'lora' or 'lidb', not {relaxation!r}")
+    if relaxation == "lora":
+      return "lora", None
+    return "lidb", adapters.relaxed_lidb_config(base.lidb_config, config.lora_rank)
+  if config.baseline not in RELAXATIONS:
+    raise ConfigError(f"baseline must be 'lidb' or 'lora', not {config.baseline!r}")
+  return config.baseline, base.lidb_config if config.baseline == "lidb" else None
+
+
 def _initial_trainable(
-  base: BaseModel, config: ml_collections.ConfigDict, kind: str, ids: jax.Array
+  base: BaseModel,
+  config: ml_collections.ConfigDict,
+  lidb_config: adapters.LidbConfig | None,
+  ids: jax.Array,
 ) -> Any:
   keys = [jax.random.fold_in(jax.random.key(config.seed + 1), int(i)) for i in ids]
-  if kind == "lidb":
-    return stack_examples([adapters.init_lidb(base.layers, base.lidb_config, k) for k in keys])
+  if lidb_config is not None:
+    return stack_examples([adapters.init_lidb(base.layers, lidb_config, k) for k in keys])
   return stack_examples([adapters.init_lora(base.layers, config.lora_rank, k) for k in keys])
 
 
@@ -77,62 +106,86 @@ def personalize_images(
     predicted = predictor(jnp.asarray(images))
     frozen = adapters.lidb_factors(predicted, base.aux)
     timings["predict_s"] = time.perf_counter() - start
-  kind = "lora" if predictor is not None or config.baseline == "lora" else "lidb"
-  if kind == "lidb" and config.baseline != "lidb":
-    raise ConfigError(f"baseline must be 'lidb' or 'lora', not {config.baseline!r}")
-  if (
-    predictor is not None and config.steps == 0
-  ):  # the prediction alone: nothing to compile or train
+  kind, trained_lidb = trained_adapter(base, config, predictor is not None)
+  if predictor is not None and config.steps == 0:
+    # the prediction alone: nothing to compile or train
     trained_all, losses = None, np.zeros((0, len(images)), np.float32)
   else:
-    trained_all, losses = _finetune(base, config, kind, frozen, latents, ids, timings)
+    trained_all, losses = _finetune(base, config, trained_lidb, frozen, latents, ids, timings)
+  method = "lidb-from-scratch" if kind == "lidb" else "lora-from-scratch"
+  if predictor is not None:
+    method = "hyper" if config.steps == 0 else "hyper+finetune"
   identities = []
   for i in range(len(images)):
     trained = None if trained_all is None else unstack_example(trained_all, i)
-    lidb = (
-      unstack_example(predicted, i)
-      if predicted is not None
-      else (trained if kind == "lidb" else None)
-    )
-    # None for the prediction alone: the ~100 KB LiDB identity
-    lora = trained if kind == "lora" else None
+    lidb, lidb_config, lora = _identity_parts(base, predicted, i, kind, trained, trained_lidb)
     identities.append(
       identity_lib.from_arrays(
         base.layers,
         base.source,
         base.sd.fingerprint(),
-        base.lidb_config if lidb is not None else None,
+        lidb_config,
         lidb=lidb,
         lora=lora,
         token=base.token,
         extra={
           "final_loss": float(losses[-1, i]) if len(losses) else None,
           "steps": config.steps,  # 0 steps: none
-          "method": ("hyper" if config.steps == 0 else "hyper+finetune")
-          if predictor
-          else f"{kind}-from-scratch",
+          "method": method,
+          "relaxation": kind if method == "hyper+finetune" else None,
         },
       )
     )
   return Personalized(identities=identities, losses=losses, timings=timings)
 
 
+def _identity_parts(
+  base: BaseModel,
+  predicted: Any,
+  index: int,
+  kind: str,
+  trained: Any,
+  trained_lidb: adapters.LidbConfig | None,
+) -> tuple[Any, adapters.LidbConfig | None, Any]:
+  """(lidb, its config, lora) of photo `index`'s identity.
+
+  The prediction alone is the ~100 KB LiDB identity; the LiDB relaxation appends its ranks to the
+  prediction's (one LiDB of rank 1 + r'); the LoRA relaxation keeps a separate LoRA.
+  """
+  prediction = None if predicted is None else unstack_example(predicted, index)
+  if prediction is None:  # from scratch
+    if kind == "lidb":
+      return trained, base.lidb_config, None
+    return None, None, trained
+  if trained is None:
+    return prediction, base.lidb_config, None
+  if kind == "lidb":
+    rank = base.lidb_config.rank + trained_lidb.rank
+    return (
+      adapters.concat_lidb(prediction, trained),
+      dataclasses.replace(base.lidb_config, rank=rank),
+      None,
+    )
+  return prediction, base.lidb_config, trained
+
+
 def _finetune(
   base: BaseModel,
   config: ml_collections.ConfigDict,
-  kind: str,
+  trained_lidb: adapters.LidbConfig | None,
   frozen: Any,
   latents: jax.Array,
   ids: jax.Array,
   timings: dict[str, float],
 ) -> tuple[Any, np.ndarray]:
-  """Trains `kind` ('lidb' or 'lora', on top of the frozen prediction if any) for config.steps in
-  one compiled run: (trained params with a photo axis, losses [steps, P])."""
-  if kind == "lora":
+  """Trains a LiDB of config `trained_lidb` (or, if None, a LoRA of rank lora_rank) on top of the
+  frozen prediction if any, for config.steps in one compiled run: (trained params with a photo
+  axis, losses [steps, P])."""
+  if trained_lidb is None:
     trainer = lora_trainer(base, config.lora_rank, config.optim, config.steps)
   else:
-    trainer = lidb_trainer(base, config.optim, config.steps)
-  state = trainer.init(_initial_trainable(base, config, kind, ids))
+    trainer = lidb_trainer(base, config.optim, config.steps, trained_lidb)
+  state = trainer.init(_initial_trainable(base, config, trained_lidb, ids))
   prior = make_class_prior(base, config)
   args = run_inputs(base, frozen, latents, config.seed, ids, state, prior)
   start = time.perf_counter()

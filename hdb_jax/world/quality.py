@@ -42,13 +42,19 @@ def quality_prompts() -> list[str]:
   return prompts
 
 
+def attributes_right(recognizer: Any, images: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
+  """bool [N, 5]: whether World-prompt reads each attribute (ATTRIBUTES order) of images [N, H, W,
+  3] as their prompts [N] ask (caption grammar; any token before 'face' is ignored); one read."""
+  read = recognizer.read(images)
+  wanted = np.asarray([attribute_indices(parse_prompt(p)) for p in prompts])
+  return np.stack([read[name] == wanted[:, k] for k, name in enumerate(ATTRIBUTES)], axis=1)
+
+
 def prompt_accuracy(recognizer: Any, images: np.ndarray, prompts: Sequence[str]) -> dict:
   """{'per_attribute': {name: accuracy}, 'mean': accuracy over every (image, attribute),
   'all_correct': fraction of images with every attribute right} of images [N, H, W, 3] against
   their prompts [N] (caption grammar; any token before 'face' is ignored)."""
-  read = recognizer.read(images)
-  wanted = np.asarray([attribute_indices(parse_prompt(p)) for p in prompts])
-  right = np.stack([read[name] == wanted[:, k] for k, name in enumerate(ATTRIBUTES)], axis=1)
+  right = attributes_right(recognizer, images, prompts)
   return {
     "per_attribute": {name: float(right[:, k].mean()) for k, name in enumerate(ATTRIBUTES)},
     "mean": float(right.mean()),

@@ -1,0 +1,62 @@
+"""World faces as a data source: `--config.data.source=world` (or `world:held_out`).
+
+    source = make_source(config.data)   # config.data.source = 'world', num_identities = 1000
+    source.examples[0].load(64)          # float32 [64, 64, 3] in [-1, 1]: identity 0's photo
+
+Each identity's photo is its render in the default scene (caption 'a face': photo style, studio
+background, no accessories, neutral), view 0, 1, ... `views_per_identity`. `world` reads identity
+ids 0..num_identities-1, among those the world model was trained on (it never saw their names: no
+caption names an identity); `world:held_out` reads ids from sampling.HELD_OUT_START on, which no
+world model, recognizer or hypernetwork trains on. Importing hdb_jax.world registers the kind.
+"""
+
+import functools
+
+import ml_collections
+import numpy as np
+
+from hdb_jax.data.sources import Example, ListSource, SourceError, register_source
+from hdb_jax.world.render import render
+from hdb_jax.world.sampling import HELD_OUT_START
+from hdb_jax.world.scene import Scene
+
+SPLITS = {"": 0, "train": 0, "held_out": HELD_OUT_START}
+
+
+def identity_name(identity: int) -> str:
+  """'world/0000012': the identity id a world source gives world identity 12."""
+  return f"world/{identity:07d}"
+
+
+def _photo(identity: int, view: int, resolution: int) -> np.ndarray:
+  image = render(identity, view, Scene(), resolution)
+  return image.astype(np.float32) * np.float32(1 / 127.5) - np.float32(1.0)
+
+
+def world_source(split: str, data_config: ml_collections.ConfigDict) -> ListSource:
+  """num_identities x views_per_identity world photos of `split` ('' / 'train' or 'held_out');
+  index = k * views + view for the k-th identity of the split."""
+  if split not in SPLITS:
+    raise SourceError(f"config.data.source='world:{split}': the splits are 'world' and "
+                      "'world:held_out'")  # fmt: skip
+  count, views = int(data_config.num_identities), int(data_config.views_per_identity)
+  if count < 1 or views < 1:
+    raise SourceError(
+      f"the world source needs num_identities >= 1 and views_per_identity >= 1, got {count} and "
+      f"{views}"
+    )
+  start = SPLITS[split]
+  examples = [
+    Example(
+      identity_id=identity_name(start + k),
+      index=k * views + v,
+      name=f"{identity_name(start + k)} view {v}",
+      load=functools.partial(_photo, start + k, v),
+    )
+    for k in range(count)
+    for v in range(views)
+  ]
+  return ListSource(f"world{':' + split if split else ''}({count}x{views})", examples)
+
+
+register_source("world", world_source)
