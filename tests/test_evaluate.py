@@ -293,6 +293,8 @@ def test_face_extra_missing_is_a_clear_error(monkeypatch):
 
 def test_methods_and_chunks():
   methods = parse_methods("full,only_hyper,no_hyper,k1,lora@5,lora@50", steps=7, lora_rank=4)
+  (base,) = parse_methods("base", steps=7, lora_rank=4)
+  assert (base.steps, base.hyper, base.refine_steps) == (0, False, None)
   assert [(m.name, m.steps, m.hyper, m.refine_steps) for m in methods] == [
     ("full", 7, True, None),
     ("only_hyper", 0, True, None),
@@ -374,7 +376,7 @@ def test_evaluate_end_to_end(micro_dir, eval_dirs, tmp_path):
   config = _config(
     pretrained=micro_dir,
     image=str(photo),
-    methods="full,only_hyper,no_hyper,lora@2",
+    methods="base,full,only_hyper,no_hyper,lora@2",
     steps=2,
     clip_model=eval_dirs["clip"],
     dino_model=eval_dirs["dino"],
@@ -391,14 +393,15 @@ def test_evaluate_end_to_end(micro_dir, eval_dirs, tmp_path):
   assert on_disk["prompts"] == world_prompts and on_disk["models"]["recognizer"] == "world"
   assert on_disk["identities"]["astronaut"]["face_found"] is False  # 64 px: below dlib's detector
   for name, method in on_disk["methods"].items():
-    assert method["finetune_steps"] == (0 if name == "only_hyper" else 2)
+    assert method["finetune_steps"] == (0 if name in ("only_hyper", "base") else 2)
     assert set(method["means"]) == set(on_disk["metrics"]) | {"face_found"}
     # one identity: t-intervals over its 2 images, around the mean
     assert method["ci95"].keys() == method["means"].keys()
     for key, (low, high) in method["ci95"].items():
       assert metrics.value_range(key)[0] <= low <= method["means"][key] <= high <= 1, (name, key)
     spent = sum(v for k, v in method["timings_s"].items() if k not in ("sampling_s", "scoring_s"))
-    assert method["seconds_per_identity"] == pytest.approx(spent) and spent > 0
+    assert method["seconds_per_identity"] == pytest.approx(spent)
+    assert (spent == 0) == (name == "base")  # the base model: nothing to personalize
     entry = method["identities"]["astronaut"]
     for prompt in on_disk["prompts"]:
       scores = entry["prompts"][prompt]
@@ -416,8 +419,10 @@ def test_evaluate_end_to_end(micro_dir, eval_dirs, tmp_path):
   assert on_disk["methods"]["lora@2"]["same_run_as"] == "no_hyper"
   assert on_disk["methods"]["lora@2"]["means"] == on_disk["methods"]["no_hyper"]["means"]
   # The finetune changes the hypernetwork's result, and both differ from the from-scratch LoRA.
-  dino = {m: on_disk["methods"][m]["means"]["dino"] for m in ("full", "only_hyper", "no_hyper")}
-  assert len(set(dino.values())) == 3, dino
+  # The base model (no identity) differs from all of them.
+  names = ("base", "full", "only_hyper", "no_hyper")
+  dino = {m: on_disk["methods"][m]["means"]["dino"] for m in names}
+  assert len(set(dino.values())) == 4, dino
   page = (workdir / "report.html").read_text()
   full = on_disk["methods"]["full"]
   shown = f"{full['means']['world_id']:.3f} [{full['ci95']['world_id'][0]:.3f}, "
@@ -425,7 +430,7 @@ def test_evaluate_end_to_end(micro_dir, eval_dirs, tmp_path):
   assert f"{full['seconds_per_identity']:.2f}" in report.summary_table(on_disk)
   parser = _Images()
   parser.feed(page)
-  assert len(parser.sources) == 1 + 4 * 2  # the reference, then methods x prompts x samples
+  assert len(parser.sources) == 1 + 5 * 2  # the reference, then methods x prompts x samples
   for source in parser.sources:
     assert (workdir / source).is_file(), source
     assert Image.open(workdir / source).size == (64, 64)

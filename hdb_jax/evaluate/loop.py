@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import time
+import types
 from typing import Any, Callable, Sequence
 
 import ml_collections
@@ -149,6 +150,17 @@ class Scorer:
     return scores
 
 
+@dataclasses.dataclass(frozen=True)
+class NoIdentity:
+  """The 'base' method's stand-in for an identity: no adapters, the prompts' token untrained."""
+
+  token: str
+  meta: Any = dataclasses.field(default_factory=lambda: types.SimpleNamespace(extra={}))
+
+  def factors(self) -> dict:
+    return {}
+
+
 def _sampling(config: ml_collections.ConfigDict) -> SamplingConfig:
   return SamplingConfig(
     steps=config.sample_steps, guidance=config.guidance, sampler=config.sampler, seed=config.seed
@@ -182,6 +194,8 @@ def _personalize(
   predictor: LidbPredictor | None,
 ) -> tuple[list[Any], dict[str, float]]:
   """Identities for every photo, in equal-size batches; summed timings."""
+  if method.name == "base":
+    return [NoIdentity(base.token)] * len(photos), {}
   method_config = ml_collections.ConfigDict(config.to_dict())
   method_config.steps = method.steps
   method_config.baseline = "lora"

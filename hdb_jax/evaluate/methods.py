@@ -6,6 +6,8 @@ no_hyper    the rank-relaxed finetune without the hypernetwork: LoRA of rank `lo
             `steps` steps
 k1          as full, with 1 hypernetwork iteration instead of the checkpoint's
 lora@N      DreamBooth-style LoRA (rank `lora_rank`) from scratch for N steps; repeat for several N
+base        the base model without any identity (the prompts' token is the untrained identifier):
+            the floor every method's identity score is measured against
 """
 
 import dataclasses
@@ -35,7 +37,9 @@ def parse_methods(spec: str, steps: int, lora_rank: int) -> list[Method]:
     raise ConfigError(f"--config.methods repeats a method: {spec!r}")
   methods = []
   for name in names:
-    if name == "full":
+    if name == "base":
+      methods.append(Method(name, 0, False, None, "the base model, no identity (untrained token)"))
+    elif name == "full":
       methods.append(
         Method(name, steps, True, None, f"hypernetwork + rank-relaxed finetune ({steps} steps)")
       )
@@ -67,6 +71,6 @@ def parse_methods(spec: str, steps: int, lora_rank: int) -> list[Method]:
       )
     else:
       raise ConfigError(
-        f"unknown method {name!r}: use full, only_hyper, no_hyper, k1 or lora@N (N >= 1 steps)"
+        f"unknown method {name!r}: use base, full, only_hyper, no_hyper, k1 or lora@N (N >= 1)"
       )
   return methods

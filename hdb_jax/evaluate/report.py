@@ -81,6 +81,23 @@ def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
   return header, rows
 
 
+def markdown_table(
+  results: dict[str, Any],
+  rows: list[tuple[str, str]],
+  metrics: list[str],
+) -> str:
+  """A markdown table of chosen methods: rows (label, method name in results) x metrics (mean
+  [95% interval]), finetune steps and personalization seconds per identity."""
+  header = ["method"] + [_name(k) for k in metrics] + ["finetune steps", "s/identity"]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for label, name in rows:
+    method = results["methods"][name]
+    every, _ = seconds_per_identity(method, len(results["identities"]))
+    cells = [label] + [_with_ci(method, k) for k in metrics]
+    lines.append("| " + " | ".join(cells + [str(method["finetune_steps"]), f"{every:.2f}"]) + " |")
+  return "\n".join(lines)
+
+
 def summary_table(results: dict[str, Any]) -> str:
   """The summary as aligned plain text, for the terminal."""
   header, rows = summary_rows(results)

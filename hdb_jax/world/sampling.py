@@ -54,6 +54,20 @@ def paired_example(
   return int(identity), view, scene
 
 
+# Held-out ids from HELD_OUT_START + VALIDATION_OFFSET on are the validation split: what tuning
+# (the fast finetune's learning rate, steps, rank) may look at; the test split starts at 0.
+VALIDATION_OFFSET = 500_000
+
+
 def held_out_identities(count: int, start: int = 0) -> list[int]:
   """`count` identity ids that no world model or recognizer trains on."""
   return list(range(HELD_OUT_START + start, HELD_OUT_START + start + count))
+
+
+def split_identities(split: str, count: int) -> list[int]:
+  """`count` held-out ids of 'test' (reported) or 'validation' (tuned on): disjoint."""
+  if split not in ("test", "validation"):
+    raise ValueError(f"split must be 'test' or 'validation', not {split!r}")
+  if count > VALIDATION_OFFSET:
+    raise ValueError(f"at most {VALIDATION_OFFSET:,} identities per split")
+  return held_out_identities(count, VALIDATION_OFFSET if split == "validation" else 0)

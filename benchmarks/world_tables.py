@@ -1,0 +1,178 @@
+"""The paper's Tables 1 and 3 on the world, and the two rank relaxations side by side.
+
+  python benchmarks/world_tables.py --workdir=/tmp/world_tables               # test split, 32 ids
+  python benchmarks/world_tables.py --workdir=/tmp/world_tune --split=validation --tune \\
+      --learning_rates=3e-4,1e-3,3e-3 --step_counts=20,40,80
+
+Held-out world identities (never seen by the world model, the recognizer or the hypernetwork; the
+test split from id 1,000,000, the validation split from 1,500,000) are rendered as photos in the
+default scene, then `python -m hdb_jax.evaluate --config=configs/evaluate.py:world` runs every
+method on them with the world prompts, scored by World-ID (identity similarity to the photo) and
+World-prompt (the prompted context and style read back), means with 95% bootstrap intervals over
+identities, and personalization seconds per identity. Rows:
+
+  Table 1  ours (hypernetwork + fast finetune) vs DreamBooth-style LoRA from scratch at 40, 200, 400
+  Table 3  the base model, No Hyper, Only Hyper, Hyper + fast finetune, k=1, at equal steps
+  Relaxations  LoRA (the paper's) vs LiDB (compact) on top of the same prediction, equal steps
+
+`--tune` instead runs only the full method over a grid (learning rate x steps, on --split, which
+should be 'validation') and prints it sorted by World-ID. Results stay in WORKDIR (results.json,
+report.html per run); a finished run is reused on a rerun, so the tables can be reprinted.
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# pylint: disable=wrong-import-position
+from hdb_jax import adapters
+from hdb_jax.config import phases
+from hdb_jax.diffusion.base import setup_base_model
+from hdb_jax.evaluate.loop import evaluate
+from hdb_jax.evaluate.report import markdown_table
+from hdb_jax.io.images import save_png
+from hdb_jax.runtime.cli import quiet_orbax
+from hdb_jax.world.render import render
+from hdb_jax.world.sampling import split_identities
+
+flags.DEFINE_string("workdir", "/tmp/world_tables", "Photos, evaluation runs and the tables.")
+flags.DEFINE_string("hypernet", "world", "Hypernetwork: 'world' (shipped), a WORKDIR or export.")
+flags.DEFINE_string("pretrained", "world", "Base model: 'world' (shipped) or a directory.")
+flags.DEFINE_enum("split", "test", ["test", "validation"], "Held-out identities to use.")
+flags.DEFINE_integer("identities", 32, "Held-out identities.", lower_bound=1)
+flags.DEFINE_integer("num_samples", 2, "Samples per identity and prompt.", lower_bound=1)
+flags.DEFINE_integer("steps", None, "Fast-finetune steps (default: the config's).")
+flags.DEFINE_float("learning_rate", None, "Fast-finetune learning rate (default: the config's).")
+flags.DEFINE_integer("lora_rank", None, "r' of both relaxations (default: the config's).")
+flags.DEFINE_list("lora_steps", ["40", "200", "400"], "Table 1: DreamBooth LoRA step counts.")
+flags.DEFINE_string("prompts", "world", "Prompt set or 'p1|p2' (world grammar, with {token}).")
+flags.DEFINE_integer("sample_steps", None, "Sampling steps (default: the config's, 25).")
+flags.DEFINE_bool("tune", False, "Grid over learning rate x steps for the full method instead.")
+flags.DEFINE_list("learning_rates", ["3e-4", "1e-3", "3e-3"], "--tune: learning rates.")
+flags.DEFINE_list("step_counts", ["20", "40", "80"], "--tune: finetune step counts.")
+flags.DEFINE_enum("relaxation", "lora", ["lora", "lidb"], "--tune: the relaxation tuned.")
+FLAGS = flags.FLAGS
+
+METRICS = ["world_id", "world_prompt"]
+TABLE3 = [
+  ("base model (no identity)", "base"),
+  ("No Hyper", "no_hyper"),
+  ("Only Hyper", "only_hyper"),
+  ("Hyper + fast finetune", "full"),
+  ("k=1 + fast finetune", "k1"),
+]
+
+
+def write_photos(directory: str, ids: list[int], resolution: int = 64) -> str:
+  """Each identity's photo (its default-scene render) as DIR/world_<id>.png; returns DIR."""
+  for identity in ids:
+    path = os.path.join(directory, f"world_{identity:07d}.png")
+    if not os.path.exists(path):
+      save_png(path, render(identity, 0, None, resolution))
+  return directory
+
+
+def run(name: str, photos: str, **overrides) -> dict:
+  """One evaluation into WORKDIR/<name> (reused when its results.json exists)."""
+  out = os.path.join(FLAGS.workdir, name)
+  path = os.path.join(out, "results.json")
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  config = phases.evaluate_config("world")
+  config.images, config.pretrained, config.hypernet = photos, FLAGS.pretrained, FLAGS.hypernet
+  config.num_samples, config.prompts = FLAGS.num_samples, FLAGS.prompts
+  for key, value in (
+    ("steps", FLAGS.steps),
+    ("optim.learning_rate", FLAGS.learning_rate),
+    ("lora_rank", FLAGS.lora_rank),
+    ("sample_steps", FLAGS.sample_steps),
+  ):
+    if value is not None:
+      overrides.setdefault(key, value)
+  for key, value in overrides.items():
+    parent, _, leaf = key.rpartition(".")
+    (config[parent] if parent else config)[leaf] = value
+  return evaluate(config, out)
+
+
+def identity_kilobytes(rank: int) -> tuple[float, float]:
+  """fp32 KB of a personalized identity's numbers on the base model: (LiDB + rank-r' LoRA, one LiDB
+  of rank 1 + r')."""
+  config = phases.personalization_config("world")
+  config.pretrained = FLAGS.pretrained
+  base = setup_base_model(config)
+  lidb = adapters.lidb_size(base.layers, base.lidb_config)
+  lora = adapters.lora_size(base.layers, rank)
+  return 4 * (lidb + lora) / 1000, 4 * lidb * (1 + rank) / 1000
+
+
+RELAXATIONS = [("LoRA relaxation (paper)", "full"), ("LiDB relaxation (compact)", "full/lidb")]
+
+
+def tables(photos: str) -> str:
+  baselines = [(f"DreamBooth LoRA, {n} steps", f"lora@{n}") for n in FLAGS.lora_steps]
+  table1 = [("Ours (hypernetwork + fast finetune)", "full")] + baselines
+  methods = ["base", "full", "only_hyper", "no_hyper", "k1"] + [m for _, m in baselines]
+  lora = run("lora_relaxation", photos, methods=",".join(methods))
+  lidb = run("lidb_relaxation", photos, methods="full", relaxation="lidb")
+  both = {**lora, "methods": {**lora["methods"], "full/lidb": lidb["methods"]["full"]}}
+  steps = lora["methods"]["full"]["finetune_steps"]
+  n, prompts = len(lora["identities"]), len(lora["prompts"])
+  rank = lora["config"]["lora_rank"]
+  lora_kb, lidb_kb = identity_kilobytes(rank)
+  head = (
+    f"{n} held-out world identities ({FLAGS.split} split) x {prompts} prompts x "
+    f"{FLAGS.num_samples} samples; means [95% bootstrap interval over identities]."
+  )
+  return "\n\n".join(
+    [
+      head,
+      "Table 1: ours vs DreamBooth-style LoRA from scratch\n\n"
+      + markdown_table(lora, table1, METRICS),
+      f"Table 3: ablation at equal steps ({steps})\n\n" + markdown_table(lora, TABLE3, METRICS),
+      f"Rank relaxations (r' = {rank}) on top of the same prediction\n\n"
+      + markdown_table(both, RELAXATIONS, METRICS)
+      + f"\n\nIdentity numbers (fp32): LoRA relaxation {lora_kb:.1f} KB, LiDB relaxation "
+      f"{lidb_kb:.1f} KB.",
+    ]
+  )
+
+
+def tune(photos: str) -> str:
+  rows = []
+  for lr in FLAGS.learning_rates:
+    for steps in FLAGS.step_counts:
+      name = f"tune_{FLAGS.relaxation}_lr{lr}_steps{steps}"
+      results = run(
+        name,
+        photos,
+        methods="full",
+        relaxation=FLAGS.relaxation,
+        steps=int(steps),
+        **{"optim.learning_rate": float(lr)},
+      )
+      rows.append((f"lr {lr}, {steps} steps", results))
+  rows.sort(key=lambda r: -r[1]["methods"]["full"]["means"]["world_id"])
+  merged = {**rows[0][1], "methods": {label: r["methods"]["full"] for label, r in rows}}
+  return f"Tuning ({FLAGS.relaxation} relaxation, {FLAGS.split} split)\n\n" + markdown_table(
+    merged, [(label, label) for label, _ in rows], METRICS
+  )
+
+
+def main(argv):
+  del argv
+  quiet_orbax()
+  ids = split_identities(FLAGS.split, FLAGS.identities)
+  photos = write_photos(os.path.join(FLAGS.workdir, f"photos_{FLAGS.split}"), ids)
+  text = tune(photos) if FLAGS.tune else tables(photos)
+  print(text)
+  with open(os.path.join(FLAGS.workdir, "tune.md" if FLAGS.tune else "tables.md"), "w") as f:
+    f.write(text + "\n")
+
+
+if __name__ == "__main__":
+  app.run(main)
