@@ -16,6 +16,7 @@ CORE = [
   "safetensors>=0.4",
   "Pillow>=10",
   "numpy>=1.26",
+  "scipy>=1.11",  # the evaluation's t-intervals (also a jax dependency)
   "tqdm>=4.66",
 ]
 TORCH = ["torch==2.13.0", "peft>=0.15,<0.22"]  # the CPU build of torch 2.13.0 keeps installs small

@@ -144,6 +144,16 @@ WORLD_TEXT_ENCODER: dict[str, Any] = {
   "projection_dim": 128,
 }
 
+# The tiny random vision tower: tiny CLIP's and tiny DINO's (eval_models), and the `tiny-vit`
+# hypernetwork encoder.
+TINY_VISION: dict[str, Any] = dict(
+  image_size=32,
+  patch_size=8,
+  hidden_size=32,
+  intermediate_size=64,
+  num_hidden_layers=2,
+  num_attention_heads=4,
+)
 # The world hypernetwork's image encoder: a ViT at the world's 64 px (8 px patches: 64 tokens and
 # CLS), made at random on first use ('world-vit') and trained with the hypernetwork.
 WORLD_VISION: dict[str, Any] = dict(

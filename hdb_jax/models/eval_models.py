@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from hdb_jax.models.configs import TINY_VISION
 from hdb_jax.models.loading import ModelLoadError, load_transformers_flax, resolve_pretrained
 from hdb_jax.models.tiny import default_tiny_dir, random_params, tiny_text_config
 from hdb_jax.models.tokenizer import pad_to_length, write_tiny_tokenizer
@@ -41,14 +42,6 @@ KINDS = {
   "clip": ("clip", FlaxCLIPModel, {}, CLIP_STATS),
   "dino": ("vit", FlaxViTModel, {"add_pooling_layer": False}, IMAGENET_STATS),
 }
-TINY_VISION = dict(
-  image_size=32,
-  patch_size=8,
-  hidden_size=32,
-  intermediate_size=64,
-  num_hidden_layers=2,
-  num_attention_heads=4,
-)
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
 
 

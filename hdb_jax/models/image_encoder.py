@@ -17,8 +17,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from hdb_jax.models.configs import WORLD_VISION
-from hdb_jax.models.eval_models import CLIP_STATS, TINY_VISION, pixel_stats
+from hdb_jax.models.configs import TINY_VISION, WORLD_VISION
+from hdb_jax.models.eval_models import CLIP_STATS, pixel_stats
 from hdb_jax.models.loading import (
   ModelLoadError,
   load_transformers_flax,

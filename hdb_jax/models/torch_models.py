@@ -47,7 +47,7 @@ def create_tiny_pytorch_stable_diffusion(
 def create_tiny_pytorch_dino(directory: str, seed: int = 0) -> ViTModel:
   """A tiny random DINO-style ViT (no pooler) saved as PyTorch safetensors, without a preprocessor
   config (the loader's ImageNet defaults apply); returns the model."""
-  from hdb_jax.models.eval_models import TINY_VISION
+  from hdb_jax.models.configs import TINY_VISION
 
   torch.manual_seed(seed)
   model = ViTModel(ViTConfig(**TINY_VISION), add_pooling_layer=False).eval()
