@@ -3,8 +3,9 @@
 Variants (`--config=configs/world.py:<variant>`; fields: hdb_jax/config/world.py):
 
   ''     python -m hdb_jax.world.pretrain --config=configs/world.py --workdir=/tmp/world
-         64 px, VAE of factor 4 (16x16x8 latents) for 6,000 steps of batch 8, then the UNet with
-         the text encoder trained jointly for 12,000 steps of batch 32, on 2 CPU cores. Resumes
+         64 px, VAE of factor 4 (16x16x8 latents) for 2,500 steps of batch 8, then the UNet with
+         the text encoder trained jointly for 3,750 steps of batch 32, on 2 CPU cores (21 min +
+         1 h 50 min at 1.75 s/step; the shipped model is this run). Resumes
          where it was killed. Writes /tmp/world/model (diffusers format) and, with torch installed,
          /tmp/world/release (fp16 PyTorch safetensors + MODEL_CARD.md: what hdb_jax ships).
 

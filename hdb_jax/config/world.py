@@ -49,13 +49,13 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
     config.text_encoder = dict(arch.WORLD_TEXT_ENCODER)
   config.max_length = arch.WORLD_MAX_LENGTH
   config.caption_dropout = 0.1  # empty captions, for classifier-free guidance
-  config.vae_stage = _stage(3 if toy else 6000, 4 if toy else 8, 1e-3, 1 if toy else 100, toy)
+  config.vae_stage = _stage(3 if toy else 2500, 4 if toy else 8, 1e-3, 1 if toy else 100, toy)
   # train on random patches of this side (>= resolution: whole images). 32 px patches cost a
   # quarter, but left artifacts at the borders of whole 64 px images after 2,000 steps.
   config.vae_stage.crop = 16 if toy else 64
   config.vae_stage.kl_weight = 1e-6  # per latent number, against the per-pixel L1 + MSE
   config.vae_stage.scale_batches = 1 if toy else 16  # batches to measure the latents' std on
-  config.unet_stage = _stage(4 if toy else 12000, 4 if toy else 32, 3e-4, 1 if toy else 500, toy)
+  config.unet_stage = _stage(4 if toy else 3750, 4 if toy else 32, 3e-4, 1 if toy else 500, toy)
   config.sampling = ml_collections.ConfigDict(dict(steps=2 if toy else 25, guidance=3.0))
   config.mesh = (-1, 1)  # ('data', 'fsdp') sizes; -1 = the remaining devices
   config.keep_checkpoints = 2

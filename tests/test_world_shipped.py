@@ -1,0 +1,73 @@
+"""The shipped world model (hdb_jax/assets/world-sd): its files are the card's, this project's
+loader and PyTorch diffusers' StableDiffusionPipeline read it and draw the same images from the same
+latents, and what it draws for fixed seeds is what the prompts ask, as the world recognizer reads
+it (CPU, ~1 min)."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from hdb_jax import models
+from hdb_jax.diffusion.generation import generate
+from hdb_jax.diffusion.sampling import SamplingConfig
+from hdb_jax.evaluate.loop import NoIdentity
+from hdb_jax.io.files import file_sha256
+from hdb_jax.models import configs
+from hdb_jax.models.pretrained import WORLD_DIR
+from hdb_jax.world.pretrain import release
+
+
+@pytest.fixture(scope="module")
+def world_sd():
+  return models.load_model("world")
+
+
+def test_the_shipped_files_are_the_cards_and_the_architecture_is_the_configs(world_sd):
+  card = release.read_card(WORLD_DIR)
+  for name, entry in card["files"].items():
+    assert file_sha256(os.path.join(WORLD_DIR, name)) == entry["sha256"], name
+  total = sum(os.path.getsize(os.path.join(WORLD_DIR, n)) for n in card["files"])
+  assert total < 15e6  # fp16, small enough to commit once per release
+  keys = {"unet": ("sample_size", "in_channels", "block_out_channels", "cross_attention_dim"),
+          "vae": ("block_out_channels", "latent_channels")}  # fmt: skip
+  for part, arch in (("unet", configs.WORLD_UNET), ("vae", configs.WORLD_VAE)):
+    loaded = getattr(world_sd, part).config
+    for key in keys[part]:
+      assert list(np.atleast_1d(loaded[key])) == list(np.atleast_1d(arch[key])), (part, key)
+  assert world_sd.resolution == configs.WORLD_RESOLUTION
+  assert world_sd.scheduler_config["beta_schedule"] == configs.SD15_SCHEDULER["beta_schedule"]
+  models.check_token(world_sd, "sks")  # the identifier is one token, as in SD1.5
+  assert "world_prompt_samples" in card["quality"]
+
+
+def test_our_sampler_and_the_diffusers_pipeline_draw_the_same_images(world_sd):
+  """Same latents, prompt, 10 DDIM steps, guidance 3: the same 8-bit images. Both compute in fp32 on
+  the same fp16 weights; tolerance one 8-bit step where a value sits on a rounding boundary (as in
+  test_export's parity test, whose UNets agree to ~2.5e-5 per call). A different prompt moves the
+  images by far more (checked), so the test sees the text path, the schedule and the guidance."""
+  from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+  prompt, steps, guidance = "a face wearing a red hat on a beach", 10, 3.0
+  channels, side = world_sd.unet.config.in_channels, world_sd.unet.config.sample_size
+  latents = np.random.default_rng(5).standard_normal((2, channels, side, side)).astype(np.float32)
+  config = SamplingConfig(steps=steps, guidance=guidance)
+  ours = generate(world_sd, [NoIdentity("sks")], [prompt], 2, config, latents=latents)[0, 0]
+  ours = ours.astype(np.float64) / 255
+  pipe = StableDiffusionPipeline.from_pretrained(
+    WORLD_DIR, safety_checker=None, requires_safety_checker=False
+  )
+  pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+  pipe.set_progress_bar_config(disable=True)
+
+  def theirs(text: str) -> np.ndarray:
+    images = pipe(text, num_inference_steps=steps, guidance_scale=guidance, num_images_per_prompt=2,
+                  height=world_sd.resolution, width=world_sd.resolution,
+                  latents=torch.from_numpy(latents), output_type="np").images  # fmt: skip
+    return np.round(images.astype(np.float64) * 255) / 255
+
+  same = theirs(prompt)
+  assert np.max(np.abs(ours - same)) <= 1 / 255 + 1e-9
+  assert np.mean(np.abs(ours - same)) < 0.05 / 255
+  assert np.mean(np.abs(theirs("a face at night in pixel art style") - same)) > 0.05
