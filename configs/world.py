@@ -9,6 +9,9 @@ Variants (`--config=configs/world.py:<variant>`; fields: hdb_jax/config/world.py
          where it was killed. Writes /tmp/world/model (diffusers format) and, with torch installed,
          /tmp/world/release (fp16 PyTorch safetensors + MODEL_CARD.md: what hdb_jax ships).
 
+         --config.init_from=world (or a world-model directory) continues that model instead: its VAE
+         kept, the UNet stage started from its weights for unet_stage.steps more steps.
+
   toy    python -m hdb_jax.world.pretrain --config=configs/world.py:toy --workdir=/tmp/world_toy
          A micro model at 32 px for a few steps of each stage (the tests).
 """

@@ -21,6 +21,7 @@ from hdb_jax.io.files import file_sha256
 from hdb_jax.models import configs
 from hdb_jax.runtime.metrics_log import read_metrics
 from hdb_jax.world.pretrain import loop, release
+from hdb_jax.world.pretrain.data import WorldBatches, world_batch
 from hdb_jax.world.pretrain.step import random_crops
 from hdb_jax.world.scene import caption, parse_prompt
 
@@ -128,6 +129,53 @@ def test_a_workdir_of_another_architecture_is_refused(toy_run, tmp_path):
   config = toy_config()
   config.unet.block_out_channels = [64, 64]
   with pytest.raises(CheckpointMismatchError, match="other unet"):
+    loop.pretrain(config, str(tmp_path))
+
+
+def test_a_continued_run_starts_from_its_model_and_its_card_keeps_the_history(toy_run, tmp_path):
+  """init_from: no VAE stage, the model's VAE and scaling kept, the UNet stage starts at its
+  weights (at learning rate 0 the continued model is the starting one, up to the float32 rounding
+  of the EMA's d·w + (1 - d)·w: a few ulps, so rtol 1e-6), and the new
+  card lists the run before it with its UNet steps."""
+  _, result = toy_run
+  config = toy_config()
+  config.init_from = result.release_dir
+  config.unet_stage.steps = 2
+  config.unet_stage.optim.learning_rate = 0.0
+  workdir = str(tmp_path / "continued")
+  continued = loop.pretrain(config, workdir)
+  assert set(continued.records) == {"unet"} and not os.path.exists(os.path.join(workdir, "vae"))
+  start, end = models.load_model(result.release_dir), models.load_model(continued.model_dir)
+  assert end.vae_scaling_factor == start.vae_scaling_factor
+  for part in ("unet", "vae", "text_encoder"):
+    a, b = flat(start.params[part]), flat(end.params[part])
+    for name in a:
+      assert b[name].dtype == np.float32, name  # fp16 files load as float32 master weights
+      np.testing.assert_allclose(b[name], a[name], rtol=1e-6, atol=0, err_msg=name)
+  card = release.read_card(continued.release_dir)
+  assert [run["stages"]["unet"]["steps"] for run in card["earlier"]] == [6]
+  assert card["stages"]["unet"]["steps"] == 2
+  assert card["command"].startswith(release.COMMAND.replace("world.py", "world.py:toy"))
+  assert f"--config.init_from={result.release_dir}" in card["command"]
+  markdown = open(os.path.join(continued.release_dir, "MODEL_CARD.md"), encoding="utf-8").read()
+  assert "Run 2 of 2" in markdown and "UNet steps in all: 8" in markdown
+
+
+def test_a_continued_run_sees_the_data_after_its_models_steps():
+  batches = WorldBatches(None, 32, 4, data_seed=0, step_offset=6)
+  try:
+    np.testing.assert_array_equal(
+      batches.get(0)["image"],
+      world_batch(6, range(4), 32, 0)["image"].astype(np.float32) / 127.5 - 1,
+    )
+  finally:
+    batches.close()
+
+
+def test_continuing_a_model_of_another_architecture_is_refused(toy_run, tmp_path):
+  config = pretrain_config("")
+  config.init_from = toy_run[1].release_dir
+  with pytest.raises(CheckpointMismatchError, match="unet.block_out_channels"):
     loop.pretrain(config, str(tmp_path))
 
 

@@ -49,6 +49,10 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
     config.text_encoder = dict(arch.WORLD_TEXT_ENCODER)
   config.max_length = arch.WORLD_MAX_LENGTH
   config.caption_dropout = 0.1  # empty captions, for classifier-free guidance
+  # '' trains from random weights. A model ('world' or a diffusers directory of this architecture)
+  # continues it instead: its VAE is kept (no VAE stage), its UNet and text encoder are the UNet
+  # stage's start, and the data goes on past the UNet steps its card records.
+  config.init_from = ""
   config.vae_stage = _stage(3 if toy else 2500, 4 if toy else 8, 1e-3, 1 if toy else 100, toy)
   # train on random patches of this side (>= resolution: whole images). 32 px patches cost a
   # quarter, but left artifacts at the borders of whole 64 px images after 2,000 steps.

@@ -298,8 +298,10 @@ def convert_transformers_safetensors(
   directory: str, abstract: Params, base_model_prefix: str, what: str
 ) -> Params:
   """A transformers model's PyTorch weights (directory/model.safetensors) as the Flax parameter tree
-  `abstract` describes. (transformers' own from_pt path needs an initialized model.) A missing or
-  misshaped weight is a ModelLoadError naming `what`; extra PyTorch tensors (buffers) are dropped.
+  `abstract` describes, in its dtypes (an fp16 file gives float32 master weights, as the diffusers
+  modules' conversion does). (transformers' own from_pt path needs an initialized model.) A missing
+  or misshaped weight is a ModelLoadError naming `what`; extra PyTorch tensors (buffers) are
+  dropped.
   """
   shim = types.SimpleNamespace(params=abstract, base_model_prefix=base_model_prefix)
   pt_state = load_safetensors_numpy(os.path.join(directory, PT_TRANSFORMERS_WEIGHTS))
@@ -314,7 +316,9 @@ def convert_transformers_safetensors(
         f"{what} weight {'/'.join(key)} has shape {tuple(converted[key].shape)}, "
         f"the config expects {tuple(leaf.shape)}"
       )
-  return traverse_util.unflatten_dict({k: converted[k] for k in expected})
+  return traverse_util.unflatten_dict(
+    {k: jnp.asarray(converted[k], dtype=leaf.dtype) for k, leaf in expected.items()}
+  )
 
 
 def load_transformers_flax(directory: str, cls: Any, what: str, **kwargs) -> tuple[Any, Params]:

@@ -49,7 +49,8 @@ def world_batch(
 
 class WorldBatches:
   """This process's share of each global batch, the next one rendered while a step runs (captions
-  tokenized as input_ids when a tokenizer is given)."""
+  tokenized as input_ids when a tokenizer is given); step_offset shifts the data a run sees (a
+  continued run goes on where its starting model's training stopped)."""
 
   def __init__(
     self,
@@ -62,17 +63,19 @@ class WorldBatches:
     process_count: int = 1,
     num_identities: int = TRAIN_IDENTITIES,
     pairs: bool = False,
+    step_offset: int = 0,
   ):
     self.tokenizer, self.resolution = tokenizer, resolution
     self.data_seed, self.caption_dropout = data_seed, caption_dropout
     self.num_identities, self.pairs = num_identities, pairs
+    self.step_offset = step_offset  # get(step) draws the data of step + step_offset
     local = global_batch // process_count
     self.indices = range(process_index * local, (process_index + 1) * local)
     self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="world-data")
     self._ahead: dict[int, concurrent.futures.Future] = {}
 
   def _make(self, step: int) -> dict[str, np.ndarray]:
-    batch = world_batch(step, self.indices, self.resolution, self.data_seed,
+    batch = world_batch(step + self.step_offset, self.indices, self.resolution, self.data_seed,
                         self.caption_dropout, self.num_identities, self.pairs)  # fmt: skip
     captions = batch.pop("caption")
     batch["image"] = batch["image"].astype(np.float32) / 127.5 - 1.0

@@ -1,6 +1,7 @@
 """The world pretraining loop: stage 'vae', then stage 'unet' (with the text encoder), each
 checkpointed with orbax in WORKDIR/<stage>/ and resumed where a killed run stopped; then the model
 in WORKDIR/model (diffusers, Flax) and, with torch, WORKDIR/release (what hdb_jax ships).
+With config.init_from, a trained model is continued: its VAE kept, the UNet stage alone.
 
     pretrain(pretrain_config(''), '/tmp/world')   # python -m hdb_jax.world.pretrain ...
 """
@@ -9,6 +10,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 from typing import Any, Callable
 
 import jax
@@ -21,9 +23,10 @@ from hdb_jax import models
 from hdb_jax.diffusion.sampling import SamplingConfig, make_sampler
 from hdb_jax.errors import ConfigError
 from hdb_jax.formats.hypernet_card import CheckpointMismatchError
-from hdb_jax.io.files import write_text_atomic
+from hdb_jax.io.files import atomic_directory, write_text_atomic
 from hdb_jax.io.images import image_grid, to_uint8
 from hdb_jax.models.functional import RARE_IDENTIFIERS
+from hdb_jax.models.pretrained import resolve_model_dir
 from hdb_jax.runtime import mesh as mesh_lib
 from hdb_jax.runtime.compilation_cache import enable_compilation_cache
 from hdb_jax.world import sampling
@@ -48,7 +51,19 @@ SAMPLE_PROMPTS = (
 )
 SAMPLE_SEEDS = 4
 # The architecture fields a resumed run must share with the run that wrote WORKDIR.
-ARCHITECTURE = ("unet", "vae", "text_encoder", "resolution", "max_length", "seed", "data_seed")
+ARCHITECTURE = (
+  "unet",
+  "vae",
+  "text_encoder",
+  "resolution",
+  "max_length",
+  "seed",
+  "data_seed",
+  "init_from",
+)
+# Module config fields set when the model is made, not by the config: the VAE's latent scaling
+# (measured on its latents) and the text encoder's vocabulary (the world tokenizer's size).
+MEASURED_FIELDS = ("scaling_factor", "vocab_size")
 # The scaling factor is measured on the batches of these steps (past any training run).
 SCALE_STEPS = 10**9
 
@@ -83,7 +98,7 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
   wanted = json.loads(json.dumps(wanted))
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:
-      found = {k: v for k, v in json.load(f).items() if k in ARCHITECTURE}
+      found = {"init_from": "", **{k: v for k, v in json.load(f).items() if k in ARCHITECTURE}}
     if found != wanted:
       diff = sorted(k for k in ARCHITECTURE if found.get(k) != wanted.get(k))
       raise CheckpointMismatchError(
@@ -94,20 +109,69 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def start_model(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, Any]:
-  """The random starting model in WORKDIR/init (made once), loaded through the real loader."""
+  """The starting model in WORKDIR/init, made once: random weights, or a copy of
+  config.init_from's model (so that a resumed run never depends on where that came from); loaded
+  through the real loader."""
   root = os.path.join(workdir, "init")
   if jax.process_index() == 0 and not os.path.exists(os.path.join(root, "model_index.json")):
-    models.create_stable_diffusion(
-      root,
-      config.unet.to_dict(),
-      config.vae.to_dict(),
-      config.text_encoder.to_dict(),
-      words=tuple(world_words()) + RARE_IDENTIFIERS,
-      max_length=config.max_length,
-      seed=config.seed,
-    )
+    if config.init_from:
+      source = resolve_model_dir(config.init_from)
+      with atomic_directory(root) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+    else:
+      models.create_stable_diffusion(
+        root,
+        config.unet.to_dict(),
+        config.vae.to_dict(),
+        config.text_encoder.to_dict(),
+        words=tuple(world_words()) + RARE_IDENTIFIERS,
+        max_length=config.max_length,
+        seed=config.seed,
+      )
   multihost_utils.sync_global_devices("world init written")
-  return root, models.load_stable_diffusion(root)
+  sd = models.load_stable_diffusion(root)
+  if config.init_from:
+    check_architecture(sd, config)
+  return root, sd
+
+
+def check_architecture(sd: Any, config: ml_collections.ConfigDict) -> None:
+  """CheckpointMismatchError unless sd's modules are the config's (MEASURED_FIELDS aside)."""
+  found = {
+    "unet": dict(sd.unet.config),
+    "vae": dict(sd.vae.config),
+    "text_encoder": sd.text_encoder.config.to_dict(),
+  }
+  differ = []
+  for part, found_config in found.items():
+    wanted = json.loads(json.dumps(config[part].to_dict()))
+    got = json.loads(json.dumps({k: found_config.get(k) for k in wanted}, default=list))
+    differ += [f"{part}.{k} ({got[k]} != {v})" for k, v in wanted.items()
+               if k not in MEASURED_FIELDS and got[k] != v]  # fmt: skip
+  if sd.resolution != config.resolution:
+    differ.append(f"resolution ({sd.resolution} != {config.resolution})")
+  if differ:
+    raise CheckpointMismatchError(
+      f"--config.init_from={config.init_from} is a model of another architecture: "
+      + ", ".join(differ)
+    )
+
+
+def earlier_training(root: str) -> list[dict[str, Any]]:
+  """The runs that made the model in `root` (its card.json's, oldest first: command, config and
+  per-stage records each); [] for a model without a card (random weights, or made elsewhere)."""
+  path = os.path.join(root, "card.json")
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    card = json.load(f)
+  run = {"command": card["command"], "config": card["config"], "stages": card["stages"]}
+  return card.get("earlier", []) + [run]
+
+
+def unet_steps(runs: list[dict[str, Any]]) -> int:
+  """UNet steps over the runs of earlier_training."""
+  return sum(int(run["stages"].get("unet", {}).get("steps", 0)) for run in runs)
 
 
 def _fixed_images(config: ml_collections.ConfigDict, count: int) -> np.ndarray:
@@ -125,10 +189,11 @@ def _batches(
   tokenizer: Any,
   settings: ml_collections.ConfigDict,
   caption_dropout: float,
+  step_offset: int = 0,
 ) -> Callable[[int, int], WorldBatches]:
   return lambda index, count: WorldBatches(
     tokenizer, config.resolution, settings.batch_size, config.data_seed, caption_dropout,
-    index, count,
+    index, count, step_offset=step_offset,
   )  # fmt: skip
 
 
@@ -182,7 +247,7 @@ def _sample_grid(sd: Any, vae_params: Any, config: ml_collections.ConfigDict) ->
 class PretrainResult:
   model_dir: str  # WORKDIR/model: diffusers format, Flax weights
   release_dir: str | None  # WORKDIR/release: fp16 PyTorch safetensors + card (needs torch)
-  records: dict[str, dict[str, float]]  # per stage: steps, wall_s, last metrics
+  records: dict[str, dict[str, float]]  # per stage this run trained: steps, wall_s, last metrics
   scaling_factor: float
 
 
@@ -196,32 +261,37 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> PretrainResult:
   _check_workdir(config, workdir)
   root, sd = start_model(config, workdir)
   mesh = mesh_lib.make_mesh(config.mesh)
-  vae_stage = Stage(
-    "vae",
-    config.vae_stage,
-    sd.params["vae"],
-    {},
-    step_lib.vae_loss(sd, config.vae_stage.kl_weight, config.vae_stage.crop),
-    _batches(config, sd.tokenizer, config.vae_stage, caption_dropout=0.0),
-    _reconstructions(sd, config),
-  )
-  vae_params, vae_record = run_stage(vae_stage, config, workdir, mesh)
-  vae_params = jax.device_get(vae_params)
-  scaling = measure_scaling_factor(sd, vae_params, config)
-  logging.info("VAE latent scaling factor: %.5f", scaling)
-  sd = models.with_vae_scaling_factor(sd, scaling)
+  earlier = earlier_training(root) if config.init_from else []
+  records = {}
+  if config.init_from:  # the VAE (and its scaling factor) are the starting model's
+    vae_params, scaling = sd.params["vae"], sd.vae_scaling_factor
+    logging.info("continuing %s after %d UNet steps", config.init_from, unet_steps(earlier))
+  else:
+    vae_stage = Stage(
+      "vae",
+      config.vae_stage,
+      sd.params["vae"],
+      {},
+      step_lib.vae_loss(sd, config.vae_stage.kl_weight, config.vae_stage.crop),
+      _batches(config, sd.tokenizer, config.vae_stage, caption_dropout=0.0),
+      _reconstructions(sd, config),
+    )
+    vae_params, records["vae"] = run_stage(vae_stage, config, workdir, mesh)
+    vae_params = jax.device_get(vae_params)
+    scaling = measure_scaling_factor(sd, vae_params, config)
+    logging.info("VAE latent scaling factor: %.5f", scaling)
+    sd = models.with_vae_scaling_factor(sd, scaling)
   unet_stage = Stage(
     "unet",
     config.unet_stage,
     {"unet": sd.params["unet"], "text_encoder": sd.params["text_encoder"]},
     vae_params,
     step_lib.unet_loss(sd),
-    _batches(config, sd.tokenizer, config.unet_stage, config.caption_dropout),
+    _batches(config, sd.tokenizer, config.unet_stage, config.caption_dropout, unet_steps(earlier)),
     _sample_grid(sd, vae_params, config),
   )
-  ema, unet_record = run_stage(unet_stage, config, workdir, mesh)
+  ema, records["unet"] = run_stage(unet_stage, config, workdir, mesh)
   params = {**jax.device_get(ema), "vae": vae_params}
-  records = {"vae": vae_record, "unet": unet_record}
   model_dir = os.path.join(workdir, "model")
   release_dir = None
   if jax.process_index() == 0:
@@ -233,7 +303,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> PretrainResult:
     else:
       release_dir = release.write_release(
         models.load_stable_diffusion(model_dir), model_dir, os.path.join(workdir, "release"),
-        config, records,
+        config, records, earlier,
       )  # fmt: skip
   multihost_utils.sync_global_devices("world model written")
   return PretrainResult(model_dir, release_dir, records, scaling)

@@ -6,11 +6,13 @@ the command, steps, wall time, seeds, every file's sha256, and the measured qual
 
 import json
 import os
+import shlex
 from typing import Any
 
 import ml_collections
 import numpy as np
 
+from hdb_jax.config.world import WORLD_VARIANTS, pretrain_config
 from hdb_jax.io.files import atomic_directory, file_sha256, write_text_atomic
 from hdb_jax.models.pytorch_export import save_pytorch_pipeline
 
@@ -18,6 +20,33 @@ CARD_FORMAT = "hdb_jax.world_model"
 CARD = "card.json"
 MODEL_CARD = "MODEL_CARD.md"
 COMMAND = "python -m hdb_jax.world.pretrain --config=configs/world.py --workdir=WORKDIR"
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = json.loads(json.dumps(value, default=list))
+  return out
+
+
+def command_for(config: ml_collections.ConfigDict) -> str:
+  """The command that trains `config`: COMMAND on the configs/world.py variant closest to it, with
+  a --config.KEY=VALUE for each field that differs."""
+  fields = _flat(config.to_dict())
+  commands = []
+  for variant in WORLD_VARIANTS:
+    default = _flat(pretrain_config(variant).to_dict())
+    overrides = [
+      f"--config.{key}={shlex.quote(json.dumps(value) if isinstance(value, list) else str(value))}"
+      for key, value in sorted(fields.items())
+      if default.get(key) != value
+    ]
+    base = COMMAND.replace("world.py", f"world.py:{variant}") if variant else COMMAND
+    commands.append(" ".join([base] + overrides))
+  return min(commands, key=len)
 
 
 def file_table(directory: str, skip: tuple[str, ...] = (CARD, MODEL_CARD)) -> dict[str, Any]:
@@ -39,16 +68,19 @@ def write_release(
   out_dir: str,
   config: ml_collections.ConfigDict,
   records: dict[str, dict[str, float]],
+  earlier: list[dict[str, Any]] = (),
 ) -> str:
-  """sd (loaded from model_dir) -> out_dir: fp16 PyTorch pipeline + card. Returns out_dir."""
+  """sd (loaded from model_dir) -> out_dir: fp16 PyTorch pipeline + card. Returns out_dir.
+  records: this run's stages; earlier: the runs this one continued (loop.earlier_training)."""
   with atomic_directory(out_dir) as tmp:
     save_pytorch_pipeline(sd, model_dir, sd.params, tmp, dtype=np.float16)
     card = {
       "format": CARD_FORMAT,
       "version": 1,
-      "command": COMMAND,
+      "command": command_for(config),
       "config": config.to_dict(),
       "stages": records,
+      "earlier": list(earlier),
       "vae_scaling_factor": sd.vae_scaling_factor,
       "files": file_table(tmp),
       "quality": {},
@@ -96,8 +128,20 @@ def quality_markdown(quality: dict[str, Any]) -> list[str]:
   return lines
 
 
+def _stage_rows(run: dict[str, Any]) -> list[str]:
+  rows = []
+  for name, record in run["stages"].items():
+    batch = run["config"][f"{name}_stage"]["batch_size"]
+    rows.append(
+      f"| {name} | {int(record.get('steps', 0)):,} | {batch} | "
+      f"{record.get('wall_s', 0) / 3600:.2f} h | {record.get('loss', float('nan')):.4f} |"
+    )
+  return rows
+
+
 def model_card_markdown(card: dict[str, Any]) -> str:
   config = card["config"]
+  runs = card.get("earlier", []) + [card]
   lines = [
     "# The world model",
     "",
@@ -107,18 +151,17 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     "",
     "## How it was made",
     "",
-    f"    {card['command']}",
-    "",
-    "| stage | steps | batch | wall time | last loss |",
-    "|---|---|---|---|---|",
   ]
-  for name, record in card["stages"].items():
-    batch = config[f"{name}_stage"]["batch_size"]
-    lines.append(
-      f"| {name} | {int(record.get('steps', 0)):,} | {batch} | "
-      f"{record.get('wall_s', 0) / 3600:.2f} h | {record.get('loss', float('nan')):.4f} |"
-    )
+  for number, run in enumerate(runs, 1):
+    if len(runs) > 1:
+      lines += [f"Run {number} of {len(runs)}" + (" (continues the one before)" if number > 1
+                                                   else "") + ":", ""]  # fmt: skip
+    lines += [f"    {run['command']}", "", "| stage | steps | batch | wall time | last loss |",
+              "|---|---|---|---|---|"] + _stage_rows(run) + [""]  # fmt: skip
+  total = sum(int(run["stages"].get("unet", {}).get("steps", 0)) for run in runs)
+  hours = sum(r.get("wall_s", 0) for run in runs for r in run["stages"].values()) / 3600
   lines += [
+    f"UNet steps in all: {total:,}; wall time in all: {hours:.2f} h (2 CPU cores).",
     "",
     f"Seeds: weights/noise {config['seed']}, world {config['data_seed']}. Resolution "
     f"{config['resolution']} px; VAE latent scaling factor {card['vae_scaling_factor']:.5f}. "
