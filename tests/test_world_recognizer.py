@@ -12,7 +12,7 @@ from hdb_jax.config.world import recognizer_config
 from hdb_jax.errors import MissingFileError, UserError
 from hdb_jax.io.images import save_png
 from hdb_jax.world import sampling
-from hdb_jax.world.quality import prompt_accuracy, score_images
+from hdb_jax.world.quality import frechet_distance, prompt_accuracy, score_images
 from hdb_jax.world.recognizer import network, verification
 from hdb_jax.world.recognizer.train import train_recognizer
 from hdb_jax.world.render import render
@@ -81,11 +81,23 @@ def test_prompt_accuracy_counts_each_attribute_against_the_prompt():
 
   images = np.zeros((2, 64, 64, 3), np.uint8)
   right = prompt_accuracy(Reader(), images, ["a smiling sks face wearing a red hat"] * 2)
-  assert right["mean"] == 1.0 and right["all_correct"] == 1.0
+  assert right["mean"] == right["named"] == right["all_correct"] == 1.0
   wrong = prompt_accuracy(Reader(), images, ["a face at night", "a face wearing a red hat"])
   # first: expression, headwear and background wrong (2/5 right); second: expression wrong
   assert wrong["mean"] == pytest.approx((2 + 4) / 10) and wrong["all_correct"] == 0.0
   assert wrong["per_attribute"]["headwear"] == 0.5
+  # named: the first names only 'night' (wrong), the second only 'red hat' (right)
+  assert wrong["named"] == 0.5
+
+
+def test_frechet_distance_is_fids_formula():
+  """Zero between a set and itself; for b = 2a + 3 (C_b = 4 C_a, (C_a C_b)^(1/2) = 2 C_a) exactly
+  |mean_a + 3|^2 + tr(C_a), whatever the sample; a shift by 1 adds D."""
+  a = np.random.default_rng(0).normal(size=(300, 6))
+  assert abs(frechet_distance(a, a)) < 1e-8
+  expected = np.sum((a.mean(axis=0) + 3) ** 2) + np.trace(np.cov(a, rowvar=False))
+  assert frechet_distance(a, 2 * a + 3) == pytest.approx(expected, rel=1e-6)
+  assert frechet_distance(a, a + 1) == pytest.approx(6.0, rel=1e-6)
 
 
 def test_score_cli_prints_similarity_and_prompt_accuracy(toy_recognizer, tmp_path):

@@ -117,13 +117,15 @@ def quality_markdown(quality: dict[str, Any]) -> list[str]:
   ]
   for name, value in samples["per_attribute"].items():
     lines.append(f"| ... {name} | {value:.3f} | {renders['per_attribute'][name]:.3f} |")
+  frechet = quality["frechet_world_id"]
   lines += [
+    f"| the attributes a prompt names | {samples['named']:.3f} | {renders['named']:.3f} |",
     f"| all attributes right | {samples['all_correct']:.3f} | {renders['all_correct']:.3f} |",
-    f"| faces (World-ID) | {quality['face_rate_samples']:.3f} | "
-    f"{quality['face_rate_renders']:.3f} |",
+    f"| World-ID Frechet distance to renders (lower is better) | {frechet['samples']:.3f} | "
+    f"{frechet['renders']:.3f} |",
     "",
-    f"Faces rate of uniform noise images (the control): {quality['face_rate_noise']:.3f}. "
-    f"VAE reconstruction of held-out renders: {quality['vae_psnr_db']:.2f} dB PSNR.",
+    f"Frechet distance of uniform noise images (the control): {frechet['noise']:.3f}. VAE "
+    f"reconstruction of held-out renders: {quality['vae_psnr_db']:.2f} dB PSNR.",
   ]
   return lines
 
