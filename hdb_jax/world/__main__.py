@@ -5,6 +5,7 @@
       --prompt="a smiling face wearing a red hat on a beach in watercolour style" --out=beach.png
   python -m hdb_jax.world score --reference=face.png --images=DIR [--prompt="a face at night"]
   python -m hdb_jax.world quality [--model=world] [--out=DIR] [--update_card]
+  python -m hdb_jax.world quality --first_seed=1000 --guidance=5   # tune on other noise seeds
 
 render: one identity in a scene, as a PNG. The prompt follows the caption grammar of
 hdb_jax/world/scene.py ('a [smiling] face [wearing a red|blue|green|yellow hat] [with
@@ -13,10 +14,12 @@ watercolour|pixel art style]'); the identity is never in it.
 score: the World-ID similarity of each image in DIR (PNG/JPEG) to the reference, what World-prompt
 reads in each, and with --prompt the World-prompt accuracy against it.
 quality: samples of the world model for every context and style, scored by the recognizer
-(World-prompt accuracy, faces rate, VAE PSNR); writes OUT/quality.json and OUT/samples.png, and
-with --update_card the model's card.
+(World-prompt accuracy, World-ID Frechet distance, VAE PSNR); writes OUT/quality.json and
+OUT/samples.png, and with --update_card the model's card (which takes the default sampling only:
+what the card reports is what the evaluation draws with).
 """
 
+import dataclasses
 import json
 import os
 
@@ -44,6 +47,10 @@ flags.DEFINE_string("recognizer", None, "score, quality: a recognizer directory 
 flags.DEFINE_string("model", "world", "quality: the model (name or diffusers directory).")
 flags.DEFINE_integer("seeds", 8, "quality: samples per prompt.", lower_bound=1)
 flags.DEFINE_bool("update_card", False, "quality: write the results into the model's card.")
+flags.DEFINE_integer("first_seed", 0, "quality: the first noise seed (samples use first_seed.."
+                     "first_seed+seeds-1; the card's are 0..seeds-1).", lower_bound=0)  # fmt: skip
+flags.DEFINE_float("guidance", None, "quality: classifier-free guidance scale (default: "
+                   "hdb_jax.world.quality.QUALITY_SAMPLING's).", lower_bound=1.0)  # fmt: skip
 FLAGS = flags.FLAGS
 COMMANDS = ("render", "score", "quality")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -94,12 +101,18 @@ def _quality() -> None:
   # pylint: disable=import-outside-toplevel
   from hdb_jax.models import load_model
   from hdb_jax.models.pretrained import resolve_model_dir
-  from hdb_jax.world.quality import measure_quality
+  from hdb_jax.world.quality import QUALITY_SAMPLING, measure_quality
   from hdb_jax.world.recognizer.network import load_recognizer
 
   out = FLAGS.out or "world_quality"
+  if FLAGS.update_card and (FLAGS.first_seed or FLAGS.guidance is not None):
+    raise UserError("--update_card measures the card's sampling: drop --first_seed and --guidance")
+  sampling_config = QUALITY_SAMPLING
+  if FLAGS.guidance is not None:
+    sampling_config = dataclasses.replace(sampling_config, guidance=FLAGS.guidance)
   report, grid = measure_quality(load_model(FLAGS.model), load_recognizer(FLAGS.recognizer),
-                                 seeds=FLAGS.seeds, data_seed=FLAGS.seed)  # fmt: skip
+                                 seeds=FLAGS.seeds, sampling_config=sampling_config,
+                                 data_seed=FLAGS.seed, first_seed=FLAGS.first_seed)  # fmt: skip
   os.makedirs(out, exist_ok=True)
   write_text_atomic(os.path.join(out, "quality.json"), json.dumps(report, indent=2))
   save_png(os.path.join(out, "samples.png"), grid)

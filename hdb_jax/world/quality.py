@@ -91,16 +91,21 @@ def vae_psnr(sd: models.StableDiffusion, count: int, data_seed: int) -> float:
 
 
 def draw_samples(
-  sd: models.StableDiffusion, prompts: Sequence[str], seeds: int, sampling_config: SamplingConfig
+  sd: models.StableDiffusion,
+  prompts: Sequence[str],
+  seeds: int,
+  sampling_config: SamplingConfig,
+  first_seed: int = 0,
 ) -> np.ndarray:
-  """uint8 [len(prompts), seeds, H, W, 3]: each prompt from the noise of seeds 0..seeds-1."""
+  """uint8 [len(prompts), seeds, H, W, 3]: each prompt from the noise of seeds first_seed, ...,
+  first_seed + seeds - 1."""
   sample = make_sampler(sd, sampling_config)
   uncond = models.tokenize(sd, [""], allow_empty=True)
   rows = []
   for prompt in prompts:
     cond = np.repeat(models.tokenize(sd, [prompt]), seeds, axis=0)
     images = sample(sd.params, None, cond, np.repeat(uncond, seeds, axis=0),
-                    np.arange(seeds, dtype=np.int32))  # fmt: skip
+                    np.arange(first_seed, first_seed + seeds, dtype=np.int32))  # fmt: skip
     rows.append(to_uint8(images))
   return np.stack(rows)
 
@@ -111,10 +116,12 @@ def measure_quality(
   seeds: int = 8,
   sampling_config: SamplingConfig = QUALITY_SAMPLING,
   data_seed: int = 0,
+  first_seed: int = 0,
 ) -> tuple[dict[str, Any], np.ndarray]:
-  """(report, grid image uint8) of the world model's samples for quality_prompts() x seeds."""
+  """(report, grid image uint8) of the world model's samples for quality_prompts() x seeds (noise
+  seeds first_seed, ...)."""
   prompts = quality_prompts()
-  samples = draw_samples(sd, prompts, seeds, sampling_config)
+  samples = draw_samples(sd, prompts, seeds, sampling_config, first_seed)
   flat = samples.reshape((-1,) + samples.shape[2:])
   flat_prompts = [p for p in prompts for _ in range(seeds)]
 
@@ -129,7 +136,7 @@ def measure_quality(
   report = {
     "samples": len(flat),
     "prompts": len(prompts),
-    "sampling": dataclasses.asdict(sampling_config),
+    "sampling": {**dataclasses.asdict(sampling_config), "first_seed": first_seed},
     "world_prompt_samples": prompt_accuracy(recognizer, flat, flat_prompts),
     "world_prompt_renders": prompt_accuracy(recognizer, renders, flat_prompts),
     "frechet_world_id": {
