@@ -172,11 +172,36 @@ def test_a_continued_run_sees_the_data_after_its_models_steps():
     batches.close()
 
 
-def test_continuing_a_model_of_another_architecture_is_refused(toy_run, tmp_path):
+def test_continuing_a_bad_model_is_refused_before_the_workdir_is_touched(toy_run, tmp_path):
   config = pretrain_config("")
   config.init_from = toy_run[1].release_dir
+  workdir = tmp_path / "run"
   with pytest.raises(CheckpointMismatchError, match="unet.block_out_channels"):
-    loop.pretrain(config, str(tmp_path))
+    loop.pretrain(config, str(workdir))
+  config = toy_config()
+  config.init_from = toy_run[0]  # a pretraining's WORKDIR, not a model in it
+  with pytest.raises(models.ModelLoadError, match="no model_index.json"):
+    loop.pretrain(config, str(workdir))
+  config.init_from = str(tmp_path / "absent")
+  with pytest.raises(models.ModelLoadError, match="not found"):
+    loop.pretrain(config, str(workdir))
+  assert not workdir.exists()  # so the right model can still start there
+
+
+def test_the_cards_command_reproduces_the_config():
+  """Each field that differs from the variant's default is one --config flag, lists as JSON that
+  the shell and ml_collections read back."""
+  import shlex
+
+  config = toy_config()
+  config.unet.block_out_channels = [32, 48]
+  command = release.command_for(config)
+  assert command.startswith(release.COMMAND.replace("world.py", "world.py:toy"))
+  flags = dict(arg.split("=", 1) for arg in shlex.split(command)[3:])
+  assert "--workdir" in flags
+  assert flags["--config.unet.block_out_channels"] == "[32, 48]"
+  assert flags["--config.unet_stage.steps"] == "6" and flags["--config.async_checkpoint"] == "False"
+  assert release.command_for(pretrain_config("")) == release.COMMAND
 
 
 def test_bad_configs_are_refused():

@@ -5,7 +5,8 @@
 
 World-prompt accuracy: the fraction of (sample, attribute) pairs where the recognizer reads the
 value the prompt asks for (a prompt leaves an attribute at its default by not naming it); 'named'
-counts only the attributes a prompt names (a model that ignores the text scores 0 there).
+counts only the attributes a prompt names (a model that always draws the default scene scores 0
+there).
 World-ID Frechet distance (FID's formula on the recognizer's identity embeddings): how far the
 samples' distribution is from renders of the same prompts; renders of other identities give its
 floor and uniform noise its control. (A per-image 'is a face' rate from the nearest gallery
@@ -139,10 +140,13 @@ def measure_quality(
     "sampling": {**dataclasses.asdict(sampling_config), "first_seed": first_seed},
     "world_prompt_samples": prompt_accuracy(recognizer, flat, flat_prompts),
     "world_prompt_renders": prompt_accuracy(recognizer, renders, flat_prompts),
+    # None below more samples than embedding dimensions: the covariances would be singular
     "frechet_world_id": {
       name: frechet_distance(recognizer.embed(images), reference)
+      if len(flat) > reference.shape[1]
+      else None
       for name, images in (("samples", flat), ("renders", other_renders), ("noise", noise))
-    },
+    },  # fmt: skip
     "vae_psnr_db": vae_psnr(sd, 64, data_seed),
   }
   return report, image_grid(flat, seeds)

@@ -1,12 +1,16 @@
-"""Train the world model from scratch: the VAE, then the UNet with the text encoder.
+"""Train the world model from scratch: the VAE, then the UNet with the text encoder; or continue
+a trained one (--config.init_from: the UNet stage alone, from its weights).
 
   python -m hdb_jax.world.pretrain --config=configs/world.py --workdir=/tmp/world
   python -m hdb_jax.world.pretrain --config=configs/world.py:toy --workdir=/tmp/world_toy
+  python -m hdb_jax.world.pretrain --config=configs/world.py --workdir=/tmp/world2 \
+      --config.init_from=world --config.unet_stage.steps=4000
 
 Resumable: the same command after a kill goes on from the last checkpoint of the stage it was in.
-Writes WORKDIR/{config.json, init/, vae/, unet/ (checkpoints, metrics.jsonl, tensorboard),
-samples/, model/ (diffusers, Flax), release/ (fp16 PyTorch + MODEL_CARD.md, with torch)}. The
-library call is hdb_jax.world.pretrain.loop.pretrain(config, workdir).
+Writes WORKDIR/{config.json, init/ (the starting model), vae/ (not when continuing), unet/
+(checkpoints, metrics.jsonl, tensorboard), samples/, model/ (diffusers, Flax), release/ (fp16
+PyTorch + MODEL_CARD.md, with torch)}. The library call is
+hdb_jax.world.pretrain.loop.pretrain(config, workdir).
 """
 
 from absl import flags

@@ -26,12 +26,14 @@ from hdb_jax.formats.hypernet_card import CheckpointMismatchError
 from hdb_jax.io.files import atomic_directory, write_text_atomic
 from hdb_jax.io.images import image_grid, to_uint8
 from hdb_jax.models.functional import RARE_IDENTIFIERS
+from hdb_jax.models.loading import ModelLoadError
 from hdb_jax.models.pretrained import resolve_model_dir
 from hdb_jax.runtime import mesh as mesh_lib
 from hdb_jax.runtime.compilation_cache import enable_compilation_cache
 from hdb_jax.world import sampling
 from hdb_jax.world.pretrain import step as step_lib
 from hdb_jax.world.pretrain.data import WorldBatches
+from hdb_jax.world.pretrain.history import CARD, earlier_training, unet_steps
 from hdb_jax.world.pretrain.stages import Stage, run_stage
 from hdb_jax.world.render import render
 from hdb_jax.world.scene import caption_words as world_words
@@ -108,16 +110,25 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     write_text_atomic(path, json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list))
 
 
+# What a continued run copies of its starting model to WORKDIR/init.
+MODEL_PARTS = ("model_index.json", "unet", "vae", "text_encoder", "tokenizer", "scheduler", CARD)
+
+
 def start_model(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, Any]:
-  """The starting model in WORKDIR/init, made once: random weights, or a copy of
-  config.init_from's model (so that a resumed run never depends on where that came from); loaded
+  """The starting model in WORKDIR/init, made once: random weights, or a copy of the model of
+  config.init_from (its MODEL_PARTS: a resumed run never depends on where it came from); loaded
   through the real loader."""
   root = os.path.join(workdir, "init")
   if jax.process_index() == 0 and not os.path.exists(os.path.join(root, "model_index.json")):
     if config.init_from:
       source = resolve_model_dir(config.init_from)
       with atomic_directory(root) as tmp:
-        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        for part in MODEL_PARTS:
+          path = os.path.join(source, part)
+          if os.path.isdir(path):
+            shutil.copytree(path, os.path.join(tmp, part))
+          elif os.path.exists(path):
+            shutil.copy2(path, tmp)
     else:
       models.create_stable_diffusion(
         root,
@@ -129,10 +140,27 @@ def start_model(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, A
         seed=config.seed,
       )
   multihost_utils.sync_global_devices("world init written")
-  sd = models.load_stable_diffusion(root)
-  if config.init_from:
-    check_architecture(sd, config)
-  return root, sd
+  return root, models.load_stable_diffusion(root)
+
+
+def check_init_from(config: ml_collections.ConfigDict) -> None:
+  """Before WORKDIR is touched, on every process: config.init_from names a world model of the
+  config's architecture (a UserError otherwise); warns when it has no card (its earlier steps,
+  and so the data to go on with, are unknown)."""
+  source = resolve_model_dir(config.init_from)
+  if not os.path.isfile(os.path.join(source, "model_index.json")):
+    raise ModelLoadError(
+      f"--config.init_from={config.init_from}: no model_index.json in {source} (give a model "
+      "directory, e.g. WORKDIR/release or WORKDIR/model of a world pretraining)"
+    )
+  check_architecture(models.load_stable_diffusion(source), config)
+  if not os.path.exists(os.path.join(source, CARD)):
+    logging.warning(
+      "%s has no %s: its earlier training is unknown, so this run's card cannot list it and its "
+      "data starts at step 0 again (WORKDIR/release of a pretraining has the card)",
+      source,
+      CARD,
+    )
 
 
 def check_architecture(sd: Any, config: ml_collections.ConfigDict) -> None:
@@ -150,28 +178,13 @@ def check_architecture(sd: Any, config: ml_collections.ConfigDict) -> None:
                if k not in MEASURED_FIELDS and got[k] != v]  # fmt: skip
   if sd.resolution != config.resolution:
     differ.append(f"resolution ({sd.resolution} != {config.resolution})")
+  if sd.tokenizer.model_max_length != config.max_length:
+    differ.append(f"max_length ({sd.tokenizer.model_max_length} != {config.max_length})")
   if differ:
     raise CheckpointMismatchError(
       f"--config.init_from={config.init_from} is a model of another architecture: "
       + ", ".join(differ)
     )
-
-
-def earlier_training(root: str) -> list[dict[str, Any]]:
-  """The runs that made the model in `root` (its card.json's, oldest first: command, config and
-  per-stage records each); [] for a model without a card (random weights, or made elsewhere)."""
-  path = os.path.join(root, "card.json")
-  if not os.path.exists(path):
-    return []
-  with open(path, encoding="utf-8") as f:
-    card = json.load(f)
-  run = {"command": card["command"], "config": card["config"], "stages": card["stages"]}
-  return card.get("earlier", []) + [run]
-
-
-def unet_steps(runs: list[dict[str, Any]]) -> int:
-  """UNet steps over the runs of earlier_training."""
-  return sum(int(run["stages"].get("unet", {}).get("steps", 0)) for run in runs)
 
 
 def _fixed_images(config: ml_collections.ConfigDict, count: int) -> np.ndarray:
@@ -257,6 +270,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> PretrainResult:
   mesh_lib.initialize_distributed(config)
   if config.compilation_cache:
     enable_compilation_cache(config.compilation_cache_dir or None)
+  if config.init_from:
+    check_init_from(config)
   os.makedirs(workdir, exist_ok=True)
   _check_workdir(config, workdir)
   root, sd = start_model(config, workdir)

@@ -9,15 +9,16 @@ import os
 import shlex
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 
 from hdb_jax.config.world import WORLD_VARIANTS, pretrain_config
 from hdb_jax.io.files import atomic_directory, file_sha256, write_text_atomic
 from hdb_jax.models.pytorch_export import save_pytorch_pipeline
+from hdb_jax.world.pretrain.history import CARD, unet_steps
 
 CARD_FORMAT = "hdb_jax.world_model"
-CARD = "card.json"
 MODEL_CARD = "MODEL_CARD.md"
 COMMAND = "python -m hdb_jax.world.pretrain --config=configs/world.py --workdir=WORKDIR"
 
@@ -47,6 +48,15 @@ def command_for(config: ml_collections.ConfigDict) -> str:
     base = COMMAND.replace("world.py", f"world.py:{variant}") if variant else COMMAND
     commands.append(" ".join([base] + overrides))
   return min(commands, key=len)
+
+
+def hardware() -> str:
+  """What this run computes on, e.g. '1 cpu device, 2 CPU cores' (for wall times to mean
+  something)."""
+  devices = jax.devices()
+  kind = devices[0].device_kind if devices[0].platform != "cpu" else "cpu"
+  plural = "s" if len(devices) > 1 else ""
+  return f"{len(devices)} {kind} device{plural}, {os.cpu_count()} CPU cores"
 
 
 def file_table(directory: str, skip: tuple[str, ...] = (CARD, MODEL_CARD)) -> dict[str, Any]:
@@ -81,6 +91,7 @@ def write_release(
       "config": config.to_dict(),
       "stages": records,
       "earlier": list(earlier),
+      "hardware": hardware(),
       "vae_scaling_factor": sd.vae_scaling_factor,
       "files": file_table(tmp),
       "quality": {},
@@ -117,14 +128,14 @@ def quality_markdown(quality: dict[str, Any]) -> list[str]:
   ]
   for name, value in samples["per_attribute"].items():
     lines.append(f"| ... {name} | {value:.3f} | {renders['per_attribute'][name]:.3f} |")
-  frechet = quality["frechet_world_id"]
+  frechet = {k: "n/a" if v is None else f"{v:.3f}" for k, v in quality["frechet_world_id"].items()}
   lines += [
     f"| the attributes a prompt names | {samples['named']:.3f} | {renders['named']:.3f} |",
     f"| all attributes right | {samples['all_correct']:.3f} | {renders['all_correct']:.3f} |",
-    f"| World-ID Frechet distance to renders (lower is better) | {frechet['samples']:.3f} | "
-    f"{frechet['renders']:.3f} |",
+    f"| World-ID Frechet distance to renders (lower is better) | {frechet['samples']} | "
+    f"{frechet['renders']} |",
     "",
-    f"Frechet distance of uniform noise images (the control): {frechet['noise']:.3f}. VAE "
+    f"Frechet distance of uniform noise images (the control): {frechet['noise']}. VAE "
     f"reconstruction of held-out renders: {quality['vae_psnr_db']:.2f} dB PSNR.",
   ]
   return lines
@@ -158,12 +169,12 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     if len(runs) > 1:
       lines += [f"Run {number} of {len(runs)}" + (" (continues the one before)" if number > 1
                                                    else "") + ":", ""]  # fmt: skip
-    lines += [f"    {run['command']}", "", "| stage | steps | batch | wall time | last loss |",
+    on = f" (on {run['hardware']})" if "hardware" in run else ""
+    lines += [f"    {run['command']}", "", f"| stage | steps | batch | wall time{on} | last loss |",
               "|---|---|---|---|---|"] + _stage_rows(run) + [""]  # fmt: skip
-  total = sum(int(run["stages"].get("unet", {}).get("steps", 0)) for run in runs)
   hours = sum(r.get("wall_s", 0) for run in runs for r in run["stages"].values()) / 3600
   lines += [
-    f"UNet steps in all: {total:,}; wall time in all: {hours:.2f} h (2 CPU cores).",
+    f"UNet steps in all: {unet_steps(runs):,}; wall time in all: {hours:.2f} h.",
     "",
     f"Seeds: weights/noise {config['seed']}, world {config['data_seed']}. Resolution "
     f"{config['resolution']} px; VAE latent scaling factor {card['vae_scaling_factor']:.5f}. "
