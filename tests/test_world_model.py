@@ -204,6 +204,32 @@ def test_the_cards_command_reproduces_the_config():
   assert release.command_for(pretrain_config("")) == release.COMMAND
 
 
+def test_quality_report_of_a_toy_model(toy_run):
+  """measure_quality end to end on the toy model (2 DDIM steps) with the shipped recognizer: every
+  figure present and in range, renders read right, a grid row per prompt (a render, then the
+  samples). What the numbers are for the shipped model is test_world_shipped's."""
+  from hdb_jax.diffusion.sampling import SamplingConfig
+  from hdb_jax.world import quality
+  from hdb_jax.world.recognizer.network import load_recognizer
+
+  seeds = 7  # 140 samples: more than the 128 embedding dimensions, so a Frechet distance
+  report, grid = quality.measure_quality(
+    models.load_model(toy_run[1].model_dir), load_recognizer(), seeds=seeds,
+    sampling_config=SamplingConfig(steps=2, guidance=3.0),
+  )  # fmt: skip
+  prompts = quality.quality_prompts()
+  assert report["samples"] == len(prompts) * seeds and report["prompts"] == len(prompts)
+  for key in ("mean", "named", "all_correct"):
+    assert 0 <= report["world_prompt_samples"][key] <= 1
+  assert report["world_prompt_renders"]["mean"] > 0.95  # the recognizer reads renders right
+  frechet = report["frechet_world_id"]
+  # renders of other identities are near renders; noise is far (the control); 6-step toy
+  # samples are no better than noise
+  assert frechet["renders"] < frechet["noise"] / 5 and frechet["samples"] > frechet["renders"]
+  assert np.isfinite(report["vae_psnr_db"])
+  assert grid.shape == (len(prompts) * 32, (seeds + 1) * 32, 3)
+
+
 def test_bad_configs_are_refused():
   config = toy_config()
   config.resolution = 64

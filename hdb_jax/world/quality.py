@@ -120,7 +120,7 @@ def measure_quality(
   first_seed: int = 0,
 ) -> tuple[dict[str, Any], np.ndarray]:
   """(report, grid image uint8) of the world model's samples for quality_prompts() x seeds (noise
-  seeds first_seed, ...)."""
+  seeds first_seed, ...); the grid has a row per prompt: a render of it, then the samples."""
   prompts = quality_prompts()
   samples = draw_samples(sd, prompts, seeds, sampling_config, first_seed)
   flat = samples.reshape((-1,) + samples.shape[2:])
@@ -149,7 +149,9 @@ def measure_quality(
     },  # fmt: skip
     "vae_psnr_db": vae_psnr(sd, 64, data_seed),
   }
-  return report, image_grid(flat, seeds)
+  # a row per prompt: a render of it (another identity), then the samples
+  rows = np.concatenate([renders.reshape(samples.shape)[:, :1], samples], axis=1)
+  return report, image_grid(rows.reshape((-1,) + rows.shape[2:]), seeds + 1)
 
 
 def score_images(
