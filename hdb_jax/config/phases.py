@@ -140,7 +140,7 @@ def _world_hypernet(config: ml_collections.ConfigDict) -> None:
   config.memory_efficient_attention = False
   config.log_every = 25
   config.checkpoint_every = 250
-  config.eval.update(every=1000, num_identities=32, sample_steps=25, guidance=3.0)
+  config.eval.update(every=1000, num_identities=32, sample_steps=25, guidance=7.5)
   config.distributed.auto = False
 
 

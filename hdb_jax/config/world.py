@@ -60,7 +60,7 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
   config.vae_stage.kl_weight = 1e-6  # per latent number, against the per-pixel L1 + MSE
   config.vae_stage.scale_batches = 1 if toy else 16  # batches to measure the latents' std on
   config.unet_stage = _stage(4 if toy else 3750, 4 if toy else 32, 3e-4, 1 if toy else 500, toy)
-  config.sampling = ml_collections.ConfigDict(dict(steps=2 if toy else 25, guidance=3.0))
+  config.sampling = ml_collections.ConfigDict(dict(steps=2 if toy else 25, guidance=7.5))
   config.mesh = (-1, 1)  # ('data', 'fsdp') sizes; -1 = the remaining devices
   config.keep_checkpoints = 2
   config.async_checkpoint = True
