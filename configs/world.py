@@ -4,13 +4,17 @@ Variants (`--config=configs/world.py:<variant>`; fields: hdb_jax/config/world.py
 
   ''     python -m hdb_jax.world.pretrain --config=configs/world.py --workdir=/tmp/world
          64 px, VAE of factor 4 (16x16x8 latents) for 2,500 steps of batch 8, then the UNet with
-         the text encoder trained jointly for 3,750 steps of batch 32, on 2 CPU cores (21 min +
-         1 h 50 min at 1.75 s/step; the shipped model is this run). Resumes
-         where it was killed. Writes /tmp/world/model (diffusers format) and, with torch installed,
-         /tmp/world/release (fp16 PyTorch safetensors + MODEL_CARD.md: what hdb_jax ships).
+         the text encoder trained jointly for 3,750 steps of batch 32, on 2 CPU cores (24 min +
+         47 min at 0.75 s/step with nothing else running; 1 h 38 min at 1.75 s/step beside other
+         jobs). Resumes where it was killed. Writes /tmp/world/model (diffusers format) and, with
+         torch installed, /tmp/world/release (fp16 PyTorch safetensors + MODEL_CARD.md).
 
          --config.init_from=world (or a world-model directory) continues that model instead: its VAE
-         kept, the UNet stage started from its weights for unet_stage.steps more steps.
+         kept, the UNet stage started from its weights for unet_stage.steps more steps. The shipped
+         model is this run continued by one more (1 h 49 min, 7,500 steps; card in
+         hdb_jax/assets/world-sd): World-prompt 0.929 at guidance 7.5.
+           python -m hdb_jax.world.pretrain --config=configs/world.py --workdir=/tmp/world2 \
+               --config.init_from=/tmp/world/release --config.unet_stage.steps=7500
 
   toy    python -m hdb_jax.world.pretrain --config=configs/world.py:toy --workdir=/tmp/world_toy
          A micro model at 32 px for a few steps of each stage (the tests).
