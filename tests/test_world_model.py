@@ -139,10 +139,14 @@ def test_a_continued_run_starts_from_its_model_and_its_card_keeps_the_history(to
   card lists the run before it with its UNet steps."""
   _, result = toy_run
   config = toy_config()
-  config.init_from = result.release_dir
+  config.init_from = str(tmp_path / "start")
+  shutil.copytree(result.release_dir, config.init_from)
   config.unet_stage.steps = 2
   config.unet_stage.optim.learning_rate = 0.0
   workdir = str(tmp_path / "continued")
+  loop.pretrain(config, workdir)
+  # a rerun goes on from its copy in WORKDIR/init: the source may be gone (or replaced) by then
+  shutil.rmtree(config.init_from)
   continued = loop.pretrain(config, workdir)
   assert set(continued.records) == {"unet"} and not os.path.exists(os.path.join(workdir, "vae"))
   start, end = models.load_model(result.release_dir), models.load_model(continued.model_dir)
@@ -156,7 +160,7 @@ def test_a_continued_run_starts_from_its_model_and_its_card_keeps_the_history(to
   assert [run["stages"]["unet"]["steps"] for run in card["earlier"]] == [6]
   assert card["stages"]["unet"]["steps"] == 2
   assert card["command"].startswith(release.COMMAND.replace("world.py", "world.py:toy"))
-  assert f"--config.init_from={result.release_dir}" in card["command"]
+  assert f"--config.init_from={config.init_from}" in card["command"]
   markdown = open(os.path.join(continued.release_dir, "MODEL_CARD.md"), encoding="utf-8").read()
   assert "Run 2 of 2" in markdown and "UNet steps in all: 8" in markdown
 

@@ -114,11 +114,16 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
 MODEL_PARTS = ("model_index.json", "unet", "vae", "text_encoder", "tokenizer", "scheduler", CARD)
 
 
+def init_dir(workdir: str) -> str:
+  """WORKDIR/init: the starting model, made or copied on a run's first start."""
+  return os.path.join(workdir, "init")
+
+
 def start_model(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, Any]:
   """The starting model in WORKDIR/init, made once: random weights, or a copy of the model of
   config.init_from (its MODEL_PARTS: a resumed run never depends on where it came from); loaded
   through the real loader."""
-  root = os.path.join(workdir, "init")
+  root = init_dir(workdir)
   if jax.process_index() == 0 and not os.path.exists(os.path.join(root, "model_index.json")):
     if config.init_from:
       source = resolve_model_dir(config.init_from)
@@ -270,8 +275,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> PretrainResult:
   mesh_lib.initialize_distributed(config)
   if config.compilation_cache:
     enable_compilation_cache(config.compilation_cache_dir or None)
-  if config.init_from:
-    check_init_from(config)
+  if config.init_from and not os.path.exists(os.path.join(init_dir(workdir), "model_index.json")):
+    check_init_from(config)  # once: a resumed run goes on from its copy, whatever the source is now
   os.makedirs(workdir, exist_ok=True)
   _check_workdir(config, workdir)
   root, sd = start_model(config, workdir)

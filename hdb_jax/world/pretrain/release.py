@@ -12,6 +12,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from flax import traverse_util
 
 from hdb_jax.config.world import WORLD_VARIANTS, pretrain_config
 from hdb_jax.io.files import atomic_directory, file_sha256, write_text_atomic
@@ -23,23 +24,19 @@ MODEL_CARD = "MODEL_CARD.md"
 COMMAND = "python -m hdb_jax.world.pretrain --config=configs/world.py --workdir=WORKDIR"
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(_flat(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = json.loads(json.dumps(value, default=list))
-  return out
+def _fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """config's leaves by dotted path, as JSON values (tuples as lists)."""
+  flat = traverse_util.flatten_dict(config.to_dict(), sep=".")
+  return json.loads(json.dumps(flat, default=list))
 
 
 def command_for(config: ml_collections.ConfigDict) -> str:
   """The command that trains `config`: COMMAND on the configs/world.py variant closest to it, with
   a --config.KEY=VALUE for each field that differs."""
-  fields = _flat(config.to_dict())
+  fields = _fields(config)
   commands = []
   for variant in WORLD_VARIANTS:
-    default = _flat(pretrain_config(variant).to_dict())
+    default = _fields(pretrain_config(variant))
     overrides = [
       f"--config.{key}={shlex.quote(json.dumps(value) if isinstance(value, list) else str(value))}"
       for key, value in sorted(fields.items())
