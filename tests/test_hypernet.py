@@ -472,6 +472,19 @@ def test_exported_hypernet_predicts_like_its_checkpoint(world, overfit_run, tmp_
 
   with pytest.raises(FileExistsError, match="--overwrite"):
     export_hypernet(workdir, str(out))  # existing output is kept unless asked
+  # float16 (how the world hypernetwork ships): half the bytes, loaded back as float32; the
+  # prediction moves by fp16's rounding (relative 2^-11 per weight), well under 1% of its scale
+  half = tmp_path / "hypernet16"
+  export_hypernet(workdir, str(half), dtype=np.float16)
+  assert json.loads((half / "hypernet.json").read_text())["dtype"] == "float16"
+  full_bytes = (out / "hypernet.safetensors").stat().st_size
+  assert (half / "hypernet.safetensors").stat().st_size < 0.51 * full_bytes
+  from_half = load_predictor(str(half), base)(images)
+  for path in from_checkpoint:
+    expected = np.asarray(from_checkpoint[path]["b_train"])
+    got = np.asarray(from_half[path]["b_train"])
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-2 * np.abs(expected).max() + 1e-6)
 
 
 def test_image_encoder_loads_pytorch_weights(tmp_path):
@@ -492,3 +505,64 @@ def test_image_encoder_loads_pytorch_weights(tmp_path):
   assert tokens.shape == (2, encoder.num_tokens, encoder.hidden_size)
   # fp32 on both sides; same tolerance as DINO's test
   np.testing.assert_allclose(tokens, expected, atol=1e-4)
+
+
+def test_release_records_the_run_its_files_and_quality(overfit_run, tmp_path):
+  from hdb_jax.formats import hypernet_release
+  from hdb_jax.io.files import file_table
+
+  workdir, metrics, _, _ = overfit_run
+  out = tmp_path / "release"
+  cmd = [sys.executable, "-m", "hdb_jax.export", f"--hypernet={workdir}", f"--out={out}"]
+  result = subprocess.run(
+    cmd + ["--release"], cwd=REPO, capture_output=True, text=True, timeout=300
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  card = hypernet_release.read_release(str(out))
+  export = json.loads((out / "hypernet.json").read_text())
+  assert export["dtype"] == "float16" and card["base_fingerprint"] == export["base_fingerprint"]
+  assert card["files"] == file_table(str(out), skip=("release.json", "MODEL_CARD.md"))
+  assert set(card["files"]) == {"hypernet.safetensors", "hypernet.json"}
+  # the command names the config and every override the fixture made
+  assert card["command"].startswith("python -m hdb_jax.train --config=configs/hyper.py")
+  for override in ("--config.steps=150", "--config.batch_size=4", "--config.alpha=0.0"):
+    assert override in card["command"]
+  phase1 = card["phase1"]
+  assert phase1["steps"] == 150 and phase1["batch_size"] == 4
+  logged = [m for m in metrics if "step_s" in m]
+  assert phase1["train_step_seconds"] == pytest.approx(sum(10 * m["step_s"] for m in logged))
+  assert phase1["last_losses"]["weight_loss"] == logged[-1]["weight_loss"]
+  page = (out / "MODEL_CARD.md").read_text()
+  assert card["command"] in page and "Not measured yet" in page
+
+  # an evaluation's results go into the card (the shape evaluate() writes, two methods)
+  def method(world_id):
+    return {
+      "description": f"method at {world_id}",
+      "finetune_steps": 40,
+      "means": {"world_id": world_id, "world_prompt": 0.9},
+      "ci95": {"world_id": [world_id - 0.1, world_id + 0.1], "world_prompt": [0.8, 1.0]},
+      "timings_s": {"predict_s": 1.0, "finetune_s": 3.0},
+      "seconds_per_identity": 2.5,
+    }
+
+  results = {
+    "metrics": ["world_id", "world_prompt"],
+    "identities": {"a": {}, "b": {}},
+    "prompts": ["a {token} face"],
+    "sampling": {"num_samples": 2, "sampler": "ddim", "steps": 25, "guidance": 7.5},
+    "methods": {"base": method(0.2), "full": method(0.7)},
+  }
+  path = tmp_path / "results.json"
+  path.write_text(json.dumps(results))
+  cmd = [sys.executable, "-m", "hdb_jax.export", f"--quality={path}", f"--out={out}"]
+  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  quality = hypernet_release.read_release(str(out))["quality"]
+  assert quality["identities"] == 2 and quality["methods"]["full"]["means"]["world_id"] == 0.7
+  assert quality["methods"]["full"]["seconds_per_identity"] == 2.5
+  assert (
+    "| full: method at 0.7 | 40 | 0.700 [0.600, 0.800] | 0.900 [0.800, 1.000] | 2.50 |"
+    in (out / "MODEL_CARD.md").read_text()
+  )
+  assert hypernet_release.read_release(str(out))["files"] == card["files"]  # weights untouched

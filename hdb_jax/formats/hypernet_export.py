@@ -3,7 +3,8 @@ anywhere.
 
     python -m hdb_jax.export --hypernet=TRAIN_WORKDIR --out=DIR
 
-DIR/hypernet.safetensors: every trained tensor (float32), named by its parameter path joined by '/':
+DIR/hypernet.safetensors: every trained tensor (float32, or float16 with --float16: the shipped
+world hypernetwork; loaded back as float32), named by its parameter path joined by '/':
   decoder/theta_init [L, P]           the prediction's offset (slots, see below)
   decoder/layer_position [L, d]       learned position of each layer's weight token
   decoder/weights_in [L, P, d]        current weights -> token (iterative refinement input)
@@ -37,20 +38,23 @@ from hdb_jax.io.files import atomic_directory
 TENSORS = "hypernet.safetensors"
 
 
-def export_hypernet(workdir: str, out_dir: str, overwrite: bool = False) -> list[str]:
-  """Writes OUT/hypernet.safetensors and OUT/hypernet.json from the newest checkpoint of a training
-  WORKDIR."""
+def export_hypernet(
+  workdir: str, out_dir: str, overwrite: bool = False, dtype: type = np.float32
+) -> list[str]:
+  """Writes OUT/hypernet.safetensors (tensors as `dtype`) and OUT/hypernet.json from the newest
+  checkpoint of a training WORKDIR."""
   info = read_card(workdir)
   step, params = latest_params(workdir)
   if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
     raise OutputExistsError(f"{out_dir} is not empty; pass --overwrite to replace it")
   tensors = {
-    "/".join(k): np.ascontiguousarray(np.asarray(v, np.float32))
+    "/".join(k): np.ascontiguousarray(np.asarray(v, dtype))
     for k, v in traverse_util.flatten_dict(params).items()
   }
   card = {
     **info,
     "step": int(step),
+    "dtype": np.dtype(dtype).name,
     "tensors": {k: list(v.shape) for k, v in sorted(tensors.items())},
     "slot_order": sorted(path for path, _, _ in info["layers"]),
   }
@@ -68,8 +72,10 @@ def is_exported(directory: str) -> bool:
 
 
 def load_exported(directory: str) -> tuple[int, Any]:
-  """(step, params pytree) from an exported hypernetwork directory."""
+  """(step, float32 params pytree) from an exported hypernetwork directory."""
   with open(os.path.join(directory, "hypernet.json"), encoding="utf-8") as f:
     step = int(json.load(f)["step"])
   flat = load_file(os.path.join(directory, TENSORS))
-  return step, traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+  return step, traverse_util.unflatten_dict(
+    {tuple(k.split("/")): v.astype(np.float32) for k, v in flat.items()}
+  )

@@ -94,3 +94,16 @@ def file_sha256(path: str) -> str:
     for block in iter(lambda: f.read(1 << 20), b""):
       digest.update(block)
   return digest.hexdigest()
+
+
+def file_table(directory: str, skip: tuple[str, ...] = ()) -> dict[str, dict[str, int | str]]:
+  """{relative path: {'bytes', 'sha256'}} of every file under directory, except the relative
+  paths in skip (a card's own files)."""
+  table = {}
+  for parent, _, files in sorted(os.walk(directory)):
+    for name in sorted(files):
+      path = os.path.join(parent, name)
+      relative = os.path.relpath(path, directory)
+      if relative not in skip:
+        table[relative] = {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
+  return table

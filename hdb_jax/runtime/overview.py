@@ -2,6 +2,7 @@
 table."""
 
 import logging
+import os
 from typing import Any, Mapping
 
 import jax
@@ -30,3 +31,12 @@ def log_parameters(groups: Mapping[str, Any]) -> str:
   table = "\n".join(f"  {name:<{width}}  {count:>14,}" for name, count in rows)
   logging.info("parameters:\n%s", table)
   return table
+
+
+def hardware() -> str:
+  """What this process computes on, e.g. '1 cpu device, 2 CPU cores' (for wall times to mean
+  something)."""
+  devices = jax.devices()
+  kind = devices[0].device_kind if devices[0].platform != "cpu" else "cpu"
+  plural = "s" if len(devices) > 1 else ""
+  return f"{len(devices)} {kind} device{plural}, {os.cpu_count()} CPU cores"

@@ -6,67 +6,27 @@ the command, steps, wall time, seeds, every file's sha256, and the measured qual
 
 import json
 import os
-import shlex
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
-from flax import traverse_util
 
+from hdb_jax.config.command import command_for as config_command
 from hdb_jax.config.world import WORLD_VARIANTS, pretrain_config
-from hdb_jax.io.files import atomic_directory, file_sha256, write_text_atomic
+from hdb_jax.io.files import atomic_directory, file_table, write_text_atomic
 from hdb_jax.models.pytorch_export import save_pytorch_pipeline
+from hdb_jax.runtime.overview import hardware
 from hdb_jax.world.pretrain.history import CARD, unet_steps
 
 CARD_FORMAT = "hdb_jax.world_model"
 MODEL_CARD = "MODEL_CARD.md"
-COMMAND = "python -m hdb_jax.world.pretrain --config=configs/world.py --workdir=WORKDIR"
-
-
-def _fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """config's leaves by dotted path, as JSON values (tuples as lists)."""
-  flat = traverse_util.flatten_dict(config.to_dict(), sep=".")
-  return json.loads(json.dumps(flat, default=list))
+COMMAND = "python -m hdb_jax.world.pretrain --config=configs/world.py{variant} --workdir=WORKDIR"
 
 
 def command_for(config: ml_collections.ConfigDict) -> str:
   """The command that trains `config`: COMMAND on the configs/world.py variant closest to it, with
   a --config.KEY=VALUE for each field that differs."""
-  fields = _fields(config)
-  commands = []
-  for variant in WORLD_VARIANTS:
-    default = _fields(pretrain_config(variant))
-    overrides = [
-      f"--config.{key}={shlex.quote(json.dumps(value) if isinstance(value, list) else str(value))}"
-      for key, value in sorted(fields.items())
-      if default.get(key) != value
-    ]
-    base = COMMAND.replace("world.py", f"world.py:{variant}") if variant else COMMAND
-    commands.append(" ".join([base] + overrides))
-  return min(commands, key=len)
-
-
-def hardware() -> str:
-  """What this run computes on, e.g. '1 cpu device, 2 CPU cores' (for wall times to mean
-  something)."""
-  devices = jax.devices()
-  kind = devices[0].device_kind if devices[0].platform != "cpu" else "cpu"
-  plural = "s" if len(devices) > 1 else ""
-  return f"{len(devices)} {kind} device{plural}, {os.cpu_count()} CPU cores"
-
-
-def file_table(directory: str, skip: tuple[str, ...] = (CARD, MODEL_CARD)) -> dict[str, Any]:
-  """{relative path: {'bytes', 'sha256'}} of every file under directory (the card's own
-  excepted)."""
-  table = {}
-  for parent, _, files in sorted(os.walk(directory)):
-    for name in sorted(files):
-      path = os.path.join(parent, name)
-      relative = os.path.relpath(path, directory)
-      if relative not in skip:
-        table[relative] = {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
-  return table
+  return config_command(config, COMMAND, WORLD_VARIANTS, pretrain_config)
 
 
 def write_release(
@@ -90,7 +50,7 @@ def write_release(
       "earlier": list(earlier),
       "hardware": hardware(),
       "vae_scaling_factor": sd.vae_scaling_factor,
-      "files": file_table(tmp),
+      "files": file_table(tmp, skip=(CARD, MODEL_CARD)),
       "quality": {},
     }
     write_card(tmp, card)
