@@ -1,9 +1,11 @@
-"""The offline demo end to end: every phase runs and every artefact it reports exists and loads.
+"""The offline demo end to end on the world model: every stage runs, every artefact it reports
+exists and loads, and the scores its page shows are the evaluation's own (results.json).
 
-The demo runs on a shallower UNet here (configs.MICRO_UNET, passed with --pretrained) with few
-steps: the code path is the demo's own; only compile time, which would dominate on CPU, shrinks.
+The demo runs here with few steps and prompts, and with its own short Phase 1 as the hypernetwork
+(--hypernet=phase1): the code path is the demo's; the numbers mean little at these sizes.
 """
 
+import html
 import json
 import os
 import re
@@ -11,55 +13,118 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 from safetensors.numpy import load_file
 
 from hdb_jax import models
+from hdb_jax.demo.run import DEMO_PROMPTS, merged_length
+from hdb_jax.evaluate.prompts import WORLD
 from hdb_jax.formats import identity
 from hdb_jax.formats.weights_dataset import open_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+PROMPTS = ["a {token} face", "a {token} face wearing a red hat"]
+METHODS = ["base", "only_hyper", "full"]
 
-def test_demo_runs_every_phase_and_reports(micro_dir, tmp_path):
-  micro = micro_dir
-  workdir = tmp_path / "demo"
+
+def cells(markup: str) -> list[list[str]]:
+  """The <td> contents of each table row in `markup` (header rows, all <th>, left out)."""
+  rows = re.findall(r"<tr>(.*?)</tr>", markup, re.S)
+  return [found for row in rows if (found := re.findall(r"<td[^>]*>(.*?)</td>", row, re.S))]
+
+
+def numbers(text: str) -> list[float]:
+  return [float(x) for x in re.findall(r"-?\d+\.\d+", text)]
+
+
+def method_of(label: str) -> str:
+  """'Only Hyper (only_hyper)' -> 'only_hyper'."""
+  return re.search(r"\((\w+)\)$", label).group(1)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("demo")
   cmd = [
     sys.executable,
     "-m",
     "hdb_jax.demo",
     f"--workdir={workdir}",
-    f"--pretrained={micro}",
+    "--hypernet=phase1",
     "--identities=3",
-    "--hyper_steps=10",
-    "--finetune_steps=5",
-    "--methods=only_hyper",
+    "--preoptimize_steps=4",
+    "--hyper_steps=4",
+    "--hyper_batch=2",
+    "--faces=2",
+    "--finetune_steps=3",
+    "--sample_steps=2",
+    f"--prompts={'|'.join(PROMPTS)}",
+    f"--methods={','.join(METHODS)}",
   ]
   out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
-  assert "images are noise" in out.stdout and "report:" in out.stdout
+  assert "report:" in out.stdout and "compiling" in out.stdout
+  return workdir
 
-  page = (workdir / "report.html").read_text()
-  for heading in ("Phase 0", "Phase 1", "Phase 2", "Evaluation", "Sizes", "Timings"):
+
+def test_demo_page_shows_every_stage_and_its_images_load(demo):
+  page = (demo / "report.html").read_text()
+  for heading in ("world faces", "astronaut", "Phase 0", "Phase 1", "Phase 2", "Sizes", "Timings"):
     assert heading in page
-  assert page.count("<polyline") >= 3 + 2  # three Phase 1 curves, one finetune curve per photo
+  assert "out of the world's domain" in html.unescape(page)
+  assert page.count("<polyline") == 2 + 3  # Phase 1's two curves, one finetune curve per photo
   sources = re.findall(r'src="([^"]+)"', page)
-  assert len(sources) >= 4  # each photo and its sample grid
+  # each world face: its reference and an image per method and prompt; the astronaut and samples
+  assert len(sources) == 2 * (1 + len(METHODS) * len(PROMPTS)) + 1 + len(PROMPTS)
   for src in sources:
-    Image.open(workdir / src).verify()  # every image the page shows is a real image file
+    Image.open(demo / src).verify()  # every image the page shows is a real image file
 
-  assert len(open_dataset(str(workdir / "phase0" / "weights")).identity_ids()) == 3
-  sd = models.load_stable_diffusion(micro)
-  for name in ("astronaut", "held_out_face"):
-    out_dir = workdir / "personalized" / name
-    ident = identity.load(str(out_dir / "identity.safetensors"), base=sd)
+
+def test_demo_page_scores_are_the_evaluations(demo):
+  page = (demo / "report.html").read_text()
+  results = json.loads((demo / "evaluation" / "results.json").read_text())
+  assert list(results["methods"]) == METHODS and len(results["identities"]) == 2
+  summary = re.search(r'<div id="summary">(.*?)</div>', page, re.S).group(1)
+  shown = {method_of(row[0]): row for row in cells(summary)}
+  assert sorted(shown) == sorted(METHODS)
+  for name, row in shown.items():
+    method = results["methods"][name]
+    for cell, metric in zip(row[1:3], ("world_id", "world_prompt")):
+      expected = [method["means"][metric], *method["ci95"][metric]]  # mean [low, high]
+      np.testing.assert_allclose(numbers(cell), expected, atol=5e-4)
+  # each face's grid: per method and prompt, the image and the scores of results.json
+  for face in results["identities"]:
+    grid = page.split(f"<h3>{face}</h3>")[1].split("</table>")[0]
+    rows = cells(grid)
+    assert [method_of(row[0]) for row in rows] == METHODS
+    for row in rows:
+      for cell, prompt in zip(row[1:], results["prompts"], strict=True):
+        entry = results["methods"][method_of(row[0])]["identities"][face]["prompts"][prompt]
+        assert re.findall(r'src="([^"]+)"', cell) == [f"evaluation/{p}" for p in entry["images"]]
+        expected = [entry["means"]["world_id"], entry["means"]["world_prompt"]]
+        np.testing.assert_allclose(numbers(cell), expected, atol=5e-4)
+
+
+def test_demo_identities_and_exports_load(demo):
+  assert len(open_dataset(str(demo / "phase0" / "weights")).identity_ids()) == 3
+  world = models.load_model("world")
+  for name in ("world_1000000", "world_1000001", "astronaut"):
+    out_dir = demo / "personalized" / name
+    ident = identity.load(str(out_dir / "identity.safetensors"), base=world)
     assert ident.meta.extra["method"] == "hyper+finetune" and ident.lidb and ident.lora
     lora = load_file(str(out_dir / "export" / "diffusers" / "pytorch_lora_weights.safetensors"))
     assert lora and all(np.isfinite(v).all() for v in lora.values())
-    assert len(json.loads((out_dir / "record.json").read_text())["losses"]) == 5
-  card = json.loads((workdir / "hypernet_export" / "hypernet.json").read_text())
-  assert card["step"] == 10 and load_file(str(workdir / "hypernet_export" / "hypernet.safetensors"))
-  results = json.loads((workdir / "evaluation" / "results.json").read_text())
-  # The other methods train: test_evaluate runs them; here the evaluation's wiring is what is
-  # checked.
-  assert set(results["methods"]) == {"only_hyper"} and results["methods"]["only_hyper"]["means"]
+    assert len(json.loads((out_dir / "record.json").read_text())["losses"]) == 3
+  card = json.loads((demo / "hypernet_export" / "hypernet.json").read_text())
+  assert card["step"] == 4 and load_file(str(demo / "hypernet_export" / "hypernet.safetensors"))
+
+
+def test_compile_time_counts_overlapping_spans_once():
+  assert merged_length([(0.0, 2.0), (1.0, 3.0), (5.0, 6.0), (5.5, 5.7)]) == pytest.approx(4.0)
+  assert merged_length([]) == 0.0
+
+
+def test_demo_prompts_are_world_prompts():
+  assert set(DEMO_PROMPTS) <= set(WORLD)  # in the world's caption grammar: World-prompt reads them

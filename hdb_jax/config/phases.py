@@ -134,13 +134,14 @@ def _world_hypernet(config: ml_collections.ConfigDict) -> None:
   config.encoder.pretrained, config.encoder.trainable = "world-vit", True
   config.model.update(d_model=128, num_heads=4, depth=2, mlp_dim=256)
   config.batch_size = 32
-  config.steps = 6000
+  # 1,500 steps (48 epochs of the 992 training identities): ~35 min on 2 free cores at ~1.4 s/step
+  config.steps = 1500
   config.optim.update(learning_rate=1e-3, warmup_steps=200)
   config.remat = False
   config.memory_efficient_attention = False
   config.log_every = 25
   config.checkpoint_every = 250
-  config.eval.update(every=1000, num_identities=32, sample_steps=25, guidance=7.5)
+  config.eval.update(every=500, num_identities=32, sample_steps=25, guidance=7.5)
   config.distributed.auto = False
 
 

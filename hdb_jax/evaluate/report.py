@@ -81,21 +81,35 @@ def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
   return header, rows
 
 
+def method_rows(
+  results: dict[str, Any],
+  rows: list[tuple[str, str]],
+  metrics: list[str],
+) -> tuple[list[str], list[list[str]]]:
+  """Header and plain-text rows of chosen methods: rows (label, method name in results) x metrics
+  (mean [95% interval]), finetune steps and personalization seconds per identity."""
+  header = ["method"] + [_name(k) for k in metrics] + ["finetune steps", "s/identity"]
+  cells = []
+  for label, name in rows:
+    method = results["methods"][name]
+    every, _ = seconds_per_identity(method, len(results["identities"]))
+    cells.append(
+      [label]
+      + [_with_ci(method, k) for k in metrics]
+      + [str(method["finetune_steps"]), f"{every:.2f}"]
+    )
+  return header, cells
+
+
 def markdown_table(
   results: dict[str, Any],
   rows: list[tuple[str, str]],
   metrics: list[str],
 ) -> str:
-  """A markdown table of chosen methods: rows (label, method name in results) x metrics (mean
-  [95% interval]), finetune steps and personalization seconds per identity."""
-  header = ["method"] + [_name(k) for k in metrics] + ["finetune steps", "s/identity"]
+  """method_rows as a markdown table."""
+  header, cells = method_rows(results, rows, metrics)
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  for label, name in rows:
-    method = results["methods"][name]
-    every, _ = seconds_per_identity(method, len(results["identities"]))
-    cells = [label] + [_with_ci(method, k) for k in metrics]
-    lines.append("| " + " | ".join(cells + [str(method["finetune_steps"]), f"{every:.2f}"]) + " |")
-  return "\n".join(lines)
+  return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
 
 
 def summary_table(results: dict[str, Any]) -> str:
@@ -132,12 +146,12 @@ def render(results: dict[str, Any]) -> str:
   ]
   for name, method in results["methods"].items():
     parts.append(f"<h2>{html.escape(name)}</h2><p class=s>{html.escape(method['description'])}</p>")
-    method_rows = [
+    identity_rows = [
       [html.escape(ident)] + [_number(entry["means"].get(k)) for k in keys]
       for ident, entry in method["identities"].items()
     ]
-    method_rows.append(["<b>mean</b>"] + [f"<b>{_with_ci(method, k)}</b>" for k in keys])
-    parts.append(html_table(["identity"] + [_name(k) for k in keys], method_rows))
+    identity_rows.append(["<b>mean</b>"] + [f"<b>{_with_ci(method, k)}</b>" for k in keys])
+    parts.append(html_table(["identity"] + [_name(k) for k in keys], identity_rows))
   parts.append("<h2>Images</h2>")
   for ident, info in results["identities"].items():
     parts.append(
