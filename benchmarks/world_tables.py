@@ -24,7 +24,9 @@ import json
 import os
 import sys
 
+import numpy as np
 from absl import app, flags
+from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=wrong-import-position
@@ -33,7 +35,7 @@ from hdb_jax.config import phases
 from hdb_jax.diffusion.base import setup_base_model
 from hdb_jax.evaluate.loop import evaluate
 from hdb_jax.evaluate.report import markdown_table
-from hdb_jax.io.images import save_png
+from hdb_jax.io.images import image_grid, save_png
 from hdb_jax.runtime.cli import quiet_orbax
 from hdb_jax.world.render import render
 from hdb_jax.world.sampling import split_identities
@@ -52,6 +54,8 @@ flags.DEFINE_string("prompts", "world", "Prompt set or 'p1|p2' (world grammar, w
 flags.DEFINE_integer("sample_steps", None, "Sampling steps (default: the config's, 25).")
 GROUPS = ["base", "baselines", "hyper", "lidb_relaxation"]
 flags.DEFINE_list("groups", GROUPS, "The runs to make and show (baselines: no hypernetwork).")
+flags.DEFINE_string("figure", None, "Also write this PNG: held-out photos -> the full method's "
+                    "images in several contexts and styles (the README's picture).")  # fmt: skip
 flags.DEFINE_bool("tune", False, "Grid over learning rate x steps for the full method instead.")
 flags.DEFINE_list("learning_rates", ["3e-4", "1e-3", "3e-3"], "--tune: learning rates.")
 flags.DEFINE_list("step_counts", ["20", "40", "80"], "--tune: finetune step counts.")
@@ -122,7 +126,7 @@ def groups() -> dict[str, tuple[str, dict]]:
   return {
     "base": ("base", {}),
     "baselines": (baselines, {}),
-    "hyper": ("full,only_hyper,k1", {}),
+    "hyper": ("full,only_hyper,k1", {"relaxation": "lora"}),  # the paper's relaxation
     "lidb_relaxation": ("full", {"relaxation": "lidb"}),
   }
 
@@ -165,6 +169,32 @@ def tables(photos: str) -> str:
   return "\n\n".join(parts)
 
 
+FIGURE_PROMPTS = (
+  "a {token} face wearing a red hat",
+  "a {token} face with sunglasses",
+  "a {token} face on a beach",
+  "a {token} face at night",
+  "a {token} face in pencil sketch style",
+  "a {token} face in pop-art style",
+  "a {token} face in watercolour style",
+)
+
+
+def figure(results_dir: str, method: str, path: str, identities: int = 4, scale: int = 2) -> None:
+  """PATH: a PNG with a row per identity: its photo, then `method`'s first sample for each of
+  FIGURE_PROMPTS (an evaluation's results.json and images in results_dir), upscaled `scale`x."""
+  with open(os.path.join(results_dir, "results.json"), encoding="utf-8") as f:
+    results = json.load(f)
+  rows = []
+  for name in list(results["identities"])[:identities]:
+    prompts = results["methods"][method]["identities"][name]["prompts"]
+    paths = [results["identities"][name]["image"]]
+    paths += [prompts[p]["images"][0] for p in FIGURE_PROMPTS]
+    rows += [np.asarray(Image.open(os.path.join(results_dir, p)).convert("RGB")) for p in paths]
+  grid = image_grid(np.stack(rows), 1 + len(FIGURE_PROMPTS))
+  save_png(path, grid.repeat(scale, axis=0).repeat(scale, axis=1))
+
+
 def tune(photos: str) -> str:
   rows = []
   for lr in FLAGS.learning_rates:
@@ -192,6 +222,8 @@ def main(argv):
   ids = split_identities(FLAGS.split, FLAGS.identities)
   photos = write_photos(os.path.join(FLAGS.workdir, f"photos_{FLAGS.split}"), ids)
   text = tune(photos) if FLAGS.tune else tables(photos)
+  if FLAGS.figure:
+    figure(os.path.join(FLAGS.workdir, "hyper"), "full", FLAGS.figure)
   print(text)
   with open(os.path.join(FLAGS.workdir, "tune.md" if FLAGS.tune else "tables.md"), "w") as f:
     f.write(text + "\n")

@@ -18,6 +18,7 @@ from PIL import Image
 from safetensors.numpy import load_file
 
 from hdb_jax import models
+from hdb_jax.config import phases
 from hdb_jax.demo.run import DEMO_PROMPTS, merged_length
 from hdb_jax.evaluate.prompts import WORLD
 from hdb_jax.formats import identity
@@ -110,10 +111,13 @@ def test_demo_page_scores_are_the_evaluations(demo):
 def test_demo_identities_and_exports_load(demo):
   assert len(open_dataset(str(demo / "phase0" / "weights")).identity_ids()) == 3
   world = models.load_model("world")
+  relaxed_ranks = phases.personalization_config("world").lora_rank
   for name in ("world_1000000", "world_1000001", "astronaut"):
     out_dir = demo / "personalized" / name
     ident = identity.load(str(out_dir / "identity.safetensors"), base=world)
-    assert ident.meta.extra["method"] == "hyper+finetune" and ident.lidb and ident.lora
+    assert ident.meta.extra["method"] == "hyper+finetune"
+    # the world's default relaxation is the compact one: one LiDB of rank 1 + r', no LoRA
+    assert ident.lora is None and ident.meta.lidb.rank == 1 + relaxed_ranks
     lora = load_file(str(out_dir / "export" / "diffusers" / "pytorch_lora_weights.safetensors"))
     assert lora and all(np.isfinite(v).all() for v in lora.values())
     assert len(json.loads((out_dir / "record.json").read_text())["losses"]) == 3

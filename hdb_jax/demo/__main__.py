@@ -14,8 +14,9 @@ World-prompt -> WORKDIR/report.html.
 Under 5 minutes on 2 CPU cores with an empty compile cache, 60% of it compiling (measured: 4.9 min,
 with a training run sharing the 2 cores); a rerun loads the compiled programs from
 ~/.cache/hdb_jax/jax_cache (or $HDB_JAX_CACHE) and takes about 3 minutes (3.1 min, same machine).
-Without the shipped world hypernetwork, --hypernet=phase1 runs Phase 2 with this run's own short
-Phase 1 (or give a Phase 1 WORKDIR or export directory).
+--hypernet=auto (the default) uses the shipped world hypernetwork when this installation has one,
+and otherwise (said in the log and the report) this run's own short Phase 1, as --hypernet=phase1
+does; or give a Phase 1 WORKDIR or export directory.
 """
 
 import dataclasses
@@ -57,7 +58,7 @@ def main(argv: list[str]) -> None:
   with StageTimer() as timer:
     done = run_phases(workdir, settings, timer)
   path = write_report(workdir, done, timer)
-  print(f"\nhdb_jax demo on the world model (hypernetwork: {settings.hypernet})")
+  print(f"\nhdb_jax demo on the world model (hypernetwork: {done.settings.hypernet})")
   for name, seconds in timer.seconds.items():
     print(f"  {name}: {seconds:.1f} s ({timer.compiling[name]:.1f} s compiling)")
   total, compiling = sum(timer.seconds.values()), sum(timer.compiling.values())

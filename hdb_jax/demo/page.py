@@ -14,7 +14,8 @@ from hdb_jax import adapters, models
 from hdb_jax.demo.run import PHASE1, DemoRun, StageTimer
 from hdb_jax.evaluate import report
 from hdb_jax.evaluate.metrics import METRIC_NAMES, WORLD_METRICS
-from hdb_jax.formats.hypernet_loading import WORLD
+from hdb_jax.formats.hypernet_export import is_exported
+from hdb_jax.formats.hypernet_loading import WORLD, WORLD_HYPERNET_DIR
 from hdb_jax.io.files import write_text_atomic
 from hdb_jax.io.images import slug
 from hdb_jax.runtime.compilation_cache import default_cache_dir
@@ -120,7 +121,8 @@ def method_label(name: str) -> str:
 def hypernet_description(done: DemoRun) -> str:
   """Which hypernetwork Phase 2 used, in words (HTML)."""
   if done.settings.hypernet == PHASE1:
-    return "this run's short Phase 1 (hyper/), which has learnt little"
+    shipped = "" if is_exported(WORLD_HYPERNET_DIR) else " (this installation has no shipped one)"
+    return f"this run's short Phase 1 (hyper/), which has learnt little{shipped}"
   if done.settings.hypernet == WORLD:
     return "the shipped world hypernetwork (hdb_jax/assets/world-hypernet)"
   return html.escape(done.hypernet)

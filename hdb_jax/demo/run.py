@@ -7,6 +7,7 @@ configs configs/*.py give) at the world variant, cut down or adjusted by `DemoSe
 
 import contextlib
 import dataclasses
+import logging
 import os
 import time
 from typing import Any, Callable, Iterator
@@ -21,7 +22,7 @@ from hdb_jax.evaluate.loop import evaluate
 from hdb_jax.evaluate.prompts import resolve_prompts
 from hdb_jax.formats.hypernet_card import read_card
 from hdb_jax.formats.hypernet_export import TENSORS, export_hypernet, is_exported
-from hdb_jax.formats.hypernet_loading import resolve_hypernet
+from hdb_jax.formats.hypernet_loading import WORLD, WORLD_HYPERNET_DIR, resolve_hypernet
 from hdb_jax.formats.weights_dataset import WeightsDataset
 from hdb_jax.io.images import save_png
 from hdb_jax.personalize.loop import personalize
@@ -41,6 +42,7 @@ DEMO_PROMPTS = (
   "a {token} face wearing a blue hat in a forest in watercolour style",
 )
 PHASE1 = "phase1"  # --hypernet: this run's own Phase 1 (WORKDIR/hyper)
+AUTO = "auto"  # --hypernet: the shipped world hypernetwork if installed, else PHASE1
 
 
 def _flag(text: str, lower_bound: int | None = None, **default: Any) -> Any:
@@ -65,9 +67,10 @@ class DemoSettings:
   hyper_steps: int = _flag("Phase 1 steps.", 1, default=40)
   hyper_batch: int = _flag("Phase 1 batch size.", 1, default=4)
   hypernet: str = _flag(
-    "Phase 2's hypernetwork: 'world' (the shipped one), 'phase1' (this run's short Phase 1, which "
-    "has learnt little), or a Phase 1 WORKDIR or export directory.",
-    default="world",
+    "Phase 2's hypernetwork: 'auto' (the shipped world hypernetwork when this installation has "
+    "one, else 'phase1'), 'world' (the shipped one), 'phase1' (this run's short Phase 1, which has "
+    "learnt little), or a Phase 1 WORKDIR or export directory.",
+    default=AUTO,
   )
   faces: int = _flag("Held-out world faces (test split) personalized and evaluated.", 1, default=3)
   finetune_steps: int = _flag(
@@ -202,9 +205,25 @@ def phase2_hypernet(settings: DemoSettings, hyper_dir: str) -> str:
   return path
 
 
+def resolve_auto(settings: DemoSettings) -> DemoSettings:
+  """--hypernet=auto made explicit: 'world' when the shipped world hypernetwork is installed, else
+  'phase1' (said in the log and the report)."""
+  if settings.hypernet != AUTO:
+    return settings
+  if is_exported(WORLD_HYPERNET_DIR):
+    return dataclasses.replace(settings, hypernet=WORLD)
+  logging.warning(
+    "the world hypernetwork is not in this installation (%s): Phase 2 uses this run's short "
+    "Phase 1 (--hypernet=phase1)",
+    WORLD_HYPERNET_DIR,
+  )
+  return dataclasses.replace(settings, hypernet=PHASE1)
+
+
 def run_phases(workdir: str, settings: DemoSettings, timer: StageTimer) -> DemoRun:
   """Every stage in order, into WORKDIR/{phase0,hyper,hypernet_export,photos,personalized,
   evaluation}."""
+  settings = resolve_auto(settings)
   hyper_dir = os.path.join(workdir, "hyper")
   hypernet = phase2_hypernet(settings, hyper_dir)
   prompts = resolve_prompts(settings.prompts)

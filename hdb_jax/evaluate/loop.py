@@ -161,13 +161,14 @@ class NoIdentity:
     return {}
 
 
-def _sampling(config: ml_collections.ConfigDict) -> SamplingConfig:
+def evaluation_sampling(config: ml_collections.ConfigDict) -> SamplingConfig:
+  """The sampler settings of an evaluation config (sample_steps, guidance, sampler, seed)."""
   return SamplingConfig(
     steps=config.sample_steps, guidance=config.guidance, sampler=config.sampler, seed=config.seed
   )
 
 
-def _sample(
+def sample_prompts(
   base: BaseModel, config: ml_collections.ConfigDict, sampler: Any, ident: Any, prompts: list[str]
 ) -> np.ndarray:
   """uint8 [P, S, H, W, 3]: prompts in equal-size calls of at most sample_batch images."""
@@ -179,7 +180,7 @@ def _sample(
       [ident],
       [prompts[i] for i in index],
       config.num_samples,
-      _sampling(config),
+      evaluation_sampling(config),
       sampler=sampler,
     )
     parts.append(images[0, :real])
@@ -231,7 +232,7 @@ def evaluate_method(
   per_identity = {}
   for i, (name, ident) in enumerate(zip(names, identities)):
     start = time.perf_counter()
-    images = _sample(base, config, sampler, ident, prompts)
+    images = sample_prompts(base, config, sampler, ident, prompts)
     timings["sampling_s"] = timings.get("sampling_s", 0.0) + time.perf_counter() - start
     start = time.perf_counter()
     scores = scorer.score(i, images)
@@ -331,11 +332,15 @@ def evaluate(
     },
     "prompts": prompts,
     "identities": identities,
-    "sampling": {"num_samples": config.num_samples, **dataclasses.asdict(_sampling(config))},
+    "sampling": {
+      "num_samples": config.num_samples,
+      **dataclasses.asdict(evaluation_sampling(config)),
+    },
     "methods": {},
     "config": json.loads(config.to_json_best_effort()),
   }
-  sampler = make_sampler(base.sd, _sampling(config))  # one trace per batch shape for every method
+  # one trace per batch shape for every method
+  sampler = make_sampler(base.sd, evaluation_sampling(config))
   done: dict[tuple, str] = {}
   predictors: dict[int | None, LidbPredictor] = {}  # full and only_hyper share one
   for method in methods:
