@@ -132,6 +132,9 @@ def groups() -> dict[str, tuple[str, dict]]:
 
 
 def tables(photos: str) -> str:
+  unknown = set(FLAGS.groups) - set(groups())
+  if unknown or not FLAGS.groups:
+    raise app.UsageError(f"--groups: name some of {', '.join(groups())}")
   runs = {name: run(name, photos, methods=m, **o) for name, (m, o) in groups().items()
           if name in FLAGS.groups}  # fmt: skip
   methods = {}
@@ -222,11 +225,11 @@ def main(argv):
   ids = split_identities(FLAGS.split, FLAGS.identities)
   photos = write_photos(os.path.join(FLAGS.workdir, f"photos_{FLAGS.split}"), ids)
   text = tune(photos) if FLAGS.tune else tables(photos)
-  if FLAGS.figure:
-    figure(os.path.join(FLAGS.workdir, "hyper"), "full", FLAGS.figure)
   print(text)
   with open(os.path.join(FLAGS.workdir, "tune.md" if FLAGS.tune else "tables.md"), "w") as f:
     f.write(text + "\n")
+  if FLAGS.figure:  # the Table 3 run's images (world prompts)
+    figure(os.path.join(FLAGS.workdir, "hyper"), "full", FLAGS.figure)
 
 
 if __name__ == "__main__":

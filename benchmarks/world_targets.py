@@ -72,23 +72,26 @@ def ridge_probe(dataset) -> list[tuple[str, float, float]]:
   ids, targets = dataset.vectors()
   recognizer = world_recognizer("world", ["a {token} face"])
   photos = np.stack([render(int(i.split("/")[-1]), 0, None, 64) for i in ids])
-  features = np.concatenate([recognizer.embed(photos), np.ones((len(ids), 1))], axis=1)
+  features = recognizer.embed(photos)
+  if not 0 < FLAGS.probe_held_out < len(ids):
+    raise app.UsageError(f"--probe_held_out must be between 1 and {len(ids) - 1}")
   order = np.random.default_rng(0).permutation(len(ids))
   test, train = order[: FLAGS.probe_held_out], order[FLAGS.probe_held_out :]
 
   def loss(prediction, rows):
     return float(((targets[rows] - prediction) ** 2).sum(axis=1).mean())
 
-  mean = targets[train].mean(axis=0)
+  mean, feature_mean = targets[train].mean(axis=0), features[train].mean(axis=0)
+  centred = features - feature_mean  # the intercept (the training mean) is not penalized
   rows = [("training mean", loss(mean, test), loss(mean, train))]
   for penalty in FLAGS.ridge:
-    gram = features[train].T @ features[train] + float(penalty) * np.eye(features.shape[1])
-    weights = np.linalg.solve(gram, features[train].T @ targets[train])
+    gram = centred[train].T @ centred[train] + float(penalty) * np.eye(features.shape[1])
+    weights = np.linalg.solve(gram, centred[train].T @ (targets[train] - mean))
     rows.append(
       (
         f"ridge from the recognizer's embedding, penalty {penalty}",
-        loss(features[test] @ weights, test),
-        loss(features[train] @ weights, train),
+        loss(mean + centred[test] @ weights, test),
+        loss(mean + centred[train] @ weights, train),
       )
     )
   return rows
@@ -101,7 +104,8 @@ def main(argv):
   ids = all_ids[:: max(1, len(all_ids) // FLAGS.identities)][: FLAGS.identities]
   scores = world_id_of_targets(dataset, ids)
   gain = scores["phase0"][:, 0] - scores["base"][:, 0]
-  print(f"1. {len(ids)} Phase 0 identities x 12 world prompts, 1 sample; mean +- standard error")
+  prompts = len(resolve_prompts("world"))
+  print(f"1. {len(ids)} Phase 0 identities x {prompts} world prompts, 1 sample; mean +- std. error")
   print("| weights | World-ID | World-prompt |\n|---|---|---|")
   for name, label in (("base", "base model (none)"), ("phase0", "Phase 0's own (the targets)")):
     values = scores[name]

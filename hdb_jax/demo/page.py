@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from hdb_jax import adapters, models
+from hdb_jax.config import phases
 from hdb_jax.demo.run import PHASE1, DemoRun, StageTimer
 from hdb_jax.evaluate import report
 from hdb_jax.evaluate.metrics import METRIC_NAMES, WORLD_METRICS
@@ -265,7 +266,10 @@ def sizes_section(done: DemoRun) -> str:
       ]
     )
   identity_bytes = _record(done.outputs[0])["identity_bytes"]
-  rows.append(["one identity file (LiDB + rank-relaxed LoRA, fp32)", f"{identity_bytes:,}"])
+  what = {"lidb": "one LiDB of rank 1 + r'", "lora": "LiDB + rank-r' LoRA"}[
+    phases.personalization_config("world").relaxation
+  ]
+  rows.append([f"one identity file ({what}, fp32)", f"{identity_bytes:,}"])
   rows.append(["its diffusers LoRA export", f"{os.path.getsize(lora_file(done.outputs[0])):,}"])
   count = adapters.count_from_configs(models.configs.SD15_UNET, models.configs.SD15_TEXT_ENCODER)
   return table(["what", "bytes"], rows) + (

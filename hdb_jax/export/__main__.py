@@ -69,6 +69,12 @@ def main(argv: list[str]) -> None:
     )
   if _IDENTITY.value and not _FORMAT.value:
     raise app.UsageError("--format is required with --identity")
+  if (_RELEASE.value or _FLOAT16.value) and not _HYPERNET.value:
+    raise app.UsageError("--release and --float16 go with --hypernet=WORKDIR")
+  if _RELEASE.value and _FLOAT16.value:
+    raise app.UsageError("a --release is float16 already; drop --float16")
+  if (_FORMAT.value or _PRETRAINED.value) and not _IDENTITY.value:
+    raise app.UsageError("--format and --pretrained go with --identity=FILE")
   if _QUALITY.value:
     written = add_quality(_OUT.value, _QUALITY.value)
   elif _HYPERNET.value and _RELEASE.value:

@@ -51,6 +51,11 @@ def export_hypernet(
     "/".join(k): np.ascontiguousarray(np.asarray(v, dtype))
     for k, v in traverse_util.flatten_dict(params).items()
   }
+  overflowed = [k for k, v in tensors.items() if not np.isfinite(v).all()]
+  if overflowed:
+    raise ValueError(
+      f"{workdir} step {step}: {', '.join(overflowed[:3])} not finite as {np.dtype(dtype).name}"
+    )
   card = {
     **info,
     "step": int(step),

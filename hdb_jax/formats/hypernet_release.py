@@ -18,11 +18,11 @@ import numpy as np
 
 from hdb_jax.config.command import command_for
 from hdb_jax.config.phases import HYPER_VARIANTS, hyper_config
-from hdb_jax.errors import MissingFileError, UserError
+from hdb_jax.errors import MissingFileError, OutputExistsError, UserError
 from hdb_jax.evaluate.report import seconds_per_identity
 from hdb_jax.formats.hypernet_export import export_hypernet
 from hdb_jax.formats.weights_dataset import open_dataset
-from hdb_jax.io.files import file_table, write_text_atomic
+from hdb_jax.io.files import atomic_directory, file_table, write_text_atomic
 from hdb_jax.runtime.metrics_log import read_metrics
 from hdb_jax.runtime.overview import hardware
 
@@ -51,15 +51,16 @@ def _phase0_record(workdir: str, config: dict[str, Any]) -> dict[str, Any]:
   }
 
 
-def training_record(workdir: str) -> dict[str, Any]:
-  """What a Phase 1 WORKDIR did: command, config, Phase 0 and Phase 1 (steps, batch, seconds of
-  training steps from the logged step times, last losses, every held-out evaluation)."""
+def training_record(workdir: str, step: int) -> dict[str, Any]:
+  """What a Phase 1 WORKDIR did up to `step` (its exported checkpoint): command, config, Phase 0
+  and Phase 1 (steps, batch, seconds of training steps from the logged step times, which include
+  each start's compiling and the checkpoint saves; last losses; every held-out evaluation)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise MissingFileError(f"{workdir} is not a Phase 1 training directory (no config.json)")
   with open(path, encoding="utf-8") as f:
     config = json.load(f)
-  metrics = read_metrics(workdir)
+  metrics = [m for m in read_metrics(workdir) if m["step"] <= step]
   logged = [m for m in metrics if "step_s" in m]
   previous, seconds = 0, 0.0
   for m in logged:  # step_s: the mean over the steps since the previous log line
@@ -74,14 +75,14 @@ def training_record(workdir: str) -> dict[str, Any]:
   return {
     "command": command_for(config, COMMAND, HYPER_VARIANTS, hyper_config),
     "config": config,
-    "hardware": hardware(),
+    "exported_on": hardware(),
     "phase0": _phase0_record(workdir, config),
     "phase1": {
-      "steps": int(last.get("step", 0)),
+      "steps": int(step),
       "batch_size": config["batch_size"],
       "train_step_seconds": seconds,
       "last_losses": {k: last[k] for k in ("loss", "weight_loss", "diffusion_loss") if k in last},
-      "held_out_identities": config["eval"]["num_identities"],
+      "held_out_identities": config["eval"]["num_identities"] if config["eval"]["every"] else 0,
       "held_out": held_out,
     },
     "seeds": {"seed": config["seed"], "data": config["data"].get("seed")},
@@ -128,23 +129,25 @@ def write_release_card(directory: str, card: dict[str, Any]) -> None:
 
 
 def release_hypernet(workdir: str, out_dir: str, overwrite: bool = False) -> list[str]:
-  """WORKDIR's newest checkpoint -> OUT as float16 tensors, its export card and the release card.
-  Returns the files written."""
-  record = training_record(workdir)
-  written = export_hypernet(workdir, out_dir, overwrite=overwrite, dtype=np.float16)
-  with open(os.path.join(out_dir, "hypernet.json"), encoding="utf-8") as f:
-    export_card = json.load(f)
-  card = {
-    "format": RELEASE_FORMAT,
-    "version": 1,
-    **record,
-    "base_model": export_card["base_model"],
-    "base_fingerprint": export_card["base_fingerprint"],
-    "files": file_table(out_dir, skip=(RELEASE, MODEL_CARD)),
-    "quality": {},
-  }
-  write_release_card(out_dir, card)
-  return written + [os.path.join(out_dir, RELEASE), os.path.join(out_dir, MODEL_CARD)]
+  """WORKDIR's newest checkpoint -> OUT as float16 tensors, its export card and the release card,
+  all written at once (atomic directory). Returns the files written."""
+  if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
+    raise OutputExistsError(f"{out_dir} is not empty; pass --overwrite to replace it")
+  with atomic_directory(out_dir) as tmp:
+    export_hypernet(workdir, tmp, overwrite=True, dtype=np.float16)
+    with open(os.path.join(tmp, "hypernet.json"), encoding="utf-8") as f:
+      export_card = json.load(f)
+    card = {
+      "format": RELEASE_FORMAT,
+      "version": 1,
+      **training_record(workdir, export_card["step"]),
+      "base_model": export_card["base_model"],
+      "base_fingerprint": export_card["base_fingerprint"],
+      "files": file_table(tmp, skip=(RELEASE, MODEL_CARD)),
+      "quality": {},
+    }
+    write_release_card(tmp, card)
+  return [os.path.join(out_dir, name) for name in sorted(os.listdir(out_dir))]
 
 
 def add_quality(directory: str, results_path: str) -> list[str]:
@@ -195,7 +198,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     "",
     f"    {card['command']}",
     "",
-    f"On {card['hardware']}.",
+    f"Exported on {card['exported_on']}; the training times are from the run's logs.",
     "",
   ]
   if "identities" in phase0:
@@ -238,8 +241,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     lines += _quality_lines(card["quality"])
   else:
     lines.append(
-      "Not measured yet: `python -m hdb_jax.export --hypernet=WORKDIR --out=DIR --quality="
-      "RESULTS_JSON` adds an evaluation's results."
+      "Not measured yet: `python -m hdb_jax.export --quality=RESULTS_JSON --out=DIR` adds an "
+      "evaluation's results."
     )
   lines += ["", "## Files", "", "| file | bytes | sha256 |", "|---|---|---|"]
   for name, entry in card["files"].items():
