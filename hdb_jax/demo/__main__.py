@@ -5,8 +5,8 @@
 On the world (hdb_jax.world: a small Stable Diffusion of procedural 64 px faces this project
 trained and ships, and a recognizer that knows the world's ground truth):
 a short Phase 0 (4 world faces) and Phase 1 (one face held out) to show training runs and its
-losses fall -> Phase 2 with the shipped world hypernetwork (--hypernet) and the rank-relaxed fast
-finetune on 3 held-out world faces and the real photo scikit-image ships (the astronaut, out of the
+losses fall -> Phase 2 with a hypernetwork (--hypernet) and the rank-relaxed fast finetune on 3
+held-out world faces and the real photo scikit-image ships (the astronaut, out of the
 world's domain), in one batch -> samples, identity files, PyTorch LoRA and hypernetwork exports ->
 evaluation of the world faces (base model, Only Hyper, Hyper + fast finetune) by World-ID and
 World-prompt -> WORKDIR/report.html.
