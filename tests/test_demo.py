@@ -115,9 +115,8 @@ def test_demo_identities_and_exports_load(demo):
   for name in ("world_1000000", "world_1000001", "astronaut"):
     out_dir = demo / "personalized" / name
     ident = identity.load(str(out_dir / "identity.safetensors"), base=world)
-    assert ident.meta.extra["method"] == "hyper+finetune"
-    # the world's default relaxation is the compact one: one LiDB of rank 1 + r', no LoRA
-    assert ident.lora is None and ident.meta.lidb.rank == 1 + relaxed_ranks
+    assert ident.meta.extra["method"] == "hyper+finetune" and ident.lidb
+    assert ident.meta.lora_rank == relaxed_ranks  # the rank-relaxed LoRA beside the prediction
     lora = load_file(str(out_dir / "export" / "diffusers" / "pytorch_lora_weights.safetensors"))
     assert lora and all(np.isfinite(v).all() for v in lora.values())
     assert len(json.loads((out_dir / "record.json").read_text())["losses"]) == 3
