@@ -18,10 +18,12 @@ personalization_config and phases.py personalize_config):
 
   world  python -m hdb_jax.personalize --config=configs/personalize.py:world \\
              --config.image=face.png --workdir=/tmp/me
-         The world model and the shipped world hypernetwork (--config.hypernet=world): a world
-         face photo (`python -m hdb_jax.world render --identity=1000000 --out=face.png`) ->
-         prediction + 40 finetune steps; samples at guidance 3. `--config.relaxation=lidb` keeps
-         the identity one LiDB of rank 1 + r' instead of LiDB + LoRA.
+         The world model and a world hypernetwork (--config.hypernet=DIR: a Phase 1 WORKDIR or
+         export; 'world' names the shipped one, not trained well enough to ship yet, see the
+         README): a world face photo (`python -m hdb_jax.world render --identity=1000000
+         --out=face.png`) -> prediction + 40 finetune steps at lr 1e-2 (chosen on validation
+         identities); samples at guidance 7.5. `--config.relaxation=lidb` keeps the identity one
+         LiDB of rank 1 + r' instead of LiDB + LoRA (less identity in 40 steps: README).
 
 Several photos in one batched run: --config.images=a.jpg,b.jpg (or a folder); one identity each,
 under WORKDIR/<photo name>/.
