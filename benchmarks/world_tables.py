@@ -37,8 +37,8 @@ from hdb_jax.evaluate.loop import evaluate
 from hdb_jax.evaluate.report import markdown_table
 from hdb_jax.io.images import image_grid, save_png
 from hdb_jax.runtime.cli import quiet_orbax
-from hdb_jax.world.render import render
 from hdb_jax.world.sampling import split_identities
+from hdb_jax.world.source import save_photos
 
 flags.DEFINE_string("workdir", "/tmp/world_tables", "Photos, evaluation runs and the tables.")
 flags.DEFINE_string("hypernet", "world", "Hypernetwork: 'world' (shipped), a WORKDIR or export.")
@@ -72,15 +72,6 @@ TABLE3 = [
 ]
 
 
-def write_photos(directory: str, ids: list[int], resolution: int = 64) -> str:
-  """Each identity's photo (its default-scene render) as DIR/world_<id>.png; returns DIR."""
-  for identity in ids:
-    path = os.path.join(directory, f"world_{identity:07d}.png")
-    if not os.path.exists(path):
-      save_png(path, render(identity, 0, None, resolution))
-  return directory
-
-
 def run(name: str, photos: str, **overrides) -> dict:
   """One evaluation into WORKDIR/<name> (reused when its results.json exists)."""
   out = os.path.join(FLAGS.workdir, name)
@@ -99,9 +90,7 @@ def run(name: str, photos: str, **overrides) -> dict:
   ):
     if value is not None:
       overrides.setdefault(key, value)
-  for key, value in overrides.items():
-    parent, _, leaf = key.rpartition(".")
-    (config[parent] if parent else config)[leaf] = value
+  config.update_from_flattened_dict(overrides)  # dotted keys, e.g. 'optim.learning_rate'
   return evaluate(config, out)
 
 
@@ -223,7 +212,8 @@ def main(argv):
   del argv
   quiet_orbax()
   ids = split_identities(FLAGS.split, FLAGS.identities)
-  photos = write_photos(os.path.join(FLAGS.workdir, f"photos_{FLAGS.split}"), ids)
+  photos = os.path.join(FLAGS.workdir, f"photos_{FLAGS.split}")
+  save_photos(photos, ids)
   text = tune(photos) if FLAGS.tune else tables(photos)
   print(text)
   with open(os.path.join(FLAGS.workdir, "tune.md" if FLAGS.tune else "tables.md"), "w") as f:

@@ -37,6 +37,7 @@ from hdb_jax.evaluate.prompts import resolve_prompts
 from hdb_jax.formats import identity as identity_lib
 from hdb_jax.formats.weights_dataset import open_dataset
 from hdb_jax.world.render import render
+from hdb_jax.world.source import identity_number
 
 flags.DEFINE_string("weights", None, "A Phase 0 weights directory on the world model.")
 flags.DEFINE_integer("identities", 8, "Phase 0 identities drawn with their weights.", lower_bound=1)
@@ -46,13 +47,19 @@ flags.mark_flag_as_required("weights")
 FLAGS = flags.FLAGS
 
 
+def identity_photos(ids: list[str], resolution: int) -> np.ndarray:
+  """uint8 [N, resolution, resolution, 3]: each Phase 0 identity's photo (default scene, view 0),
+  what Phase 0 trained on."""
+  return np.stack([render(identity_number(i), 0, None, resolution) for i in ids])
+
+
 def world_id_of_targets(dataset, ids: list[str]) -> dict[str, np.ndarray]:
   """{'base', 'phase0'} -> [identities, 2]: World-ID and World-prompt means per identity."""
   config = phases.evaluate_config("world")
   config.num_samples = 1
   base = setup_base_model(config)
   prompts = resolve_prompts("world")
-  photos = np.stack([render(int(i.split("/")[-1]), 0, None, base.sd.resolution) for i in ids])
+  photos = identity_photos(ids, base.sd.resolution)
   scorer = Scorer(config, photos, prompts, None, world_recognizer("world", prompts))
   sampler = make_sampler(base.sd, evaluation_sampling(config))
   rows: dict[str, list] = {"base": [], "phase0": []}
@@ -71,7 +78,7 @@ def ridge_probe(dataset) -> list[tuple[str, float, float]]:
   penalty."""
   ids, targets = dataset.vectors()
   recognizer = world_recognizer("world", ["a {token} face"])
-  photos = np.stack([render(int(i.split("/")[-1]), 0, None, 64) for i in ids])
+  photos = identity_photos(ids, 64)
   features = recognizer.embed(photos)
   if not 0 < FLAGS.probe_held_out < len(ids):
     raise app.UsageError(f"--probe_held_out must be between 1 and {len(ids) - 1}")

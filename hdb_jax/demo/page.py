@@ -7,11 +7,9 @@ import json
 import os
 from typing import Any, Sequence
 
-import jax
 import numpy as np
 
 from hdb_jax import adapters, models
-from hdb_jax.config import phases
 from hdb_jax.demo.run import PHASE1, DemoRun, StageTimer
 from hdb_jax.evaluate import report
 from hdb_jax.evaluate.metrics import METRIC_NAMES, WORLD_METRICS
@@ -21,6 +19,7 @@ from hdb_jax.io.files import write_text_atomic
 from hdb_jax.io.images import slug
 from hdb_jax.runtime.compilation_cache import default_cache_dir
 from hdb_jax.runtime.metrics_log import read_metrics
+from hdb_jax.runtime.overview import hardware
 
 TITLE = "hdb_jax demo: HyperDreamBooth on the world model"
 INTRO = (
@@ -265,11 +264,11 @@ def sizes_section(done: DemoRun) -> str:
         f"{os.path.getsize(done.hypernet_export):,}",
       ]
     )
-  identity_bytes = _record(done.outputs[0])["identity_bytes"]
+  record = _record(done.outputs[0])
   what = {"lidb": "one LiDB of rank 1 + r'", "lora": "LiDB + rank-r' LoRA"}[
-    phases.personalization_config("world").relaxation
+    record["config"]["relaxation"]
   ]
-  rows.append([f"one identity file ({what}, fp32)", f"{identity_bytes:,}"])
+  rows.append([f"one identity file ({what}, fp32)", f"{record['identity_bytes']:,}"])
   rows.append(["its diffusers LoRA export", f"{os.path.getsize(lora_file(done.outputs[0])):,}"])
   count = adapters.count_from_configs(models.configs.SD15_UNET, models.configs.SD15_TEXT_ENCODER)
   return table(["what", "bytes"], rows) + (
@@ -312,8 +311,7 @@ def write_report(workdir: str, done: DemoRun, timer: StageTimer) -> str:
   sections += training_sections(done)
   sections.append(("Phase 2: personalization", phase2_section(done, workdir)))
   sections.append(("Sizes", sizes_section(done)))
-  machine = f"{jax.default_backend()}, {os.cpu_count()} CPU cores"
-  sections.append((f"Timings ({machine})", timings_section(timer)))
+  sections.append((f"Timings ({hardware()})", timings_section(timer)))
   path = os.path.join(workdir, "report.html")
   write_text_atomic(path, render_page(TITLE, html.escape(INTRO), sections))
   return path

@@ -24,12 +24,11 @@ from hdb_jax.formats.hypernet_card import read_card
 from hdb_jax.formats.hypernet_export import TENSORS, export_hypernet, is_exported
 from hdb_jax.formats.hypernet_loading import WORLD, WORLD_HYPERNET_DIR, resolve_hypernet
 from hdb_jax.formats.weights_dataset import WeightsDataset
-from hdb_jax.io.images import save_png
 from hdb_jax.personalize.loop import personalize
 from hdb_jax.preoptimize.loop import preoptimize
 from hdb_jax.train.loop import train
-from hdb_jax.world.render import render
 from hdb_jax.world.sampling import split_identities
+from hdb_jax.world.source import save_photos
 
 # Of the world prompt set (evaluate/prompts.py WORLD): the bare face, a hat, glasses, a background,
 # a style, and a hat, a background and a style at once.
@@ -171,16 +170,6 @@ def astronaut_photo(path: str) -> str:
   return path
 
 
-def world_face_photos(directory: str, count: int, resolution: int = 64) -> list[str]:
-  """The first `count` held-out world faces of the test split, each in the default scene (its
-  photo), as DIR/world_<id>.png."""
-  paths = []
-  for identity in split_identities("test", count):
-    paths.append(os.path.join(directory, f"world_{identity:07d}.png"))
-    save_png(paths[-1], render(identity, 0, None, resolution))
-  return paths
-
-
 def phase2_config(config: Any, settings: DemoSettings, photos: list[str], hypernet: str) -> Any:
   """A Phase 2 config (personalize or evaluate) set to the demo's photos, model, hypernetwork and
   steps, 1 sample per prompt."""
@@ -227,7 +216,10 @@ def run_phases(workdir: str, settings: DemoSettings, timer: StageTimer) -> DemoR
   hyper_dir = os.path.join(workdir, "hyper")
   hypernet = phase2_hypernet(settings, hyper_dir)
   prompts = resolve_prompts(settings.prompts)
-  world_photos = world_face_photos(os.path.join(workdir, "photos"), settings.faces)
+  # the first held-out world faces of the test split
+  world_photos = save_photos(
+    os.path.join(workdir, "photos"), split_identities("test", settings.faces)
+  )
   astronaut = astronaut_photo(os.path.join(workdir, "photos", "astronaut.png"))
   photos = world_photos + [astronaut]
   with timer.stage("phase 0: pre-optimize"):

@@ -11,11 +11,13 @@ world model, recognizer or hypernetwork trains on. Importing hdb_jax.world regis
 """
 
 import functools
+import os
 
 import ml_collections
 import numpy as np
 
 from hdb_jax.data.sources import Example, ListSource, SourceError, register_source
+from hdb_jax.io.images import save_png
 from hdb_jax.world.render import render
 from hdb_jax.world.sampling import HELD_OUT_START
 from hdb_jax.world.scene import Scene
@@ -26,6 +28,21 @@ SPLITS = {"": 0, "train": 0, "held_out": HELD_OUT_START}
 def identity_name(identity: int) -> str:
   """'world/0000012': the identity id a world source gives world identity 12."""
   return f"world/{identity:07d}"
+
+
+def identity_number(name: str) -> int:
+  """12 for 'world/0000012' (identity_name's inverse)."""
+  return int(name.rsplit("/", 1)[-1])
+
+
+def save_photos(directory: str, identities: list[int], resolution: int = 64) -> list[str]:
+  """Each identity's photo (its render in the default scene, view 0) as DIR/world_<id>.png, the
+  way the demo and the world benchmarks hand held-out faces to personalize / evaluate; returns the
+  paths in order."""
+  paths = [os.path.join(directory, f"world_{identity:07d}.png") for identity in identities]
+  for identity, path in zip(identities, paths):
+    save_png(path, render(identity, 0, None, resolution))
+  return paths
 
 
 def _photo(identity: int, view: int, resolution: int) -> np.ndarray:
