@@ -145,3 +145,22 @@ def test_the_shipped_recognizer_separates_held_out_identities_in_every_style():
   accuracy = prompt_accuracy(recognizer, images, [caption(scene) for scene in scenes])
   for name, floor in SHIPPED_FLOORS["prompt"].items():
     assert accuracy["per_attribute"][name] > floor, name
+
+
+def test_the_recognizer_as_the_hypernetworks_image_encoder():
+  """'world-recognizer' (configs/hyper.py:world's encoder): 16 tokens of the last 4x4 feature map,
+  each carrying the World-ID embedding the recognizer itself computes (scaled to unit RMS), so the
+  hypernetwork reads the identity the evaluation scores; frozen and deterministic."""
+  import jax.numpy as jnp
+
+  from hdb_jax.hypernet.encoders import load_encoder
+  from hdb_jax.models.image_encoder import image_features
+
+  encoder = load_encoder("world-recognizer")
+  faces = np.stack([render(i, 0, None, 64) for i in (3, 7)])
+  tokens = np.asarray(image_features(encoder, encoder.params, jnp.asarray(faces / 127.5 - 1.0)))
+  assert tokens.shape == (2, encoder.num_tokens, encoder.hidden_size) == (2, 16, 256)
+  embedding = network.load_recognizer().embed(faces)  # [2, 128], unit norm
+  np.testing.assert_allclose(tokens[:, 0, 128:], embedding * np.sqrt(128), rtol=1e-4, atol=1e-4)
+  np.testing.assert_array_equal(tokens[:, 5, 128:], tokens[:, 0, 128:])  # on every token
+  assert np.abs(tokens[0, :, :128] - tokens[1, :, :128]).mean() > 1e-2  # the faces differ

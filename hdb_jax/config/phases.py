@@ -127,11 +127,12 @@ def hyper_config(variant: str) -> ml_collections.ConfigDict:
 
 
 def _world_hypernet(config: ml_collections.ConfigDict) -> None:
-  """Phase 1 on the world model: Phase 0 over 1,024 world identities first (weights='auto'), a 64 px
-  ViT trained from scratch with the decoder (no pretrained encoder exists offline), CPU-sized."""
+  """Phase 1 on the world model: Phase 0 over 1,024 world identities first (weights='auto'); the
+  image encoder is the world recognizer's frozen World-ID CNN (no pretrained ViT exists offline; a
+  64 px ViT trained from scratch, 'world-vit', learned no identity in 500 steps), CPU-sized."""
   config.weights = "auto"
   config.data.num_identities = config.phase0.num_identities
-  config.encoder.pretrained, config.encoder.trainable = "world-vit", True
+  config.encoder.pretrained, config.encoder.trainable = "world-recognizer", False
   config.model.update(d_model=128, num_heads=4, depth=2, mlp_dim=256)
   config.batch_size = 32
   # 1,500 steps (48 epochs of the 992 training identities): ~35 min on 2 free cores at ~1.4 s/step

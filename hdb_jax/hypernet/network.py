@@ -18,8 +18,9 @@ from hdb_jax import adapters
 from hdb_jax.adapters import LidbParams, Packer
 from hdb_jax.diffusion.base import BaseModel
 from hdb_jax.hypernet.decoder import WeightDecoder
+from hdb_jax.hypernet.encoders import load_encoder
 from hdb_jax.hypernet.slots import SlotLayout, slot_layout
-from hdb_jax.models.image_encoder import ImageEncoder, image_features, load_image_encoder
+from hdb_jax.models.image_encoder import ImageEncoder, image_features
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +78,7 @@ class Hypernet:
 def build_hypernet(config: ml_collections.ConfigDict, base: BaseModel) -> Hypernet:
   """config.encoder (pretrained, revision, trainable) and config.model (decoder sizes) for base's
   layers."""
-  encoder = load_image_encoder(config.encoder.pretrained, config.encoder.get("revision") or None)
+  encoder = load_encoder(config.encoder.pretrained, config.encoder.get("revision") or None)
   layout = slot_layout(base.layers, base.lidb_config)
   m = config.model
   decoder = WeightDecoder(

@@ -1,4 +1,5 @@
-"""The hypernetwork's image encoder: a transformers Flax ViT or CLIP vision tower.
+"""The hypernetwork's image encoder: a transformers Flax ViT or CLIP vision tower (the world
+recognizer's CNN is another: hdb_jax.hypernet.encoders).
 
     encoder = load_image_encoder("google/vit-huge-patch14-224-in21k")   # the paper's ViT-H/14
     encoder = load_image_encoder("tiny-vit")  # tiny random, made on first use
@@ -11,8 +12,9 @@ msgpack, or PyTorch safetensors converted on load) works; tiny encoders are save
 """
 
 import dataclasses
+import functools
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -48,21 +50,24 @@ ENCODER_TYPES = {
 
 @dataclasses.dataclass(frozen=True)
 class ImageEncoder:
-  """A stateless vision transformer module, its parameters, and how it wants its pixels."""
+  """A stateless image encoder, its parameters, and how it wants its pixels.
 
-  module: Any
+  apply(params, pixels [B, S, S, 3] normalized) -> tokens [B, num_tokens, hidden_size].
+  """
+
+  apply: Callable[[Any, jax.Array], jax.Array]
   params: Any
   image_size: int
   hidden_size: int
+  num_tokens: int
   mean: tuple[float, ...]
   std: tuple[float, ...]
   source: str
 
-  @property
-  def num_tokens(self) -> int:
-    """Image tokens per image: patches plus the class token."""
-    patch = self.module.config.patch_size
-    return (self.image_size // patch) ** 2 + 1
+
+def _transformer_tokens(module: Any, params: Any, pixels: jax.Array) -> jax.Array:
+  outputs = module.apply({"params": params}, pixels.astype(module.dtype), deterministic=True)
+  return outputs.last_hidden_state
 
 
 def create_random_image_encoder(
@@ -110,11 +115,13 @@ def load_image_encoder(
     directory, model_cls, "image encoder", dtype=dtype, **extra
   )
   config = config_cls.from_pretrained(directory)
+  image_size, patch = int(config.image_size), int(config.patch_size)
   return ImageEncoder(
-    module=model.module,
+    apply=functools.partial(_transformer_tokens, model.module),
     params=params,
-    image_size=int(config.image_size),
+    image_size=image_size,
     hidden_size=int(config.hidden_size),
+    num_tokens=(image_size // patch) ** 2 + 1,  # patches plus the class token
     mean=tuple(mean),
     std=tuple(std),
     source=pretrained,
@@ -128,7 +135,4 @@ def image_features(encoder: ImageEncoder, params: Any, images: jax.Array) -> jax
   if images.shape[1:3] != (size, size):
     images = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), "bilinear")
   pixels = ((images + 1.0) / 2.0 - jnp.asarray(encoder.mean)) / jnp.asarray(encoder.std)
-  outputs = encoder.module.apply(
-    {"params": params}, pixels.astype(encoder.module.dtype), deterministic=True
-  )
-  return outputs.last_hidden_state
+  return encoder.apply(params, pixels)

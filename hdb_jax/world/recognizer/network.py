@@ -38,14 +38,19 @@ class WorldCNN(nn.Module):
 
   outputs: int
   widths: Sequence[int] = (32, 64, 96, 128)
+  # also return the last stage's feature map as tokens: ([N, outputs], [N, 16, widths[-1]])
+  with_tokens: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array) -> jax.Array | tuple[jax.Array, jax.Array]:
     for width in self.widths:
       for stride in (2, 1):
         x = nn.Conv(width, (3, 3), strides=stride, padding="SAME", use_bias=False)(x)
         x = nn.relu(nn.GroupNorm(num_groups=8)(x))
-    return nn.Dense(self.outputs)(jnp.mean(x, axis=(1, 2)))
+    head = nn.Dense(self.outputs)(jnp.mean(x, axis=(1, 2)))
+    if self.with_tokens:
+      return head, x.reshape(x.shape[0], -1, x.shape[-1])
+    return head
 
 
 @dataclasses.dataclass(frozen=True)
