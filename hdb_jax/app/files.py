@@ -10,6 +10,7 @@ Only names this module makes reach the file system: a session hash from the brow
 """
 
 import itertools
+import logging
 import os
 import re
 import shutil
@@ -35,34 +36,45 @@ class SessionFiles:
     self.root = root or tempfile.mkdtemp(prefix="hdb_app_")
     os.makedirs(self.root, mode=0o700, exist_ok=True)
     self._count = itertools.count()
+    self._lock = threading.Lock()
     self._stop = threading.Event()
     self._sweeper = threading.Thread(target=self._sweep_every, name="session-files", daemon=True)
     self._sweeper.start()
 
   def new_dir(self, session: str) -> str:
     """A new empty directory for one request of `session`."""
-    path = os.path.join(self.root, safe_name(session), str(next(self._count)))
-    os.makedirs(path, mode=0o700)
+    with self._lock:  # never inside a session directory the sweeper is removing
+      path = os.path.join(self.root, safe_name(session), str(next(self._count)))
+      os.makedirs(path, mode=0o700)
     return path
+
+  def contains(self, path: str) -> bool:
+    """Whether `path` (resolved) lies under this root: the only files handlers read back."""
+    root = os.path.realpath(self.root)
+    return os.path.commonpath([os.path.realpath(path), root]) == root
 
   def sweep(self, now: float | None = None) -> list[str]:
     """Removes request directories older than ttl_s (and sessions left empty); returns them."""
     now = time.time() if now is None else now
     removed = []
-    for session in os.listdir(self.root):
-      session_dir = os.path.join(self.root, session)
-      for entry in os.listdir(session_dir):
-        path = os.path.join(session_dir, entry)
-        if now - os.path.getmtime(path) > self.ttl_s:
-          shutil.rmtree(path, ignore_errors=True)
-          removed.append(path)
-      if not os.listdir(session_dir):
-        os.rmdir(session_dir)
+    with self._lock:
+      for session in os.listdir(self.root):
+        session_dir = os.path.join(self.root, session)
+        for entry in os.listdir(session_dir):
+          path = os.path.join(session_dir, entry)
+          if now - os.path.getmtime(path) > self.ttl_s:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        if not os.listdir(session_dir):
+          os.rmdir(session_dir)
     return removed
 
   def _sweep_every(self) -> None:
     while not self._stop.wait(self.ttl_s / 4):
-      self.sweep()
+      try:
+        self.sweep()
+      except OSError:  # keep sweeping later; a file system hiccup must not end the sweeper
+        logging.exception("sweeping %s failed", self.root)
 
   def close(self) -> None:
     self._stop.set()

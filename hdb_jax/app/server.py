@@ -6,7 +6,6 @@ running.url; running.close()
 
 import dataclasses
 import logging
-import os
 import tempfile
 
 import gradio as gr
@@ -42,18 +41,18 @@ def world_faces(count: int, resolution: int) -> dict[str, bytes]:
   """{'world face <id>': PNG bytes} of `count` test-split world identities (never trained on)."""
   if count <= 0:
     return {}
+  identities = split_identities("test", count)
+  faces = {}
   with tempfile.TemporaryDirectory() as tmp:
-    paths = save_photos(tmp, split_identities("test", count), resolution)
-    faces = {}
-    for path in paths:
+    for identity, path in zip(identities, save_photos(tmp, identities, resolution)):
       with open(path, "rb") as f:
-        faces[f"world face {int(os.path.basename(path)[6:-4])}"] = f.read()
+        faces[f"world face {identity}"] = f.read()
   return faces
 
 
 def start_app(config: ml_collections.ConfigDict, block: bool = True) -> RunningApp:
   """Loads and (config.warm_up) compiles the service, then serves the page on config.host:port."""
-  if config.share and config.host in LOCAL_HOSTS:
+  if config.share:
     logging.warning("config.share=True: a public gradio.live link will reach this machine")
   if config.host not in LOCAL_HOSTS:
     logging.warning("serving on %s: anyone who can reach this host can use the app", config.host)

@@ -57,6 +57,7 @@ class AppHandlers:
   def __init__(self, service: PersonalizationService, files: SessionFiles, faces: dict[str, bytes]):
     self.service, self.files, self.faces = service, files, faces
     self.personalizer = service.personalizer
+    self.timeout_s = float(self.personalizer.config.request_timeout_s)
 
   def photo_bytes(self, upload: bytes | None, face: str) -> tuple[bytes, str]:
     """(encoded photo, its name): the upload, else the chosen world face."""
@@ -95,7 +96,11 @@ class AppHandlers:
       future = self.service.submit(
         photo, prompts, lambda stage, fraction: state.update(stage=stage, fraction=fraction)
       )
+      deadline = time.monotonic() + self.timeout_s
       while not future.done():
+        if time.monotonic() > deadline:
+          future.cancel()
+          raise UserError(f"no result within {self.timeout_s:.0f} s; try again later")
         if progress is not None:
           progress(state["fraction"], state["stage"])
         time.sleep(0.2)
@@ -135,8 +140,9 @@ class AppHandlers:
         path = os.path.join(self.files.new_dir(session), "uploaded.safetensors")
         with open(path, "wb") as f:
           f.write(identity_upload)
-      elif identity_path and os.path.isfile(identity_path):
-        path = identity_path
+      elif identity_path and self.files.contains(identity_path) and os.path.isfile(identity_path):
+        path = identity_path  # this session's last identity (server-side state, never a path
+        # from the browser; checked anyway)
       else:
         raise UserError("personalize a photo first, or upload an identity file")
       identity = identity_lib.load(path)

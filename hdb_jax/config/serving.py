@@ -28,6 +28,7 @@ def app_config(variant: str) -> ml_collections.ConfigDict:
   config.max_prompts = 4  # prompts per request (runs are padded to this: one compiled shape)
   config.batch_sizes = (1, 2, 4, 8)  # photos per run, padded up to the next of these
   config.window_s = 0.5  # requests arriving within this of the first join its run
+  config.request_timeout_s = 900  # a request not done by then is given up (the page says so)
   config.warm_up = True  # compile every batch size before serving
   config.sample_faces = 6  # world faces (test split, never trained on) offered instead of a photo
   config.host = "127.0.0.1"  # 0.0.0.0 serves the whole network: only behind your own proxy

@@ -159,7 +159,7 @@ class AdapterTrainer:
     def step(params, frozen, latents, input_ids, example_keys, prior, state, x):
       state, losses = self._step(params, frozen, latents, input_ids, example_keys, prior, state, x)
       if on_step is not None:
-        jax.debug.callback(on_step, state.step)
+        jax.debug.callback(on_step, state.step, ordered=True)
       return state, losses
 
     def run(params, frozen, latents, input_ids, example_keys, state, prior=None):

@@ -76,13 +76,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
   return image.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
 
 
-def _check_bomb(image: Image.Image, label: str) -> None:
-  """Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse those too (same limit)."""
-  limit = Image.MAX_IMAGE_PIXELS
-  if limit and image.width * image.height > limit:
+def _check_bomb(image: Image.Image, label: str, max_pixels: int | None = None) -> None:
+  """Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse those too (same limit), and
+  anything over `max_pixels` (a caller's own, lower limit); from the header, before decoding."""
+  pixels, bomb = image.width * image.height, Image.MAX_IMAGE_PIXELS
+  if max_pixels and pixels > max_pixels and not (bomb and max_pixels > bomb):
+    raise ImageError(
+      f"{label}: {image.width}x{image.height} pixels exceeds the limit of {max_pixels:,} pixels"
+    )
+  if bomb and pixels > bomb:
     raise ImageError(
       f"{label}: {image.width}x{image.height} pixels exceeds the decompression-bomb limit "
-      f"PIL.Image.MAX_IMAGE_PIXELS={limit}"
+      f"PIL.Image.MAX_IMAGE_PIXELS={bomb}"
     )
 
 
@@ -94,6 +99,7 @@ def load_image(
   upscale: bool = True,
   name: str | None = None,
   crop: CropFn | None = None,
+  max_pixels: int | None = None,
 ) -> np.ndarray:
   """Decodes, orients, converts, crops and resizes an image file or its encoded bytes.
 
@@ -107,6 +113,8 @@ def load_image(
     name: how errors name the file (default: the path).
     crop: hook returning the square crop box of the oriented image (e.g. a face detector); default
       the centred square.
+    max_pixels: refuse images of more pixels than this (read from the header, before decoding),
+      besides Pillow's decompression-bomb limit.
   Returns:
     float32 [resolution, resolution, 3] in [-1, 1].
   Raises:
@@ -129,7 +137,7 @@ def load_image(
     opener = lambda: Image.open(path)  # pylint: disable=unnecessary-lambda-assignment
   try:
     with opener() as image:
-      _check_bomb(image, label)
+      _check_bomb(image, label, max_pixels)
       image = _decode(image, label, resolution, min_size, upscale, crop)
   except ImageError:
     raise

@@ -24,6 +24,7 @@ from hdb_jax import adapters
 from hdb_jax.diffusion.base import BaseModel, encode_latents
 from hdb_jax.diffusion.prior import make_class_prior
 from hdb_jax.engine.trainer import (
+  AdapterTrainer,
   check_finite,
   lidb_trainer,
   lora_trainer,
@@ -78,12 +79,14 @@ def trained_adapter(
   return config.baseline, base.lidb_config if config.baseline == "lidb" else None
 
 
-def _initial_trainable(
+def initial_trainable(
   base: BaseModel,
   config: ml_collections.ConfigDict,
   lidb_config: adapters.LidbConfig | None,
   ids: jax.Array,
 ) -> Any:
+  """The trained adapters at step 0, one per photo id (leading photo axis): a LiDB of config
+  `lidb_config`, or (None) a LoRA of rank config.lora_rank."""
   keys = [jax.random.fold_in(jax.random.key(config.seed + 1), int(i)) for i in ids]
   if lidb_config is not None:
     return stack_examples([adapters.init_lidb(base.layers, lidb_config, k) for k in keys])
@@ -178,6 +181,16 @@ def _identity_parts(
   return prediction, base.lidb_config, trained
 
 
+def finetune_trainer(
+  base: BaseModel, config: ml_collections.ConfigDict, trained_lidb: adapters.LidbConfig | None
+) -> AdapterTrainer:
+  """The finetune's trainer: of a LiDB of config `trained_lidb`, or (None) a rank-lora_rank LoRA;
+  its `make_run(config.steps)` is the compiled finetune."""
+  if trained_lidb is None:
+    return lora_trainer(base, config.lora_rank, config.optim, config.steps)
+  return lidb_trainer(base, config.optim, config.steps, trained_lidb)
+
+
 def _finetune(
   base: BaseModel,
   config: ml_collections.ConfigDict,
@@ -193,16 +206,21 @@ def _finetune(
   frozen prediction if any, for config.steps in one compiled run: (trained params with a photo
   axis, losses [steps, P]). The compiled run is looked up in / added to `compiled` by its inputs'
   shapes."""
-  if trained_lidb is None:
-    trainer = lora_trainer(base, config.lora_rank, config.optim, config.steps)
-  else:
-    trainer = lidb_trainer(base, config.optim, config.steps, trained_lidb)
-  state = trainer.init(_initial_trainable(base, config, trained_lidb, ids))
+  trainer = finetune_trainer(base, config, trained_lidb)
+  state = trainer.init(initial_trainable(base, config, trained_lidb, ids))
   prior = make_class_prior(base, config)
   args = run_inputs(base, frozen, latents, config.seed, ids, state, prior)
   start = time.perf_counter()
   leaves, treedef = jax.tree.flatten(args)
-  key = (trained_lidb, config.steps, treedef, tuple((x.shape, str(x.dtype)) for x in leaves))
+  key = (
+    trained_lidb,
+    config.steps,
+    repr(config.optim),
+    id(base),
+    on_step,
+    treedef,
+    tuple((x.shape, str(x.dtype)) for x in leaves),
+  )
   run = None if compiled is None else compiled.get(key)
   if run is None:
     run = trainer.make_run(config.steps, on_step).lower(*args).compile()

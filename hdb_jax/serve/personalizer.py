@@ -91,6 +91,7 @@ class Personalizer:
     self._compiled: dict = {}
     self._lock = threading.Lock()
     self._progress: Progress | None = None
+    self._ranks: tuple[int, int] | None = None  # (LiDB, LoRA) ranks of the identities it makes
     self._batches = 0
     logging.info(
       "personalizer ready in %.1f s: %s, hypernetwork %s, batch sizes %s",
@@ -118,20 +119,17 @@ class Personalizer:
 
   def prepare_photo(self, data: bytes, name: str = "upload") -> np.ndarray:
     """Encoded image bytes -> float32 [R, R, 3] in [-1, 1]; ImageError (one line) if unusable, too
-    small (config.min_photo_side) or over config.max_photo_pixels."""
-    from PIL import Image  # pylint: disable=import-outside-toplevel
-
-    limit = self.config.max_photo_pixels
-    previous, Image.MAX_IMAGE_PIXELS = (
-      Image.MAX_IMAGE_PIXELS,
-      min(limit, Image.MAX_IMAGE_PIXELS or limit),
+    small (config.min_photo_side) or over config.max_photo_pixels (refused before decoding)."""
+    return load_image(
+      data,
+      self.resolution,
+      min_size=self.config.min_photo_side,
+      name=name,
+      max_pixels=self.config.max_photo_pixels,
     )
-    try:
-      return load_image(data, self.resolution, min_size=self.config.min_photo_side, name=name)
-    finally:
-      Image.MAX_IMAGE_PIXELS = previous
 
   def _on_step(self, step: jax.Array) -> None:
+    """The compiled finetune's progress hook (runs on the host while the run goes on)."""
     progress = self._progress
     if progress is not None and self.config.steps:
       done = int(step)
@@ -156,7 +154,7 @@ class Personalizer:
       batch_id = self._batches
       size = padded_size(len(photos), self.config.batch_sizes)
       images = np.stack(list(photos) + [photos[0]] * (size - len(photos)))
-      report = progress or (lambda stage, fraction: None)
+      report = _safe(progress)
       self._progress = report
       report("predicting" if self.predictor else "finetuning from scratch", 0.05)
       start = time.perf_counter()
@@ -164,17 +162,20 @@ class Personalizer:
         result = personalize_images(
           self.base, self.config, images, self.predictor, self._compiled, self._on_step
         )
+        jax.effects_barrier()  # every step's progress reported before the next batch's begins
       finally:
         self._progress = None
       personalize_s = time.perf_counter() - start
       identities = result.identities[: len(photos)]
+      meta = identities[0].meta
+      self._ranks = (meta.lidb.rank if meta.lidb else 0, meta.lora_rank)
       report("sampling", 0.8)
       start = time.perf_counter()
       drawn = self._draw(identities, prompts, size)
       sample_s = time.perf_counter() - start
       report("done", 1.0)
     timings = {
-      "predict_s": result.timings.get("predict_s", 0.0),
+      **({"predict_s": result.timings["predict_s"]} if "predict_s" in result.timings else {}),
       "finetune_s": result.timings.get("finetune_s", 0.0),
       "compile_s": result.timings.get("compile_s", 0.0),
       "personalize_s": personalize_s,
@@ -190,6 +191,14 @@ class Personalizer:
     like personalize's smallest)."""
     self.check_prompts(prompts)
     identity.check_compatible(self.base.sd.params, self.base.sd.fingerprint())
+    ranks = (identity.meta.lidb.rank if identity.meta.lidb else 0, identity.meta.lora_rank)
+    if self._ranks is not None and ranks != self._ranks:
+      # another shape would compile a new sampler while every other user waits
+      raise UserError(
+        f"this identity has LiDB rank {ranks[0]} + LoRA rank {ranks[1]}; this service draws "
+        f"identities of ranks {self._ranks[0]} + {self._ranks[1]} (make it here, or use "
+        "python -m hdb_jax.generate)"
+      )
     with self._lock:
       return self._draw([identity], [prompts], min(self.config.batch_sizes))[0]
 
@@ -232,3 +241,17 @@ class Personalizer:
       self.personalize([blank] * size, [prompts] * size)
     logging.info("warm in %.1f s", time.perf_counter() - start)
     return time.perf_counter() - start
+
+
+def _safe(progress: Progress | None) -> Progress:
+  """A progress callback whose failures are logged, never raised into a run."""
+
+  def report(stage: str, fraction: float) -> None:
+    if progress is None:
+      return
+    try:
+      progress(stage, fraction)
+    except Exception:  # pylint: disable=broad-except
+      logging.exception("a progress callback failed")
+
+  return report

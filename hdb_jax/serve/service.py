@@ -6,6 +6,7 @@ result = service.personalize(photo, prompts, progress)   # blocks; result.timing
 
 import concurrent.futures
 import dataclasses
+import logging
 from typing import Any, Sequence
 
 import numpy as np
@@ -32,11 +33,15 @@ class PersonalizationService:
     self.scheduler = BatchScheduler(self._run, window, personalizer.max_batch)
 
   def _run(self, requests: Sequence[Request]) -> list[Personalization]:
+    others = f" (with {len(requests) - 1} other photos)" if len(requests) > 1 else ""
+
     def progress(stage: str, fraction: float) -> None:
       for request in requests:
         if request.progress is not None:
-          others = f" (with {len(requests) - 1} other photos)" if len(requests) > 1 else ""
-          request.progress(stage + others, fraction)
+          try:
+            request.progress(stage + others, fraction)
+          except Exception:  # pylint: disable=broad-except
+            logging.exception("a progress callback failed")
 
     return self.personalizer.personalize(
       [r.photo for r in requests], [r.prompts for r in requests], progress
