@@ -17,13 +17,16 @@ Variants (`--config=configs/hyper.py:<variant>`; fields: hdb_jax/config/phases.p
 
   world      python -m hdb_jax.train --config=configs/hyper.py:world --workdir=/tmp/hyper_world
              The world model: Phase 0 over 1,024 world identities first (configs/lidb.py:world,
-             into WORKDIR/phase0; 27 min on 2 free cores), then 1,500 steps of batch 32 with a
-             64 px ViT ('world-vit') trained from scratch beside a 128-wide decoder (no pretrained
-             encoder exists offline; ~1.3 s/step); 32 identities held out for the eval. Resumable
-             in both phases. Measured at 500 steps: it predicts the targets' mean (held-out weight
-             loss 223 at alpha 1, 219 at alpha 3000, the training mean's 214; every held-out face
-             drawn alike), so no world hypernetwork ships yet (README, "HyperDreamBooth on the
-             world"; benchmarks/world_targets.py). `--config.hypernet=world` will name one.
+             into WORKDIR/phase0; 27 min on 2 free cores), then 2,000 steps of batch 32 (~0.8
+             s/step, ~30 min on 2 free cores) of a 128-wide decoder over the world recognizer's
+             frozen World-ID CNN ('world-recognizer': no pretrained ViT exists offline, and a ViT
+             trained from scratch learned no identity), the diffusion loss alone (beta 0); 32
+             identities held out for the eval. Resumable in both phases. This is the shipped world
+             hypernetwork (hdb_jax/assets/world-hypernet, `--config.hypernet=world`; its
+             MODEL_CARD.md has the run): held-out weight loss 467 (the targets' mean: 214; the
+             prediction leaves the targets), held-out diffusion loss 0.0368. On 24 validation
+             identities (benchmarks/world_tables.py) World-ID 0.289 from the prediction alone
+             (base model 0.011), 0.312 with the 40-step LiDB relaxation; README tables.
 
   sd15_16gb  SD1.5 on 16 GB accelerators: batch 8 (1 per device on 8), remat of the whole UNet,
              memory-efficient attention, base weights sharded on 'fsdp' (mesh (-1, 2)). Not yet

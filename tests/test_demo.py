@@ -111,12 +111,16 @@ def test_demo_page_scores_are_the_evaluations(demo):
 def test_demo_identities_and_exports_load(demo):
   assert len(open_dataset(str(demo / "phase0" / "weights")).identity_ids()) == 3
   world = models.load_model("world")
-  relaxed_ranks = phases.personalization_config("world").lora_rank
+  config = phases.personalization_config("world")
   for name in ("world_1000000", "world_1000001", "astronaut"):
     out_dir = demo / "personalized" / name
     ident = identity.load(str(out_dir / "identity.safetensors"), base=world)
     assert ident.meta.extra["method"] == "hyper+finetune" and ident.lidb
-    assert ident.meta.lora_rank == relaxed_ranks  # the rank-relaxed LoRA beside the prediction
+    assert ident.meta.extra["relaxation"] == config.relaxation
+    if config.relaxation == "lidb":  # the compact relaxation: one LiDB of rank 1 + r'
+      assert ident.meta.lidb.rank == 1 + config.lora_rank and ident.meta.lora_rank == 0
+    else:  # the rank-relaxed LoRA beside the prediction
+      assert ident.meta.lora_rank == config.lora_rank
     lora = load_file(str(out_dir / "export" / "diffusers" / "pytorch_lora_weights.safetensors"))
     assert lora and all(np.isfinite(v).all() for v in lora.values())
     assert len(json.loads((out_dir / "record.json").read_text())["losses"]) == 3
