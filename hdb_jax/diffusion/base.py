@@ -49,17 +49,23 @@ def lidb_config_from(config: ml_collections.ConfigDict) -> LidbConfig:
   return LidbConfig(**config.to_dict())
 
 
-def setup_base_model(config: ml_collections.ConfigDict) -> BaseModel:
+def setup_base_model(config: ml_collections.ConfigDict, abstract: bool = False) -> BaseModel:
   """config: hdb_jax.config.pieces.base_config's fields (pretrained, revision, compute_dtype,
   memory_efficient_attention, targets, lidb, token, prompt, compilation_cache[_dir]). Logs a
-  parameter table of the loaded model and the adapter count."""
-  if config.compilation_cache:
+  parameter table of the loaded model and the adapter count.
+
+  abstract: the model's parameters are jax.ShapeDtypeStructs, no weights are read
+  (models.abstract_model; for compiling ahead of time) and the compilation cache is left alone. The
+  aux bases are still regenerated: programs that close over them (Phase 0's trainer) hold them as
+  constants."""
+  if config.compilation_cache and not abstract:
     enable_compilation_cache(config.compilation_cache_dir or None)
   dtype = config.compute_dtype
   if dtype not in DTYPES:
     raise ConfigError(f"compute_dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
-  logging.info("loading base model %s", config.pretrained)
-  sd = models.load_model(config.pretrained, revision=config.revision or None, dtype=DTYPES[dtype])
+  logging.info("%s base model %s", "describing" if abstract else "loading", config.pretrained)
+  load = models.abstract_model if abstract else models.load_model
+  sd = load(config.pretrained, revision=config.revision or None, dtype=DTYPES[dtype])
   if config.memory_efficient_attention:
     sd = models.with_memory_efficient_attention(sd)
   layers = adapters.select_layers(sd.params, tuple(config.targets))

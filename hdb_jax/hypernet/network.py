@@ -75,10 +75,14 @@ class Hypernet:
     return self.packer.unpack(packed)
 
 
-def build_hypernet(config: ml_collections.ConfigDict, base: BaseModel) -> Hypernet:
+def build_hypernet(
+  config: ml_collections.ConfigDict, base: BaseModel, encoder: ImageEncoder | None = None
+) -> Hypernet:
   """config.encoder (pretrained, revision, trainable) and config.model (decoder sizes) for base's
-  layers."""
-  encoder = load_encoder(config.encoder.pretrained, config.encoder.get("revision") or None)
+  layers; `encoder`: the image encoder to use instead of loading config.encoder.pretrained (e.g.
+  models.image_encoder.abstract_image_encoder's, for compiling ahead of time)."""
+  if encoder is None:
+    encoder = load_encoder(config.encoder.pretrained, config.encoder.get("revision") or None)
   layout = slot_layout(base.layers, base.lidb_config)
   m = config.model
   decoder = WeightDecoder(

@@ -10,6 +10,7 @@ silence_flax_deprecations()
 
 # pylint: disable=wrong-import-position
 from hdb_jax.models import configs
+from hdb_jax.models.describe import abstract_model, abstract_model_of
 from hdb_jax.models.functional import (
   check_token,
   encode_text,
@@ -59,4 +60,6 @@ __all__ = [
   "create_tiny_stable_diffusion",
   "save_flax_pipeline",
   "load_model",
+  "abstract_model",
+  "abstract_model_of",
 ]

@@ -94,12 +94,8 @@ def _resolve(pretrained: str, revision: str | None) -> str:
   return resolve_pretrained(pretrained, revision)
 
 
-def load_image_encoder(
-  pretrained: str, revision: str | None = None, dtype: Any = jnp.float32
-) -> ImageEncoder:
-  """An image encoder from 'tiny-vit[:DIR]' / 'world-vit[:DIR]', a local directory or a hub id
-  (ModelLoadError if unusable)."""
-  directory = _resolve(pretrained, revision)
+def _encoder_type(directory: str) -> tuple[Any, Any, tuple]:
+  """(model class, config class, default pixel stats) of the encoder saved in `directory`."""
   config_path = os.path.join(directory, "config.json")
   model_type = read_json(config_path).get("model_type")
   if model_type not in ENCODER_TYPES:
@@ -107,14 +103,10 @@ def load_image_encoder(
       f"{config_path}: model_type {model_type!r} is not an image encoder this project "
       f"loads ({', '.join(sorted(ENCODER_TYPES))})"
     )
-  model_cls, config_cls, default_stats = ENCODER_TYPES[model_type]
-  mean, std = pixel_stats(directory, default_stats)
-  # tokens only: no pooler
-  extra = {"add_pooling_layer": False} if model_cls is FlaxViTModel else {}
-  model, params = load_transformers_flax(
-    directory, model_cls, "image encoder", dtype=dtype, **extra
-  )
-  config = config_cls.from_pretrained(directory)
+  return ENCODER_TYPES[model_type]
+
+
+def _image_encoder(model: Any, config: Any, params: Any, stats: tuple, source: str) -> ImageEncoder:
   image_size, patch = int(config.image_size), int(config.patch_size)
   return ImageEncoder(
     apply=functools.partial(_transformer_tokens, model.module),
@@ -122,10 +114,62 @@ def load_image_encoder(
     image_size=image_size,
     hidden_size=int(config.hidden_size),
     num_tokens=(image_size // patch) ** 2 + 1,  # patches plus the class token
-    mean=tuple(mean),
-    std=tuple(std),
-    source=pretrained,
+    mean=tuple(stats[0]),
+    std=tuple(stats[1]),
+    source=source,
   )
+
+
+def _model_kwargs(model_cls: Any) -> dict[str, Any]:
+  return {"add_pooling_layer": False} if model_cls is FlaxViTModel else {}  # tokens only
+
+
+def load_image_encoder(
+  pretrained: str, revision: str | None = None, dtype: Any = jnp.float32
+) -> ImageEncoder:
+  """An image encoder from 'tiny-vit[:DIR]' / 'world-vit[:DIR]', a local directory or a hub id
+  (ModelLoadError if unusable)."""
+  directory = _resolve(pretrained, revision)
+  model_cls, config_cls, default_stats = _encoder_type(directory)
+  model, params = load_transformers_flax(
+    directory, model_cls, "image encoder", dtype=dtype, **_model_kwargs(model_cls)
+  )
+  config = config_cls.from_pretrained(directory)
+  return _image_encoder(model, config, params, pixel_stats(directory, default_stats), pretrained)
+
+
+def _config_dir(pretrained: str, revision: str | None) -> str:
+  """A directory holding `pretrained`'s config.json (and preprocessor_config.json if it has one):
+  itself, or a hub snapshot of those two files alone."""
+  if os.path.isdir(os.path.expanduser(pretrained)):
+    return os.path.expanduser(pretrained)
+  import huggingface_hub  # pylint: disable=import-outside-toplevel
+
+  try:
+    return huggingface_hub.snapshot_download(
+      pretrained, revision=revision, allow_patterns=["config.json", "preprocessor_config.json"]
+    )
+  except Exception as e:  # offline, unknown, gated: the hub raises many types
+    raise ModelLoadError(f"could not fetch {pretrained!r}'s config ({type(e).__name__})") from e
+
+
+def abstract_image_encoder(
+  pretrained: str, revision: str | None = None, dtype: Any = jnp.float32
+) -> ImageEncoder:
+  """The encoder `load_image_encoder(pretrained)` loads, with jax.ShapeDtypeStruct parameters:
+  only its config is read (a random encoder not made yet is described from its fields)."""
+  name, _, directory = pretrained.partition(":")
+  made = directory and os.path.exists(os.path.join(directory, "config.json"))
+  if name in RANDOM_ENCODERS and not made:
+    model_cls, config_cls, stats = FlaxViTModel, ViTConfig, HALF
+    config = ViTConfig(**RANDOM_ENCODERS[name])
+  else:
+    directory = directory if name in RANDOM_ENCODERS else _config_dir(pretrained, revision)
+    model_cls, config_cls, default_stats = _encoder_type(directory)
+    config, stats = config_cls.from_pretrained(directory), pixel_stats(directory, default_stats)
+  model = model_cls(config, dtype=dtype, _do_init=False, **_model_kwargs(model_cls))
+  params = jax.eval_shape(lambda r: model.init_weights(r, model.input_shape), jax.random.key(0))
+  return _image_encoder(model, config, params, stats, pretrained)
 
 
 def image_features(encoder: ImageEncoder, params: Any, images: jax.Array) -> jax.Array:

@@ -109,8 +109,9 @@ def config_fingerprint(unet_config: dict[str, Any], text_config: dict[str, Any])
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def resolve_pretrained(pretrained: str, revision: str | None = None) -> str:
-  """Returns a local directory for `pretrained`: itself if it is a directory, else a hub snapshot.
+def resolve_pretrained(pretrained: str, revision: str | None = None, weights: bool = True) -> str:
+  """Returns a local directory for `pretrained`: itself if it is a directory, else a hub snapshot
+  (weights=False: of its configs, tokenizer and scheduler only).
 
   Raises ModelLoadError for a path that does not exist or a hub id that cannot be fetched (offline,
   unknown, gated), naming what to do.
@@ -130,12 +131,16 @@ def resolve_pretrained(pretrained: str, revision: str | None = None) -> str:
   import huggingface_hub  # pylint: disable=import-outside-toplevel
 
   try:
-    files = files_to_download(huggingface_hub.list_repo_files(pretrained, revision=revision))
+    listed = huggingface_hub.list_repo_files(pretrained, revision=revision)
+    files = files_to_download(listed, weights)
     return huggingface_hub.snapshot_download(pretrained, revision=revision, allow_patterns=files)
   except Exception as e:  # the hub raises many types: offline, 404, gated, connection refused
     try:  # offline with the model in the local hub cache
       return huggingface_hub.snapshot_download(
-        pretrained, revision=revision, local_files_only=True, allow_patterns=files_to_download()
+        pretrained,
+        revision=revision,
+        local_files_only=True,
+        allow_patterns=files_to_download(weights=weights),
       )
     except Exception:  # pylint: disable=broad-except
       pass
@@ -147,13 +152,13 @@ def resolve_pretrained(pretrained: str, revision: str | None = None) -> str:
     ) from e
 
 
-def files_to_download(repo_files: Iterable[str] | None = None) -> list[str]:
+def files_to_download(repo_files: Iterable[str] | None = None, weights: bool = True) -> list[str]:
   """The files of a hub repository that the loader reads: model_index.json, each model's config and
   ONE weights file (Flax msgpack where the repository has it, else PyTorch safetensors), the
   tokenizer and the scheduler config. Never fp16/EMA variants, root single-file checkpoints or the
   safety checker (about 15 GB more for SD1.5). Without `repo_files`, every candidate name (for the
-  local cache)."""
-  weights = {
+  local cache). weights=False: the configs, tokenizer and scheduler alone."""
+  weight_files = {
     "unet": (FLAX_DIFFUSERS_WEIGHTS, PT_DIFFUSERS_WEIGHTS),
     "vae": (FLAX_DIFFUSERS_WEIGHTS, PT_DIFFUSERS_WEIGHTS),
     "text_encoder": (FLAX_TRANSFORMERS_WEIGHTS, PT_TRANSFORMERS_WEIGHTS),
@@ -169,8 +174,10 @@ def files_to_download(repo_files: Iterable[str] | None = None) -> list[str]:
   wanted = ["model_index.json", "scheduler/scheduler_config.json"] + [
     f"tokenizer/{n}" for n in tokenizer
   ]
-  for model, (flax_name, pt_name) in weights.items():
+  for model, (flax_name, pt_name) in weight_files.items():
     wanted.append(f"{model}/config.json")
+    if not weights:
+      continue
     if present is None:
       wanted += [f"{model}/{flax_name}", f"{model}/{pt_name}"]
     else:
@@ -381,6 +388,15 @@ def with_memory_efficient_attention(sd: StableDiffusion) -> StableDiffusion:
   return dataclasses.replace(sd, unet=sd.unet.clone(use_memory_efficient_attention=True))
 
 
+def check_text_width(unet: FlaxUNet2DConditionModel, text_encoder: FlaxCLIPTextModel) -> None:
+  """The text encoder's width must be the UNet's cross_attention_dim (ModelLoadError)."""
+  if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
+    raise ModelLoadError(
+      f"text encoder width {text_encoder.config.hidden_size} does not match the "
+      f"UNet's cross_attention_dim {unet.config.cross_attention_dim}"
+    )
+
+
 def load_stable_diffusion(
   pretrained: str, revision: str | None = None, dtype: jnp.dtype = jnp.float32
 ) -> StableDiffusion:
@@ -394,11 +410,7 @@ def load_stable_diffusion(
   text_encoder, text_params = load_text_encoder(root, dtype)
   tokenizer = load_tokenizer(root)
   scheduler, scheduler_state, scheduler_config = load_scheduler(root)
-  if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
-    raise ModelLoadError(
-      f"text encoder width {text_encoder.config.hidden_size} does not match the "
-      f"UNet's cross_attention_dim {unet.config.cross_attention_dim}"
-    )
+  check_text_width(unet, text_encoder)
   params = {"unet": unet_params, "vae": vae_params, "text_encoder": text_params}
   return StableDiffusion(
     unet=unet,

@@ -11,7 +11,7 @@ products.
 
 `matmul_conv_backward()` is a Flax interceptor context that routes every plain `nn.Conv` (no
 groups, no dilation) through this. Same math as `nn.Conv`; float rounding differs (~1e-6 rel).
-`unet_apply` uses it where `matmul_conv_wanted()`: on CPU, unless HDB_JAX_MATMUL_CONV=0
+`unet_apply` uses it where `matmul_conv_wanted()`: traced for the CPU, unless HDB_JAX_MATMUL_CONV=0
 (HDB_JAX_MATMUL_CONV=1 forces it on any backend).
 """
 
@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from hdb_jax.errors import UserError
+from hdb_jax.runtime.platform import target_platform
 
 Padding = tuple[tuple[int, int], ...]
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
@@ -153,11 +154,12 @@ def _plain_conv_call(module: nn.Conv, x: jax.Array) -> jax.Array | None:
 
 
 def matmul_conv_wanted() -> bool:
-  """HDB_JAX_MATMUL_CONV: '1' on, '0' off, unset or 'auto': on when JAX's backend is the CPU."""
+  """HDB_JAX_MATMUL_CONV: '1' on, '0' off, unset or 'auto': on when the platform traced for is the
+  CPU (runtime.platform: JAX's backend, or the TPU a program is compiled for ahead of time)."""
   setting = os.environ.get("HDB_JAX_MATMUL_CONV", "auto").strip().lower()
   if setting not in ("auto", "0", "1"):
     raise UserError(f"HDB_JAX_MATMUL_CONV must be auto, 0 or 1, not {setting!r}")
-  return setting == "1" or (setting == "auto" and jax.default_backend() == "cpu")
+  return setting == "1" or (setting == "auto" and target_platform() == "cpu")
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from hdb_jax.models.loading import (
   load_stable_diffusion,
   resolve_pretrained,
 )
-from hdb_jax.models.tiny import TINY_PREFIX, resolve_tiny
+from hdb_jax.models.tiny import is_tiny_name, resolve_tiny
 
 WORLD = "world"
 # The shipped world model: a diffusers directory inside the package (fp16 PyTorch safetensors).
@@ -31,14 +31,14 @@ def world_model_dir() -> str:
   return WORLD_DIR
 
 
-def resolve_model_dir(pretrained: str, revision: str | None = None) -> str:
+def resolve_model_dir(pretrained: str, revision: str | None = None, weights: bool = True) -> str:
   """The local directory a model name stands for: 'world' (shipped), 'tiny[:DIR]' (made on first
-  use), a directory, or a hub snapshot."""
+  use), a directory, or a hub snapshot (weights=False: of the configs, tokenizer and scheduler)."""
   if pretrained == WORLD:
     return world_model_dir()
-  if pretrained == TINY_PREFIX or pretrained.startswith(TINY_PREFIX + ":"):
+  if is_tiny_name(pretrained):
     return resolve_tiny(pretrained)
-  return resolve_pretrained(pretrained, revision)
+  return resolve_pretrained(pretrained, revision, weights)
 
 
 def load_model(pretrained: str, revision: str | None = None, dtype=None) -> StableDiffusion:

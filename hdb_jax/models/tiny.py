@@ -112,6 +112,26 @@ def create_stable_diffusion(
   return directory
 
 
+def write_configs(
+  directory: str,
+  unet_config: dict,
+  vae_config: dict,
+  text_config: dict,
+  words: Sequence[str] = TINY_WORDS,
+  max_length: int = 77,
+) -> str:
+  """What `create_stable_diffusion` writes, without weights: each model's config.json, the
+  tokenizer, the noise schedule and model_index.json (enough for `describe.abstract_model`)."""
+  tokenizer = write_tiny_tokenizer(os.path.join(directory, "tokenizer"), words, max_length)
+  FlaxUNet2DConditionModel.from_config(unet_config).save_config(os.path.join(directory, "unet"))
+  FlaxAutoencoderKL.from_config(vae_config).save_config(os.path.join(directory, "vae"))
+  text_config = CLIPTextConfig(**{**text_config, "vocab_size": len(tokenizer)})
+  text_config.save_pretrained(os.path.join(directory, "text_encoder"))
+  write_scheduler_config(directory)
+  write_model_index(directory)
+  return directory
+
+
 def create_tiny_stable_diffusion(
   directory: str, seed: int = 0, unet_config: dict | None = None
 ) -> str:
@@ -151,6 +171,19 @@ def default_tiny_dir() -> str:
   """Where `tiny` models live unless a directory is given: $HDB_JAX_CACHE or ~/.cache/hdb_jax."""
   root = os.environ.get("HDB_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "hdb_jax"))
   return os.path.join(root, "tiny-sd")
+
+
+def is_tiny_name(pretrained: str) -> bool:
+  """'tiny' or 'tiny:DIR'."""
+  return pretrained == TINY_PREFIX or pretrained.startswith(TINY_PREFIX + ":")
+
+
+def existing_tiny_dir(pretrained: str) -> str | None:
+  """The directory 'tiny[:DIR]' names when a complete tiny model is there, else None (nothing is
+  made)."""
+  _, _, directory = pretrained.partition(":")
+  directory = directory or default_tiny_dir()
+  return directory if os.path.exists(os.path.join(directory, "model_index.json")) else None
 
 
 def resolve_tiny(pretrained: str) -> str:

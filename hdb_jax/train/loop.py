@@ -7,6 +7,7 @@ every process, so it ends where an uninterrupted run ends.
 """
 
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -25,7 +26,6 @@ from hdb_jax.config.phases import phase0_of
 from hdb_jax.diffusion.base import BaseModel, setup_base_model
 from hdb_jax.diffusion.generation import generate
 from hdb_jax.diffusion.sampling import SamplingConfig
-from hdb_jax.engine.optimizers import make_optimizer
 from hdb_jax.engine.trainer import TrainingDivergedError
 from hdb_jax.errors import ConfigError
 from hdb_jax.formats import identity as identity_lib
@@ -38,7 +38,7 @@ from hdb_jax.preoptimize.loop import preoptimize
 from hdb_jax.runtime import mesh as mesh_lib
 from hdb_jax.runtime.metrics_log import MetricsWriter
 from hdb_jax.runtime.overview import log_parameters
-from hdb_jax.train.step import HyperTrainer, HyperTrainState, LossWeights
+from hdb_jax.train.step import HyperTrainer, HyperTrainState, make_trainer
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -160,29 +160,19 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     sorted(targets), config.eval.num_identities if config.eval.every else 0
   )
   net = build_hypernet(config, base)
-  trainer = HyperTrainer(
-    net=net,
-    base=base,
-    optimizer=make_optimizer(config.optim, config.steps),
-    weights=LossWeights(config.alpha, config.beta),
-    seed=config.seed,
-    remat=config.remat,
-  )
+  trainer = make_trainer(config, base, net)
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     write_card(workdir, config, base)
   multihost_utils.sync_global_devices("card written")
 
-  frozen = trainer.frozen()
-  frozen_sharding = mesh_lib.frozen_shardings(frozen, mesh, config.shard_frozen)
-  # from host: every process places its shards
-  frozen = jax.device_put(jax.device_get(frozen), frozen_sharding)
   theta_init = np.mean([targets[i] for i in train_ids], axis=0)
-  # noqa
-  init_state = lambda: trainer.init_state(net.init_params(jax.random.key(config.seed), theta_init))
+  init_state = functools.partial(trainer.initial_state, theta_init)
   abstract = jax.eval_shape(init_state)
   log_parameters({"hypernetwork (trained)": abstract.params, "image encoder": net.encoder.params})
-  state_sharding = jax.tree.map(lambda _: mesh_lib.replicated(mesh), abstract)
+  state_sharding, frozen_sharding = trainer.shardings(mesh, abstract, config.shard_frozen)
+  # from host: every process places its shards
+  frozen = jax.device_put(jax.device_get(trainer.frozen()), frozen_sharding)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints, config.async_checkpoint)
   start_step, position = mngr.latest_step(), 0
   if start_step is None:

@@ -12,12 +12,14 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 from jax.sharding import Mesh
 
 from hdb_jax import adapters, models
 from hdb_jax.diffusion.base import BaseModel
 from hdb_jax.diffusion.loss import per_example_loss
+from hdb_jax.engine.optimizers import make_optimizer
 from hdb_jax.hypernet.network import Hypernet
 from hdb_jax.runtime import mesh as mesh_lib
 
@@ -65,6 +67,26 @@ class HyperTrainer:
     return HyperTrainState(
       params=params, opt_state=self.optimizer.init(params), step=jnp.zeros((), jnp.int32)
     )
+
+  def initial_state(self, theta_init: jax.Array) -> HyperTrainState:
+    """Step 0: the hypernetwork initialised from the seed, predicting theta_init [D] (packed)."""
+    return self.init_state(self.net.init_params(jax.random.key(self.seed), theta_init))
+
+  def shardings(self, mesh: Mesh, abstract_state: Any, shard_frozen: bool) -> tuple[Any, Any]:
+    """Where the step's arrays live: (state: replicated, frozen: replicated or, with
+    shard_frozen, large leaves split on 'fsdp'). abstract_state: jax.eval_shape of the state."""
+    state = jax.tree.map(lambda _: mesh_lib.replicated(mesh), abstract_state)
+    return state, mesh_lib.frozen_shardings(self.frozen(), mesh, shard_frozen)
+
+  def abstract_batch(self, batch_size: int, mesh: Mesh) -> Batch:
+    """The step's batch as jax.ShapeDtypeStructs split over the mesh: image [B, R, R, 3], weights
+    [B, D]."""
+    sharding, size = mesh_lib.batch_sharding(mesh), self.base.sd.resolution
+    lidb_size = adapters.lidb_size(self.base.layers, self.base.lidb_config)
+    return {
+      "image": jax.ShapeDtypeStruct((batch_size, size, size, 3), jnp.float32, sharding=sharding),
+      "weights": jax.ShapeDtypeStruct((batch_size, lidb_size), jnp.float32, sharding=sharding),
+    }
 
   def per_example_losses(
     self,
@@ -161,3 +183,15 @@ class HyperTrainer:
       in_shardings=(params_sharding, frozen_sharding, replicated, replicated),
       out_shardings=replicated,
     )
+
+
+def make_trainer(config: ml_collections.ConfigDict, base: BaseModel, net: Hypernet) -> HyperTrainer:
+  """Phase 1's trainer for configs/hyper.py's fields (optim, steps, alpha, beta, seed, remat)."""
+  return HyperTrainer(
+    net=net,
+    base=base,
+    optimizer=make_optimizer(config.optim, config.steps),
+    weights=LossWeights(config.alpha, config.beta),
+    seed=config.seed,
+    remat=config.remat,
+  )

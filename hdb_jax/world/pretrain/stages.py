@@ -61,6 +61,17 @@ class _Run:
   wall_before: float
 
 
+def stage_step(
+  settings: ml_collections.ConfigDict, params: Any, loss: step_lib.LossFn, seed: int, mesh: Any
+) -> tuple[Callable, Any, Any]:
+  """A stage's (jitted step, state shapes (jax.eval_shape), state sharding: replicated) for its
+  settings, trained params (real or jax.ShapeDtypeStructs) and loss."""
+  optimizer = make_optimizer(settings.optim, settings.steps)
+  abstract = jax.eval_shape(lambda p: step_lib.init_state(p, optimizer), params)
+  sharding = jax.tree.map(lambda _: mesh_lib.replicated(mesh), abstract)
+  return step_lib.jit_train_step(loss, settings, seed, mesh, sharding), abstract, sharding
+
+
 def run_stage(
   stage: Stage, config: ml_collections.ConfigDict, workdir: str, mesh: Any
 ) -> tuple[Any, dict[str, float]]:
@@ -71,8 +82,7 @@ def run_stage(
   settings = stage.settings
   directory = os.path.join(workdir, stage.name)
   optimizer = make_optimizer(settings.optim, settings.steps)
-  abstract = jax.eval_shape(lambda: step_lib.init_state(stage.params, optimizer))
-  sharding = jax.tree.map(lambda _: mesh_lib.replicated(mesh), abstract)
+  step_fn, abstract, sharding = stage_step(settings, stage.params, stage.loss, config.seed, mesh)
   mngr = checkpoint.manager(directory, config.keep_checkpoints, config.async_checkpoint)
   start = mngr.latest_step() or 0
   record = {"steps": 0, "wall_s": 0.0}
@@ -92,7 +102,7 @@ def run_stage(
   run = _Run(
     stage=stage,
     directory=directory,
-    step_fn=step_lib.jit_train_step(stage.loss, settings, config.seed, mesh, sharding),
+    step_fn=step_fn,
     frozen=jax.device_put(stage.frozen, mesh_lib.replicated(mesh)),
     mngr=mngr,
     batches=stage.batches(jax.process_index(), jax.process_count()),
