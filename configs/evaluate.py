@@ -20,10 +20,11 @@ evaluate_config):
          The world model and hypernetwork on held-out world faces, scored by the world recognizer
          (World-ID, World-prompt, with 95% bootstrap intervals over identities) on the 12 `world`
          prompts; CLIP/DINO are tiny random models (no pretrained ones offline). Methods of Tables
-         1 and 3: full, only_hyper, no_hyper, k1, lora@40/200/400 (add base for the floor). Give
-         --config.hypernet=DIR until a world hypernetwork ships. Measured on 32 test identities
-         (benchmarks/world_tables.py, ~25 min): World-ID base -0.002, No Hyper 0.179, full 0.192
-         with a Phase 1 that predicts the targets' mean (README).
+         1 and 3: full, only_hyper, no_hyper, k1, lora@40/200/400 (add base for the floor), with the
+         shipped world hypernetwork (--config.hypernet=DIR for another). Measured on 32 test
+         identities x 12 prompts (benchmarks/world_tables.py, ~25 min): World-ID / World-prompt
+         base -0.002 / 0.900, No Hyper 0.179 / 0.878, Only Hyper 0.279 / 0.924, full (LoRA
+         relaxation) 0.324 / 0.865, k=1 0.178 / 0.816 (README, "HyperDreamBooth on the world").
 """
 
 import ml_collections

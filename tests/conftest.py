@@ -10,6 +10,10 @@ import os
 # compiles by about a third (Phase 0 batch + 16-block gradient tests cold: 195 s -> 131 s) for
 # slower tiny-model steps. Set before JAX starts its backend; subprocesses inherit it. A level
 # given in XLA_FLAGS wins.
+# libtpu (the test extra, for tests/test_aot.py) makes every JAX process probe for a TPU and print
+# it on stderr; the tests run on the CPU (the AOT compiler still gets its TPU topologies), and the
+# CLI tests read stderr. Subprocesses inherit this.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"

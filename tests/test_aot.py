@@ -17,7 +17,6 @@ from hdb_jax.aot.analysis import Measurement
 from hdb_jax.aot.chips import GIB, chip_of
 from hdb_jax.aot.run import compile_config
 from hdb_jax.aot.topology import TopologyError, tpu_target
-from hdb_jax.config import world as world_config
 from hdb_jax.config.phases import hyper_config, personalize_config, preoptimize_config
 from hdb_jax.errors import ConfigError
 from hdb_jax.models.matmul_conv import matmul_conv_wanted
@@ -171,14 +170,12 @@ def test_phase2_flops_agree_with_an_analytic_count_of_the_model(phase2, tiny_flo
   assert 1.0 * estimate < generate.flops < 1.5 * estimate, generate.flops / estimate
 
 
-def test_phase0_batch_and_world_steps_compile():
+def test_phase0_batch_compiles():
+  """(The world model's steps compile the same way, `python -m hdb_jax.aot
+  --config=configs/world.py:toy`; left out here: ~1.5 min of the suite's budget.)"""
   (phase0,) = compile_config(preoptimize_config("tiny"), "lidb", [TOPOLOGY])
   assert phase0.devices == 1 and phase0.fits and phase0.units == 4
   assert phase0.loop_steps == preoptimize_config("tiny").steps
-  world = compile_config(world_config.pretrain_config("toy"), "world", [TOPOLOGY])
-  assert [m.program for m in world] == ["world/vae_step", "world/unet_step"]
-  for m in world:
-    assert m.devices == 4 and m.fits and m.flops > 0 and m.alias_bytes > 0
 
 
 def test_cli_prints_the_table_and_writes_json(tmp_path):

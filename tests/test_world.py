@@ -233,7 +233,8 @@ def test_world_variants_of_the_phases_agree():
   auto = phase0_of(phase1)
   for key in ("steps", "identities_per_step", "num_identities"):
     assert auto[key] == phase0[key], key
-  assert phase1.weights == "auto" and phase1.encoder.pretrained == "world-vit"
+  assert phase1.weights == "auto" and phase1.encoder.pretrained == "world-recognizer"
+  assert not phase1.encoder.trainable and phase1.beta == 0.0  # the shipped hypernetwork's run
   assert personalize.get_config("world").hypernet == "world"
   assert evaluate.get_config("world").recognizer == "world"
 
