@@ -54,6 +54,12 @@ def tiny_sd(tiny_dir) -> models.StableDiffusion:
 
 
 @pytest.fixture(scope="session")
+def micro_sd(micro_dir) -> models.StableDiffusion:
+  """The micro model loaded through the real loading code."""
+  return models.load_stable_diffusion(micro_dir)
+
+
+@pytest.fixture(scope="session")
 def tiny_torch_dir(tmp_path_factory) -> str:
   """A tiny Stable Diffusion in diffusers PyTorch format (safetensors), same configs as tiny_dir."""
   from hdb_jax.models.torch_models import create_tiny_pytorch_stable_diffusion

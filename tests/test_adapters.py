@@ -186,11 +186,6 @@ def _three_ways(params, factors_list, stacked, model, apply_fn):
   )
 
 
-@pytest.fixture(scope="module")
-def micro_sd(micro_dir):
-  return models.load_stable_diffusion(micro_dir)
-
-
 def test_merge_batched_and_dense_agree_on_unet(micro_sd):
   """On the micro UNet (4 transformer blocks, 32 adapted layers): the three modes run the same Dense
   layers whatever the depth; every layer of the 16-block tiny UNet gets its gradient checked below.

@@ -296,13 +296,13 @@ def finish(proc, timeout=600):
 
 @pytest.fixture(scope="module")
 def eight_device_proc(world, tmp_path_factory):
-  """SHARED_RUN on 8 fake CPU devices, mesh (4, 2) with the base sharded on 'fsdp', started early:
-  it compiles in its own process while this one runs the reference."""
+  """SHARED_RUN on 8 fake CPU devices, mesh (4, 2) with the base and the trainables (the
+  hypernetwork's large leaves and their Adam moments) sharded on 'fsdp', started early: it compiles
+  in its own process while this one runs the reference."""
   root = tmp_path_factory.mktemp("eight")
   env = {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"}
-  proc = run_worker(
-    world, root / "run", root / "params.npz", {"mesh": "(4,2)", "shard_frozen": True}, env
-  )
+  sharded = {"mesh": "(4,2)", "shard_frozen": True, "shard_trainable": True}
+  proc = run_worker(world, root / "run", root / "params.npz", sharded, env)
   return proc, root
 
 

@@ -74,7 +74,9 @@ def train_programs(config: ml_collections.ConfigDict, devices: list[Any]) -> lis
   state = _traced(
     lambda n, t: dataclasses.replace(trainer, net=n).initial_state(t), trainer.net, base
   )
-  state_sharding, frozen_sharding = trainer.shardings(mesh, state, config.shard_frozen)
+  state_sharding, frozen_sharding = trainer.shardings(
+    mesh, state, config.shard_frozen, config.shard_trainable
+  )
   args = (
     placed(state, state_sharding),
     placed(trainer.frozen(), frozen_sharding),

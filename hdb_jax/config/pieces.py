@@ -104,9 +104,12 @@ def base_config(variant: str) -> ml_collections.ConfigDict:
   config.revision = ml_collections.config_dict.placeholder(str)
   # frozen model's compute; trainables stay fp32
   config.compute_dtype = "float32" if tiny or world else "bfloat16"
-  config.memory_efficient_attention = (
-    False  # chunked attention in the UNet (large images, small memory)
-  )
+  # the UNet's attention kernel: einsum | chunked | dot_product | flash | auto (flash on TPU and
+  # GPU, einsum on CPU; hdb_jax.models.attention, compared in configs/hyper.py's docstring)
+  config.attention = "einsum" if tiny or world else "auto"
+  # the UNet's per-block remat in training losses: none | full | dots (hdb_jax.models.remat;
+  # Phase 1 on SD1.5 uses dots; Phase 0 / Phase 2 can trade compute for identities per chip)
+  config.remat = "none"
   config.targets = list(DEFAULT_TARGETS)
   config.lidb = ml_collections.ConfigDict(
     dict(a=100, b=50, rank=1, aux_seed=0, aux_scale=1.0, a_init_std=1.0, b_init_std=1e-3)

@@ -30,6 +30,7 @@ class BaseModel:
   token: str
   prompt: str
   prompt_ids: np.ndarray  # int32 [1, tokens]
+  remat: str = "none"  # the UNet's per-block remat in training losses (models.REMAT_POLICIES)
 
   @property
   def source(self) -> str:
@@ -51,7 +52,7 @@ def lidb_config_from(config: ml_collections.ConfigDict) -> LidbConfig:
 
 def setup_base_model(config: ml_collections.ConfigDict, abstract: bool = False) -> BaseModel:
   """config: hdb_jax.config.pieces.base_config's fields (pretrained, revision, compute_dtype,
-  memory_efficient_attention, targets, lidb, token, prompt, compilation_cache[_dir]). Logs a
+  attention, remat, targets, lidb, token, prompt, compilation_cache[_dir]). Logs a
   parameter table of the loaded model and the adapter count.
 
   abstract: the model's parameters are jax.ShapeDtypeStructs, no weights are read
@@ -66,8 +67,7 @@ def setup_base_model(config: ml_collections.ConfigDict, abstract: bool = False) 
   logging.info("%s base model %s", "describing" if abstract else "loading", config.pretrained)
   load = models.abstract_model if abstract else models.load_model
   sd = load(config.pretrained, revision=config.revision or None, dtype=DTYPES[dtype])
-  if config.memory_efficient_attention:
-    sd = models.with_memory_efficient_attention(sd)
+  sd = models.with_attention(sd, config.attention)
   layers = adapters.select_layers(sd.params, tuple(config.targets))
   lidb_config = lidb_config_from(config.lidb)
   models.check_token(sd, config.token)
@@ -91,6 +91,7 @@ def setup_base_model(config: ml_collections.ConfigDict, abstract: bool = False) 
     token=config.token,
     prompt=prompt,
     prompt_ids=models.tokenize(sd, [prompt]),
+    remat=models.check_remat(config.get("remat", "none")),
   )
 
 

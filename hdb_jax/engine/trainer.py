@@ -64,6 +64,7 @@ class AdapterTrainer:
   optimizer: optax.GradientTransformation
 
   packer: Packer
+  remat: str = "none"  # the UNet's per-block remat in the loss (models.REMAT_POLICIES)
 
   def init(self, trainable: Any) -> AdapterTrainState:
     """trainable: pytree with a leading example axis, shaped like the packer's template."""
@@ -97,19 +98,20 @@ class AdapterTrainer:
     """Per-example losses [B] at the given weights (no update); with a prior, + weight * class
     loss."""
     factors = self._factors(trainable, frozen)
-    if prior is None:
-      return per_example_loss(self.sd, params, factors, latents, input_ids, keys)
-    batch = latents.shape[0]
-    class_latents, class_ids = prior.pick(keys)
-    class_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 2)
-    losses = per_example_loss(
-      self.sd,
-      params,
-      adapters.tile_factors(factors, 2),
-      jnp.concatenate([latents, class_latents]),
-      jnp.concatenate([input_ids, class_ids]),
-      jnp.concatenate([keys, class_keys]),
-    )
+    with models.rematerialized(self.remat, models.UNET_BLOCKS):
+      if prior is None:
+        return per_example_loss(self.sd, params, factors, latents, input_ids, keys)
+      batch = latents.shape[0]
+      class_latents, class_ids = prior.pick(keys)
+      class_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 2)
+      losses = per_example_loss(
+        self.sd,
+        params,
+        adapters.tile_factors(factors, 2),
+        jnp.concatenate([latents, class_latents]),
+        jnp.concatenate([input_ids, class_ids]),
+        jnp.concatenate([keys, class_keys]),
+      )
     return losses[:batch] + prior.weight * losses[batch:]
 
   def _step(
@@ -192,6 +194,7 @@ def lidb_trainer(
     to_factors=lambda t: adapters.lidb_factors(t, base.aux),
     optimizer=make_optimizer(optim_config, steps),
     packer=adapters.lidb_packer(base.layers, lidb_config),
+    remat=base.remat,
   )
 
 
@@ -204,6 +207,7 @@ def lora_trainer(
     to_factors=adapters.lora_factors,
     optimizer=make_optimizer(optim_config, steps),
     packer=adapters.lora_packer(base.layers, rank),
+    remat=base.remat,
   )
 
 

@@ -10,6 +10,7 @@ silence_flax_deprecations()
 
 # pylint: disable=wrong-import-position
 from hdb_jax.models import configs
+from hdb_jax.models.attention import ATTENTION_KINDS, attention_kernel
 from hdb_jax.models.describe import abstract_model, abstract_model_of
 from hdb_jax.models.functional import (
   check_token,
@@ -28,10 +29,17 @@ from hdb_jax.models.loading import (
   convert_pytorch_state_dict,
   load_stable_diffusion,
   resolve_pretrained,
-  with_memory_efficient_attention,
+  with_attention,
   with_vae_scaling_factor,
 )
 from hdb_jax.models.pretrained import load_model
+from hdb_jax.models.remat import (
+  ENCODER_LAYERS,
+  REMAT_POLICIES,
+  UNET_BLOCKS,
+  check_remat,
+  rematerialized,
+)
 from hdb_jax.models.tiny import (
   create_stable_diffusion,
   create_tiny_stable_diffusion,
@@ -40,6 +48,8 @@ from hdb_jax.models.tiny import (
 
 __all__ = [
   "configs",
+  "ATTENTION_KINDS",
+  "attention_kernel",
   "check_token",
   "encode_text",
   "tokenize",
@@ -54,12 +64,17 @@ __all__ = [
   "convert_pytorch_state_dict",
   "load_stable_diffusion",
   "resolve_pretrained",
-  "with_memory_efficient_attention",
+  "with_attention",
   "with_vae_scaling_factor",
   "create_stable_diffusion",
   "create_tiny_stable_diffusion",
   "save_flax_pipeline",
   "load_model",
+  "ENCODER_LAYERS",
+  "REMAT_POLICIES",
+  "UNET_BLOCKS",
+  "check_remat",
+  "rematerialized",
   "abstract_model",
   "abstract_model_of",
 ]

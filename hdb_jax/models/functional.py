@@ -14,6 +14,7 @@ import numpy as np
 from diffusers.models.attention_flax import FlaxGEGLU, FlaxTransformer2DModel
 
 from hdb_jax.errors import UserError
+from hdb_jax.models.attention import attention_kernel
 from hdb_jax.models.loading import Params, StableDiffusion
 from hdb_jax.models.matmul_conv import matmul_conv_backward, matmul_conv_wanted
 from hdb_jax.models.tokenizer import pad_to_length
@@ -148,7 +149,7 @@ def unet_apply(
   # XLA:CPU's convolution input-gradient is several times slower than matrix products (see
   # matmul_conv); GPU/TPU convolutions are fast as they are.
   conv_backward = matmul_conv_backward() if matmul_conv_wanted() else contextlib.nullcontext()
-  with pytorch_parity(), conv_backward:
+  with pytorch_parity(), conv_backward, attention_kernel(sd.attention):
     out = sd.unet.apply(
       {"params": unet_params}, sample, jnp.asarray(timesteps), text_embeddings
     ).sample

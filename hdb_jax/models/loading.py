@@ -19,6 +19,7 @@ from flax import traverse_util
 from safetensors.numpy import load_file as load_safetensors_numpy
 
 from hdb_jax.errors import UserError
+from hdb_jax.models.attention import check_attention
 from hdb_jax.models.schedulers import training_scheduler
 from hdb_jax.runtime.quiet import silence_flax_deprecations
 
@@ -64,6 +65,8 @@ class StableDiffusion:
   source: str
   # scheduler_config.json as read
   scheduler_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+  # the UNet's attention kernel (models.attention.ATTENTION_KINDS; set with with_attention)
+  attention: str = "einsum"
 
   @property
   def vae_scaling_factor(self) -> float:
@@ -382,10 +385,12 @@ def with_vae_scaling_factor(sd: StableDiffusion, factor: float) -> StableDiffusi
   return dataclasses.replace(sd, vae=FlaxAutoencoderKL.from_config(config, dtype=sd.vae.dtype))
 
 
-def with_memory_efficient_attention(sd: StableDiffusion) -> StableDiffusion:
-  """The same model with the UNet's chunked (memory-efficient) attention: same numbers, less
-  memory."""
-  return dataclasses.replace(sd, unet=sd.unet.clone(use_memory_efficient_attention=True))
+def with_attention(sd: StableDiffusion, kind: str) -> StableDiffusion:
+  """The same model with the UNet's attention computed by `kind` (models.attention): same numbers
+  up to float rounding, different memory and speed."""
+  chunked = check_attention(kind) == "chunked"
+  unet = sd.unet.clone(use_memory_efficient_attention=chunked)
+  return dataclasses.replace(sd, unet=unet, attention=kind)
 
 
 def check_text_width(unet: FlaxUNet2DConditionModel, text_encoder: FlaxCLIPTextModel) -> None:

@@ -1,10 +1,10 @@
 """Scale-out: the device mesh, shardings, multi-process start-up and global batches.
 
-One `Mesh(('data', 'fsdp'))`: the batch is split over both axes (each device its own examples),
-trainables are replicated, and frozen base weights are replicated or, with `shard_frozen`, split on
-'fsdp' along their largest divisible axis. Several processes (TPU pod hosts, GPU nodes, or local
-CPU processes in tests) join through `jax.distributed.initialize` and feed their own slice of
-every global batch.
+One `Mesh(('data', 'fsdp'))`: the batch is split over both axes (each device its own examples);
+frozen base weights (`shard_frozen`) and trainables with their optimizer state (`shard_trainable`)
+are replicated or, large leaves, split on 'fsdp' along their largest divisible axis. Several
+processes (TPU pod hosts, GPU nodes, or local CPU processes in tests) join through
+`jax.distributed.initialize` and feed their own slice of every global batch.
 """
 
 import logging
@@ -87,9 +87,10 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
 
 
-def frozen_shardings(tree: Any, mesh: Mesh, shard: bool, min_size: int = 2**16) -> Any:
-  """Shardings for frozen weights: replicated, or (shard=True) large leaves split on 'fsdp' along
-  their largest axis that the 'fsdp' size divides."""
+def fsdp_shardings(tree: Any, mesh: Mesh, shard: bool, min_size: int = 2**16) -> Any:
+  """Shardings for a tree of arrays (weights, optimizer state): replicated, or (shard=True) leaves
+  of at least min_size numbers split on 'fsdp' along their largest axis that the 'fsdp' size
+  divides."""
   fsdp = mesh.shape["fsdp"]
 
   def rule(leaf):

@@ -21,7 +21,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from hdb_jax import data
+from hdb_jax import data, models
 from hdb_jax.config.phases import phase0_of
 from hdb_jax.diffusion.base import BaseModel, setup_base_model
 from hdb_jax.diffusion.generation import generate
@@ -48,6 +48,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     )
   if config.steps < 1 or config.batch_size < 1:
     raise ConfigError("steps and batch_size must be positive")
+  models.check_remat(config.remat)
 
 
 def weights_dataset(
@@ -170,7 +171,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
   init_state = functools.partial(trainer.initial_state, theta_init)
   abstract = jax.eval_shape(init_state)
   log_parameters({"hypernetwork (trained)": abstract.params, "image encoder": net.encoder.params})
-  state_sharding, frozen_sharding = trainer.shardings(mesh, abstract, config.shard_frozen)
+  state_sharding, frozen_sharding = trainer.shardings(
+    mesh, abstract, config.shard_frozen, config.shard_trainable
+  )
   # from host: every process places its shards
   frozen = jax.device_put(jax.device_get(trainer.frozen()), frozen_sharding)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints, config.async_checkpoint)

@@ -53,7 +53,8 @@ class HyperTrainer:
   optimizer: optax.GradientTransformation
   weights: LossWeights
   seed: int
-  remat: bool = False
+  # per-block remat (models.REMAT_POLICIES) of the UNet, and of a trainable encoder's layers
+  remat: str = "none"
 
   def frozen(self) -> dict[str, Any]:
     """What the step reads but never trains: base model, aux bases, the frozen encoder."""
@@ -72,11 +73,16 @@ class HyperTrainer:
     """Step 0: the hypernetwork initialised from the seed, predicting theta_init [D] (packed)."""
     return self.init_state(self.net.init_params(jax.random.key(self.seed), theta_init))
 
-  def shardings(self, mesh: Mesh, abstract_state: Any, shard_frozen: bool) -> tuple[Any, Any]:
-    """Where the step's arrays live: (state: replicated, frozen: replicated or, with
-    shard_frozen, large leaves split on 'fsdp'). abstract_state: jax.eval_shape of the state."""
-    state = jax.tree.map(lambda _: mesh_lib.replicated(mesh), abstract_state)
-    return state, mesh_lib.frozen_shardings(self.frozen(), mesh, shard_frozen)
+  def shardings(
+    self, mesh: Mesh, abstract_state: Any, shard_frozen: bool, shard_trainable: bool = False
+  ) -> tuple[Any, Any]:
+    """Where the step's arrays live: (state, frozen), each replicated or, with shard_trainable /
+    shard_frozen, its large leaves split on 'fsdp' (a trainable ViT-H's weights and Adam moments:
+    ZeRO-3 over 'fsdp'). abstract_state: jax.eval_shape of the state."""
+    return (
+      mesh_lib.fsdp_shardings(abstract_state, mesh, shard_trainable),
+      mesh_lib.fsdp_shardings(self.frozen(), mesh, shard_frozen),
+    )
 
   def abstract_batch(self, batch_size: int, mesh: Mesh) -> Batch:
     """The step's batch as jax.ShapeDtypeStructs split over the mesh: image [B, R, R, 3], weights
@@ -99,11 +105,14 @@ class HyperTrainer:
   ) -> dict[str, jax.Array]:
     """{'weight': [B] (||θ̂ - θ*||²), 'diffusion': [B], 'total': [B]}; the diffusion term is
     computed when `diffusion` (default: alpha > 0), else zero."""
-    predicted = self.net.predict(params, frozen["encoder"], batch["image"], refine_steps)
+    encoder_layers = models.ENCODER_LAYERS if self.net.train_encoder else ()
+    with models.rematerialized(self.remat, encoder_layers):
+      predicted = self.net.predict(params, frozen["encoder"], batch["image"], refine_steps)
     weight = jnp.sum(jnp.square(predicted - batch["weights"]), axis=-1)
     diffusion_loss = jnp.zeros_like(weight)
     if self.weights.alpha if diffusion is None else diffusion:
-      diffusion_loss = self._diffusion(frozen, predicted, batch["image"], keys)
+      with models.rematerialized(self.remat, models.UNET_BLOCKS):
+        diffusion_loss = self._diffusion(frozen, predicted, batch["image"], keys)
     return {
       "weight": weight,
       "diffusion": diffusion_loss,
@@ -119,7 +128,6 @@ class HyperTrainer:
       factors = adapters.lidb_factors(self.net.unpack(packed), frozen["aux"])
       return per_example_loss(sd, sd_params, factors, latents, input_ids, keys)
 
-    loss = jax.checkpoint(loss) if self.remat else loss
     return loss(frozen["sd"], predicted)
 
   def step_keys(self, step: jax.Array, batch_size: int) -> jax.Array:
