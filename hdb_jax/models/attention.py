@@ -20,11 +20,12 @@ Kinds (ATTENTION_KINDS):
 """
 
 import contextlib
-from typing import Iterator
+from typing import Callable, Iterator
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec
 
 from hdb_jax.errors import ConfigError
 from hdb_jax.runtime.platform import target_platform
@@ -64,6 +65,19 @@ def _tpu_flash_takes(q: jax.Array, k: jax.Array) -> bool:
   return lengths and (head <= _TPU_FLASH_BLOCK or head % _TPU_FLASH_BLOCK == 0)
 
 
+def _per_shard(kernel: Callable[..., jax.Array], q: jax.Array, k: jax.Array, v: jax.Array):
+  """kernel(q, k, v) on each device's slice of the batch when traced under a mesh (a Pallas
+  kernel cannot be partitioned by XLA): the batch is split over every mesh axis, as the training
+  steps split it (runtime.mesh.batch_sharding)."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or mesh.size == 1:
+    return kernel(q, k, v)
+  spec = PartitionSpec(mesh.axis_names)
+  return jax.shard_map(kernel, mesh=mesh, in_specs=(spec,) * 3, out_specs=spec, check_vma=False)(
+    q, k, v
+  )
+
+
 def dot_product(q: jax.Array, k: jax.Array, v: jax.Array, scale: float, flash: bool) -> jax.Array:
   """q [B, T, N, H], k and v [B, S, N, H] -> softmax(q kᵀ scale) v [B, T, N, H]; flash: the
   platform's flash kernel where it takes the shapes."""
@@ -72,9 +86,12 @@ def dot_product(q: jax.Array, k: jax.Array, v: jax.Array, scale: float, flash: b
     # pylint: disable=import-outside-toplevel
     from jax.experimental.pallas.ops.tpu.flash_attention import flash_attention
 
-    heads_first = lambda x: jnp.swapaxes(x, 1, 2)  # noqa: E731  [B, N, T, H]
-    out = flash_attention(heads_first(q), heads_first(k), heads_first(v), sm_scale=scale)
-    return heads_first(out)
+    def kernel(q, k, v):
+      heads_first = lambda x: jnp.swapaxes(x, 1, 2)  # noqa: E731  [B, N, T, H]
+      out = flash_attention(heads_first(q), heads_first(k), heads_first(v), sm_scale=scale)
+      return heads_first(out)
+
+    return _per_shard(kernel, q, k, v)
   implementation = "cudnn" if flash and platform == "gpu" and _cudnn_takes(q) else "xla"
   return jax.nn.dot_product_attention(q, k, v, scale=scale, implementation=implementation)
 

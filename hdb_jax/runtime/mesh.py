@@ -7,9 +7,10 @@ processes (TPU pod hosts, GPU nodes, or local CPU processes in tests) join throu
 `jax.distributed.initialize` and feed their own slice of every global batch.
 """
 
+import functools
 import logging
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import ml_collections
@@ -76,6 +77,18 @@ def make_mesh(shape: Sequence[int], devices: Sequence[Any] | None = None) -> Mes
   if int(np.prod(shape)) != len(devices):
     raise ConfigError(f"mesh {shape} needs {int(np.prod(shape))} devices, there are {len(devices)}")
   return Mesh(np.asarray(devices).reshape(shape), AXES)
+
+
+def traced_on(mesh: Mesh, fn: Callable[..., Any]) -> Callable[..., Any]:
+  """fn, traced with `mesh` as the abstract mesh: code that must run per shard (a Pallas kernel:
+  models.attention's TPU flash) finds the mesh there. Wrap before jax.jit."""
+
+  @functools.wraps(fn)
+  def on_mesh(*args, **kwargs):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return fn(*args, **kwargs)
+
+  return on_mesh
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

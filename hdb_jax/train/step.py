@@ -172,7 +172,7 @@ class HyperTrainer:
     """The step under `mesh`: batch split over the mesh, state donated, metrics replicated."""
     batch = mesh_lib.batch_sharding(mesh)
     return jax.jit(
-      self.train_step,
+      mesh_lib.traced_on(mesh, self.train_step),
       in_shardings=(state_sharding, frozen_sharding, batch),
       out_shardings=(state_sharding, mesh_lib.replicated(mesh)),
       donate_argnums=(0,),
@@ -187,7 +187,7 @@ class HyperTrainer:
 
     replicated = mesh_lib.replicated(mesh)
     return jax.jit(
-      evaluate,
+      mesh_lib.traced_on(mesh, evaluate),
       in_shardings=(params_sharding, frozen_sharding, replicated, replicated),
       out_shardings=replicated,
     )
