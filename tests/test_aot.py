@@ -233,3 +233,21 @@ def test_the_abstract_model_reads_no_weights_and_matches_the_loaded_one(
   described = models.abstract_model("tiny")
   assert described.fingerprint() == tiny_sd.fingerprint()
   assert not (tmp_path / "cache").exists()
+
+
+def test_written_architectures_are_sd15_and_vit_h(tmp_path):
+  """`--write_architectures` (offline AOT of the paper's models): the configs describe SD1.5's UNet
+  (859,520,964 parameters) and text encoder (123,060,480: CLIP ViT-L/14's), and ViT-H/14 (32
+  layers of width 1280 on 16x16 patches of 14 px)."""
+  from hdb_jax.models.architectures import write_architectures
+  from hdb_jax.models.image_encoder import abstract_image_encoder
+
+  paths = write_architectures(str(tmp_path))
+  sd = models.abstract_model(paths["sd15"])
+  count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))  # noqa: E731
+  assert count(sd.params["unet"]) == 859_520_964
+  assert count(sd.params["text_encoder"]) == 123_060_480
+  assert sd.resolution == 512
+  encoder = abstract_image_encoder(paths["vit-h14"])
+  assert (encoder.hidden_size, encoder.num_tokens) == (1280, 16 * 16 + 1)
+  assert len(encoder.params["encoder"]["layer"]) == 32

@@ -147,6 +147,21 @@ def test_flash_takes_the_tpu_kernel_where_the_lengths_allow():
   assert "tpu_custom_call" not in lowered(77)
 
 
+def test_flash_runs_per_shard_on_a_tpu_mesh():
+  """A Pallas kernel cannot be partitioned by XLA: traced with the mesh as the abstract mesh (as
+  Phase 1's step is: mesh_lib.traced_on), it runs on each device's slice of the batch, and the
+  batch-sharded program compiles for 4 v5e chips."""
+  from hdb_jax.aot.topology import tpu_target
+
+  mesh = mesh_lib.make_mesh((2, 2), tpu_target("v5e:2x2").devices)
+  split = mesh_lib.batch_sharding(mesh)
+  q = jax.ShapeDtypeStruct((8, 256, 2, 64), jnp.bfloat16, sharding=split)
+  attend = lambda q, k, v: dot_product(q, k, v, 0.125, flash=True)  # noqa: E731
+  with compiling_for("tpu"):
+    compiled = jax.jit(mesh_lib.traced_on(mesh, attend)).lower(q, q, q).compile()
+  assert "tpu_custom_call" in compiled.as_text()
+
+
 def test_fsdp_rule_splits_large_leaves_on_fsdp():
   from hdb_jax.aot.topology import tpu_target
 

@@ -17,21 +17,11 @@ from transformers import CLIPTextConfig, ViTConfig
 from hdb_jax.models import configs
 from hdb_jax.models.tiny import write_configs
 
-# google/vit-huge-patch14-224-in21k's architecture
-VIT_H14 = dict(
-  hidden_size=1280,
-  num_hidden_layers=32,
-  num_attention_heads=16,
-  intermediate_size=5120,
-  image_size=224,
-  patch_size=14,
-)
-
 
 def write_architectures(directory: str) -> dict[str, str]:
   """Writes DIRECTORY/sd15 and DIRECTORY/vit-h14 (configs only); returns name -> path."""
   sd15, vit = os.path.join(directory, "sd15"), os.path.join(directory, "vit-h14")
   write_configs(sd15, configs.SD15_UNET, configs.SD15_VAE, configs.SD15_TEXT_ENCODER)
   CLIPTextConfig(**configs.SD15_TEXT_ENCODER).save_pretrained(os.path.join(sd15, "text_encoder"))
-  ViTConfig(**VIT_H14).save_pretrained(vit)
+  ViTConfig(**configs.VIT_H14).save_pretrained(vit)
   return {"sd15": sd15, "vit-h14": vit}

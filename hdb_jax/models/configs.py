@@ -144,6 +144,15 @@ WORLD_TEXT_ENCODER: dict[str, Any] = {
   "projection_dim": 128,
 }
 
+# google/vit-huge-patch14-224-in21k's architecture
+VIT_H14: dict[str, Any] = dict(
+  hidden_size=1280,
+  num_hidden_layers=32,
+  num_attention_heads=16,
+  intermediate_size=5120,
+  image_size=224,
+  patch_size=14,
+)
 # The tiny random vision tower: tiny CLIP's and tiny DINO's (eval_models), and the `tiny-vit`
 # hypernetwork encoder.
 TINY_VISION: dict[str, Any] = dict(
