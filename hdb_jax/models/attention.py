@@ -9,14 +9,17 @@ same numbers up to float rounding).
 Kinds (ATTENTION_KINDS):
   einsum       diffusers' default: the full [heads, queries, keys] score matrix.
   chunked      diffusers' memory-efficient attention (queries in chunks, keys in 16k chunks).
-  dot_product  jax.nn.dot_product_attention: XLA's fused attention; on a GPU, cuDNN's flash
-               attention where it takes the shapes (16-bit, head size a multiple of 8, <= 128).
-  flash        dot_product, but on a TPU the Pallas flash-attention kernel where both sequence
-               lengths are multiples of 128 and the head size is at most 128 or a multiple of it
-               (SD1.5's self-attention at 64x64 and 32x32 latents; its 1280-wide blocks have
-               160-wide heads).
-  auto         flash on TPU and GPU, einsum on CPU (configs/hyper.py's docstring has the measured
-               comparison).
+  dot_product  jax.nn.dot_product_attention's XLA implementation.
+  flash        on a TPU the Pallas flash-attention kernel where both sequence lengths are
+               multiples of 128 and the head size is at most 128 or a multiple of it (SD1.5's
+               self-attention at 64x64 and 32x32 latents; its 1280-wide blocks have 160-wide
+               heads), run per shard under a mesh (runtime.mesh.traced_on); on a GPU cuDNN's flash
+               attention where it takes the shapes (16-bit, head size a multiple of 8, <= 128);
+               dot_product elsewhere.
+  auto         flash on TPU and GPU, einsum on CPU. Chosen on SD1.5's 512 px training gradient
+               compiled for one v5e chip (benchmarks/aot_attention.py): temporaries einsum
+               2.2 GiB, chunked 741 MiB, dot_product (XLA) 3.5 GiB, flash 771 MiB; flash needs
+               no loop. On a GPU, cuDNN is unmeasured here (no GPU was lent).
 """
 
 import contextlib
