@@ -27,7 +27,10 @@ def main(argv):
   from hdb_jax.train.loop import train
 
   result = train(flags.FLAGS.config, flags.FLAGS.workdir)
-  local = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), result.state.params)
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
+  # whole parameters, replicated or split on 'fsdp'
+  local = multihost_utils.process_allgather(result.state.params, tiled=True)
   flat = {"/".join(k): v for k, v in traverse_util.flatten_dict(local).items()}
   np.savez(
     flags.FLAGS.dump.replace(".npz", f".{jax.process_index()}.npz"),

@@ -103,15 +103,16 @@ class Evaluator:
       "eval_weight_mse": float(jnp.mean(losses["weight"])) / self.batch["weights"].shape[-1],
       "eval_diffusion_loss": float(jnp.mean(losses["diffusion"])),
     }
-    if self.config.eval.samples and jax.process_index() == 0:
-      self._samples(params, step, workdir)
+    if self.config.eval.samples:
+      # replicated or split on 'fsdp' (shard_trainable): whole on the host, gathered by every
+      # process; sampling runs on process 0's first device, beside the frozen encoder and base
+      whole = multihost_utils.process_allgather(params, tiled=True)
+      if jax.process_index() == 0:
+        self._samples(whole, step, workdir)
     return metrics
 
   def _samples(self, params: Any, step: int, workdir: str) -> None:
     base, net = self.trainer.base, self.trainer.net
-    # The params are replicated over the mesh (every process, every device); sampling runs on this
-    # process's first device, beside the frozen encoder and base model, so take that device's copy.
-    params = jax.tree.map(lambda x: x.addressable_data(0), params)
     packed = net.jitted_predict(params, net.encoder.params, self.batch["image"], None)
     identities = [
       identity_lib.from_arrays(
