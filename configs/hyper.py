@@ -13,7 +13,13 @@ Variants (`--config=configs/hyper.py:<variant>`; fields: hdb_jax/config/phases.p
   ''         python -m hdb_jax.train --config=configs/hyper.py --workdir=/gcs/bucket/hyper \\
                  --config.weights=/gcs/bucket/phase0/weights --config.data.data_dir=gs://bucket/tfds
              SD1.5 + ViT-H/14 on CelebA-HQ 512 px, global batch 64 over every device, bf16 compute,
-             remat. Not yet measured (needs an accelerator).
+             per-block remat "dots", attention "auto" (flash on TPU). Not trained yet (needs an
+             accelerator); compiled for TPUs on a CPU host (python -m hdb_jax.aot
+             --config=configs/hyper.py --topology=v5e:2x4, SD1.5's configs from
+             --write_architectures; README, "Compiled for TPU without a TPU"), per device, with
+             chunked attention: v5e-8 13.5 GiB of 16 (no remat: 15.3), 26.2 TFLOP a step, >= 254
+             ms, <= 252 images/s; v4-8 (8 cores) 13.7 GiB of 16, <= 200 images/s; v5p-8
+             V5P_DOC.
 
   world      python -m hdb_jax.train --config=configs/hyper.py:world --workdir=/tmp/hyper_world
              The world model: Phase 0 over 1,024 world identities first (configs/lidb.py:world,
@@ -28,9 +34,10 @@ Variants (`--config=configs/hyper.py:<variant>`; fields: hdb_jax/config/phases.p
              identities (benchmarks/world_tables.py) World-ID 0.289 from the prediction alone
              (base model 0.011), 0.312 with the 40-step LiDB relaxation; README tables.
 
-  sd15_16gb  SD1.5 on 16 GB accelerators: batch 8 (1 per device on 8), remat of the whole UNet,
-             memory-efficient attention, base weights sharded on 'fsdp' (mesh (-1, 2)). Not yet
-             measured.
+  sd15_16gb  SD1.5 on 16 GB accelerators: batch 8 (1 per device on 8), the base weights and the
+             large trainables with their Adam moments split on 'fsdp' (mesh (-1, 2)). Compiled for
+             v5e-8: 7.7 GiB a chip (frozen encoder, earlier build, <= 62 images/s); with the ViT-H
+             trainable (--config.encoder.trainable=True, remat per ViT layer) TRAIN_DOC.
 """
 
 import ml_collections
