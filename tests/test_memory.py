@@ -47,13 +47,10 @@ def _remat_count(fn, *args):
 
 def test_block_remat_gives_the_same_gradients_one_checkpoint_per_block(micro_sd):
   args = (micro_sd.params["unet"], *_inputs(micro_sd))
-  grads = {
-    policy: jax.jit(jax.grad(_unet_loss(micro_sd, policy)))(*args) for policy in ("none", "full")
-  }
-  grads["dots"] = jax.jit(jax.grad(_unet_loss(micro_sd, "dots")))(*args)
+  plain = jax.jit(jax.grad(_unet_loss(micro_sd, "none")))(*args)
+  rematerialized = jax.jit(jax.grad(_unet_loss(micro_sd, "dots")))(*args)
   # remat recomputes the same float32 operations: only XLA's fusion choices may differ
-  for policy in ("full", "dots"):
-    assert _max_relative_difference(grads["none"], grads[policy]) < 1e-5, policy
+  assert _max_relative_difference(plain, rematerialized) < 1e-5
   config = micro_sd.unet.config
   blocks = len(config.down_block_types) + 1 + len(config.up_block_types)
   assert _remat_count(_unet_loss(micro_sd, "none"), *args) == 0
