@@ -19,7 +19,7 @@ Variants (`--config=configs/hyper.py:<variant>`; fields: hdb_jax/config/phases.p
              --write_architectures; README, "Compiled for TPU without a TPU"), per device, with
              chunked attention: v5e-8 13.5 GiB of 16 (no remat: 15.3), 26.2 TFLOP a step, >= 254
              ms, <= 252 images/s; v4-8 (8 cores) 13.7 GiB of 16, <= 200 images/s; v5p-8
-             V5P_DOC.
+             (4 chips, 16 images each) 20.4 GiB of 95, <= 553 images/s.
 
   world      python -m hdb_jax.train --config=configs/hyper.py:world --workdir=/tmp/hyper_world
              The world model: Phase 0 over 1,024 world identities first (configs/lidb.py:world,
@@ -37,7 +37,7 @@ Variants (`--config=configs/hyper.py:<variant>`; fields: hdb_jax/config/phases.p
   sd15_16gb  SD1.5 on 16 GB accelerators: batch 8 (1 per device on 8), the base weights and the
              large trainables with their Adam moments split on 'fsdp' (mesh (-1, 2)). Compiled for
              v5e-8: 7.7 GiB a chip (frozen encoder, earlier build, <= 62 images/s); with the ViT-H
-             trainable (--config.encoder.trainable=True, remat per ViT layer) TRAIN_DOC.
+             trainable (--config.encoder.trainable=True, remat per ViT layer) not compiled yet.
 """
 
 import ml_collections

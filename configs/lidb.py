@@ -18,8 +18,8 @@ Variants (`--config=configs/lidb.py:<variant>`; fields: hdb_jax/config/pieces.py
              --config.data.data_dir=gs://bucket/tfds
          SD1.5 on CelebA-HQ 512 px (see hdb_jax/data/sources.py for its manual download), 16
          identities a step, 400 steps each, bf16 compute. Not run yet (needs an accelerator);
-         compiled for one v5e chip (python -m hdb_jax.aot --config=configs/lidb.py
-         --config.remat=dots, SD1.5's configs from --write_architectures) P0_DOC.
+         its memory per v5e chip: python -m hdb_jax.aot --config=configs/lidb.py
+         --config.remat=dots --config.pretrained=DIR/sd15 (DIR from --write_architectures).
 """
 
 import ml_collections
