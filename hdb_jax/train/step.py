@@ -53,8 +53,6 @@ class HyperTrainer:
   optimizer: optax.GradientTransformation
   weights: LossWeights
   seed: int
-  # per-block remat (models.REMAT_POLICIES) of the UNet, and of a trainable encoder's layers
-  remat: str = "none"
 
   def frozen(self) -> dict[str, Any]:
     """What the step reads but never trains: base model, aux bases, the frozen encoder."""
@@ -105,13 +103,14 @@ class HyperTrainer:
   ) -> dict[str, jax.Array]:
     """{'weight': [B] (||θ̂ - θ*||²), 'diffusion': [B], 'total': [B]}; the diffusion term is
     computed when `diffusion` (default: alpha > 0), else zero."""
+    # base.remat (config.remat): the UNet's blocks, and a trainable encoder's layers
     encoder_layers = models.ENCODER_LAYERS if self.net.train_encoder else ()
-    with models.rematerialized(self.remat, encoder_layers):
+    with models.rematerialized(self.base.remat, encoder_layers):
       predicted = self.net.predict(params, frozen["encoder"], batch["image"], refine_steps)
     weight = jnp.sum(jnp.square(predicted - batch["weights"]), axis=-1)
     diffusion_loss = jnp.zeros_like(weight)
     if self.weights.alpha if diffusion is None else diffusion:
-      with models.rematerialized(self.remat, models.UNET_BLOCKS):
+      with models.rematerialized(self.base.remat, models.UNET_BLOCKS):
         diffusion_loss = self._diffusion(frozen, predicted, batch["image"], keys)
     return {
       "weight": weight,
@@ -194,12 +193,12 @@ class HyperTrainer:
 
 
 def make_trainer(config: ml_collections.ConfigDict, base: BaseModel, net: Hypernet) -> HyperTrainer:
-  """Phase 1's trainer for configs/hyper.py's fields (optim, steps, alpha, beta, seed, remat)."""
+  """Phase 1's trainer for configs/hyper.py's fields (optim, steps, alpha, beta, seed; remat is
+  the base model's)."""
   return HyperTrainer(
     net=net,
     base=base,
     optimizer=make_optimizer(config.optim, config.steps),
     weights=LossWeights(config.alpha, config.beta),
     seed=config.seed,
-    remat=config.remat,
   )
