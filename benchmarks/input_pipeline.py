@@ -20,7 +20,7 @@ from PIL import Image
 
 from hdb_jax import data
 from hdb_jax.config.pieces import data_config
-from hdb_jax.data import synthetic
+from hdb_jax.world.truth.source import synthetic_face
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("resolution", 512, "model input side in pixels")
@@ -34,7 +34,7 @@ flags.DEFINE_bool("augment", False, "time with flip + colour jitter on")
 
 def _photo(index: int, size: int) -> Image.Image:
   """A synthetic face with noise: compresses (and decodes) like a photo, unlike the flat drawing."""
-  face = synthetic.render_face(synthetic.identity_params(1, index // 2), index % 2, size, seed=1)
+  face = synthetic_face(index // 2, index % 2, 1, size)
   noise = np.random.default_rng(index).normal(0, 6, face.shape)
   return Image.fromarray(np.clip(face + noise, 0, 255).astype(np.uint8))
 

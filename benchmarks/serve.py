@@ -23,8 +23,8 @@ import numpy as np
 from hdb_jax.config.serving import app_config
 from hdb_jax.serve.personalizer import Personalizer
 from hdb_jax.serve.service import PersonalizationService
-from hdb_jax.world.render import render
-from hdb_jax.world.sampling import split_identities
+from hdb_jax.world.truth.render import render
+from hdb_jax.world.truth.sampling import split_identities
 
 
 def percentile(values: list[float], q: float) -> float:

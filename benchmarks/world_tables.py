@@ -37,8 +37,8 @@ from hdb_jax.evaluate.loop import evaluate
 from hdb_jax.evaluate.report import markdown_table
 from hdb_jax.io.images import image_grid, save_png
 from hdb_jax.runtime.cli import quiet_orbax
-from hdb_jax.world.sampling import split_identities
-from hdb_jax.world.source import save_photos
+from hdb_jax.world.truth.sampling import split_identities
+from hdb_jax.world.truth.source import save_photos
 
 flags.DEFINE_string("workdir", "/tmp/world_tables", "Photos, evaluation runs and the tables.")
 flags.DEFINE_string("hypernet", "world", "Hypernetwork: 'world' (shipped), a WORKDIR or export.")

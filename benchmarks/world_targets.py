@@ -36,8 +36,8 @@ from hdb_jax.evaluate.loop import (
 from hdb_jax.evaluate.prompts import resolve_prompts
 from hdb_jax.formats import identity as identity_lib
 from hdb_jax.formats.weights_dataset import open_dataset
-from hdb_jax.world.render import render
-from hdb_jax.world.source import identity_number
+from hdb_jax.world.truth.render import render
+from hdb_jax.world.truth.source import identity_number
 
 flags.DEFINE_string("weights", None, "A Phase 0 weights directory on the world model.")
 flags.DEFINE_integer("identities", 8, "Phase 0 identities drawn with their weights.", lower_bound=1)

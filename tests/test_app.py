@@ -29,8 +29,8 @@ from hdb_jax.config.serving import app_config
 from hdb_jax.formats import identity as identity_lib
 from hdb_jax.models.pretrained import WORLD_DIR
 from hdb_jax.serve.scheduler import BatchScheduler
-from hdb_jax.world.render import render
-from hdb_jax.world.sampling import split_identities
+from hdb_jax.world.truth.render import render
+from hdb_jax.world.truth.sampling import split_identities
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPTS = "a {token} face\na {token} face wearing a red hat"

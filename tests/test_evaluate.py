@@ -26,9 +26,9 @@ from hdb_jax.evaluate.loop import evaluate, padded_chunks
 from hdb_jax.evaluate.methods import parse_methods
 from hdb_jax.models import ModelLoadError, eval_models
 from hdb_jax.world.recognizer.network import load_recognizer
-from hdb_jax.world.render import render
-from hdb_jax.world.sampling import held_out_identities
-from hdb_jax.world.scene import ATTRIBUTES
+from hdb_jax.world.truth.render import render
+from hdb_jax.world.truth.sampling import held_out_identities
+from hdb_jax.world.truth.scene import ATTRIBUTES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -75,9 +75,9 @@ def _make_identity(
 def _personalized(tiny_torch_sd, tiny_torch_dir, relaxation: str) -> identity_lib.Identity:
   """The rank-relaxed finetune (3 steps, `relaxation`) on top of a strong LiDB prediction."""
   from hdb_jax.config import phases
-  from hdb_jax.data import synthetic
   from hdb_jax.diffusion.base import setup_base_model
   from hdb_jax.personalize.step import personalize_images
+  from hdb_jax.world.truth.source import synthetic_face
 
   config = phases.personalize_config("tiny")
   config.pretrained, config.steps, config.optim.learning_rate = tiny_torch_dir, 3, 0.1
@@ -86,10 +86,7 @@ def _personalized(tiny_torch_sd, tiny_torch_dir, relaxation: str) -> identity_li
   base = setup_base_model(config)
   predicted = _make_identity(tiny_torch_sd, tiny_torch_dir).lidb
   predictor = lambda images: jax.tree.map(lambda x: jnp.asarray(x)[None], predicted)  # noqa: E731
-  face = (
-    synthetic.render_face(synthetic.identity_params(0, 0), 0, 64).astype(np.float32)[None] / 127.5
-    - 1
-  )
+  face = synthetic_face(0, 0, 0, 64).astype(np.float32)[None] / 127.5 - 1
   ident = personalize_images(base, config, face, predictor).identities[0]
   assert ident.meta.extra["method"] == "hyper+finetune"
   assert ident.meta.extra["relaxation"] == relaxation

@@ -77,7 +77,7 @@ def imports_of(path: pathlib.Path) -> list[tuple[str, int]]:
 
 def top(module: str) -> str:
   """The module's layer: the longest LAYERS entry it is or is inside (hdb_jax.world.pretrain.loop
-  -> 'world.pretrain', hdb_jax.world.render -> 'world')."""
+  -> 'world.pretrain', hdb_jax.world.truth.render -> 'world')."""
   inside = module.removeprefix("hdb_jax.") if module.count(".") else ""
   matches = [layer for layer in LAYERS if inside == layer or inside.startswith(layer + ".")]
   return max(matches, key=len) if matches else inside.split(".")[0]

@@ -22,7 +22,6 @@ import pytest
 from PIL import Image
 
 from hdb_jax import adapters, models
-from hdb_jax.data import synthetic
 from hdb_jax.diffusion.base import encode_latents, setup_base_model
 from hdb_jax.diffusion.generation import generate
 from hdb_jax.diffusion.sampling import SamplingConfig
@@ -33,6 +32,7 @@ from hdb_jax.personalize.loop import personalize
 from hdb_jax.personalize.step import personalize_images
 from hdb_jax.preoptimize.loop import preoptimize
 from hdb_jax.preoptimize.step import init_lidb_batch, train_lidb_batch
+from hdb_jax.world.truth.source import synthetic_face
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 20
@@ -74,13 +74,7 @@ def base(phase0_config):
 @pytest.fixture(scope="module")
 def faces():
   """Four procedural faces at the tiny model's 64 px, in [-1, 1]."""
-  return (
-    np.stack(
-      [synthetic.render_face(synthetic.identity_params(0, i), 0, 64) for i in range(4)]
-    ).astype(np.float32)
-    / 127.5
-    - 1
-  )
+  return np.stack([synthetic_face(i, 0, 0, 64) for i in range(4)]).astype(np.float32) / 127.5 - 1
 
 
 def _fixed_key_loss(base, config, vectors, faces, draws=8):
@@ -259,7 +253,7 @@ def test_personalize_cli_end_to_end(micro_dir, tmp_path):
 )
 def test_personalize_bad_input_fails_cleanly(micro_dir, tmp_path, case, message):
   good = tmp_path / "face.png"
-  Image.fromarray(synthetic.render_face(synthetic.identity_params(0, 0), 0, 128)).save(good)
+  Image.fromarray(synthetic_face(0, 0, 0, 128)).save(good)
   photo, overrides = good, {}
   if case == "missing":
     photo = tmp_path / "nope.jpg"

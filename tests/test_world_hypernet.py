@@ -25,8 +25,8 @@ from hdb_jax.formats.hypernet_release import RELEASE
 from hdb_jax.io.files import file_sha256
 from hdb_jax.personalize.step import personalize_images
 from hdb_jax.world.recognizer.network import load_recognizer
-from hdb_jax.world.render import render
-from hdb_jax.world.sampling import split_identities
+from hdb_jax.world.truth.render import render
+from hdb_jax.world.truth.sampling import split_identities
 
 PROMPTS = [
   "a {token} face",

@@ -23,7 +23,7 @@ from hdb_jax.runtime.metrics_log import read_metrics
 from hdb_jax.world.pretrain import loop, release
 from hdb_jax.world.pretrain.data import WorldBatches, world_batch
 from hdb_jax.world.pretrain.step import random_crops
-from hdb_jax.world.scene import caption, parse_prompt
+from hdb_jax.world.truth.scene import caption, parse_prompt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The toy run every test here shares: 3 VAE steps, 6 UNet steps, checkpoints every 2.

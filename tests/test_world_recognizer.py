@@ -11,13 +11,13 @@ import pytest
 from hdb_jax.config.world import recognizer_config
 from hdb_jax.errors import MissingFileError, UserError
 from hdb_jax.io.images import save_png
-from hdb_jax.world import sampling
 from hdb_jax.world.quality import frechet_distance, prompt_accuracy, score_images
 from hdb_jax.world.recognizer import network, verification
 from hdb_jax.world.recognizer.train import train_recognizer
-from hdb_jax.world.render import render
-from hdb_jax.world.scene import Scene, caption
-from hdb_jax.world.styles import STYLES
+from hdb_jax.world.truth import sampling
+from hdb_jax.world.truth.render import render
+from hdb_jax.world.truth.scene import Scene, caption
+from hdb_jax.world.truth.styles import STYLES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The shipped recognizer measured (hdb_jax/assets/world-recognizer/MODEL_CARD.md, 200 held-out

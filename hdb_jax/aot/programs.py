@@ -38,7 +38,7 @@ from hdb_jax.train.step import make_trainer
 from hdb_jax.world.pretrain import step as world_step
 from hdb_jax.world.pretrain.loop import check_config as check_world_config
 from hdb_jax.world.pretrain.stages import stage_step
-from hdb_jax.world.scene import caption_words
+from hdb_jax.world.truth.scene import caption_words
 
 Builder = Callable[..., list[Program]]
 

@@ -16,8 +16,8 @@ from hdb_jax.app.ui import build_app
 from hdb_jax.errors import ConfigError
 from hdb_jax.serve.personalizer import Personalizer
 from hdb_jax.serve.service import PersonalizationService
-from hdb_jax.world.sampling import split_identities
-from hdb_jax.world.source import save_photos
+from hdb_jax.world.truth.sampling import split_identities
+from hdb_jax.world.truth.source import save_photos
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 

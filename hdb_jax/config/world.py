@@ -6,7 +6,7 @@ import ml_collections
 
 from hdb_jax.config.pieces import optimizer_config
 from hdb_jax.models import configs as arch
-from hdb_jax.world import sampling
+from hdb_jax.world.truth import sampling
 
 WORLD_VARIANTS = ("", "toy")
 
@@ -60,6 +60,8 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
   config.vae_stage.kl_weight = 1e-6  # per latent number, against the per-pixel L1 + MSE
   config.vae_stage.scale_batches = 1 if toy else 16  # batches to measure the latents' std on
   config.unet_stage = _stage(4 if toy else 3750, 4 if toy else 32, 3e-4, 1 if toy else 500, toy)
+  # min-SNR-γ loss weighting (diffusion.loss.min_snr_weights; 0: the plain MSE of world v1)
+  config.unet_stage.min_snr_gamma = 5.0
   config.sampling = ml_collections.ConfigDict(dict(steps=2 if toy else 25, guidance=7.5))
   config.mesh = (-1, 1)  # ('data', 'fsdp') sizes; -1 = the remaining devices
   config.keep_checkpoints = 2
@@ -70,16 +72,32 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
   return config
 
 
-def recognizer_config(variant: str) -> ml_collections.ConfigDict:
-  """'' the shipped recognizer; 'toy' a few steps (tests)."""
+def recognizer_config(variant: str, role: str = "recognizer") -> ml_collections.ConfigDict:
+  """'' the shipped network of `role`; 'toy' a few steps (tests).
+
+  role 'recognizer': World-ID (the hypernetwork's encoder) and World-prompt, plain CNNs, on the
+  world model's training identities. role 'judge': World-ID that also reads the face's parameters,
+  a residual CNN of another seed, on identities no other network trains on (sampling.JUDGE_*).
+  """
   toy = variant == "toy"
+  judge = role == "judge"
   config = ml_collections.ConfigDict()
-  config.seed = 0
+  config.role = role
+  config.seed = 1 if judge else 0
   config.data_seed = 0  # the world
-  # training identities: ids [0, num_identities), two renders of each per batch
-  config.num_identities = sampling.TRAIN_IDENTITIES
+  # training identities: ids [first_identity, first_identity + num_identities), two renders of
+  # each per batch
+  config.first_identity = sampling.JUDGE_FIRST_IDENTITY if judge else 0
+  config.num_identities = sampling.JUDGE_IDENTITIES if judge else sampling.TRAIN_IDENTITIES
+  config.architecture = "resnet" if judge else "cnn"
+  config.reads_prompt = not judge
+  config.face_params = judge  # also regress the face's ground-truth parameters
+  config.face_params_weight = 10.0  # against the contrastive loss (~1 after a few hundred steps)
   config.embedding_dim = 32 if toy else 128
-  config.widths = (32, 32, 32, 32) if toy else (32, 64, 96, 128)
+  if toy:
+    config.widths = (16, 16, 16, 16) if judge else (32, 32, 32, 32)
+  else:
+    config.widths = (32, 64, 128, 160) if judge else (32, 64, 96, 128)
   config.temperature = 0.1  # of the contrastive identity loss
   config.augment = True  # blur and noise, so that generated images read like renders
   config.recognizer_stage = _stage(4 if toy else 3000, 8 if toy else 64, 1e-3, 1 if toy else 100,

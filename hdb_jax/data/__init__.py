@@ -5,8 +5,8 @@
                        seed=0) as batches:
       batch = next(batches)
 
-Modules: `synthetic` (procedural faces), `sources` (synthetic,
-folder:, tfds:, and the CelebA-HQ manual download steps), `pipeline` (sharding, shuffle, workers,
+Modules: `sources` (folder:, tfds:, the registry that hdb_jax.world adds synthetic and world to, and
+the CelebA-HQ manual download steps), `pipeline` (sharding, shuffle, workers,
 positions), `augment`, `paired` (Phase 0 weights joined with images by identity id), `held_out`
 (Phase 1's held-out identities). Every image is decoded by hdb_jax.io.images. TensorFlow is imported
 only when a tfds: source is made.

@@ -1,7 +1,8 @@
 """Image sources, selected by `config.data.source`: every phase reads faces through one of these.
 
-- `synthetic`: procedural faces (`hdb_jax.data.synthetic`), `num_identities` x `views_per_identity`,
-  identity ids 'synthetic/00000', ... Deterministic from `config.data.seed`.
+- `synthetic`: the world's procedural faces on a plain backdrop (`hdb_jax.world.truth.source`,
+  registered by hdb_jax.world), `num_identities` x `views_per_identity`, identity ids
+  'synthetic/00000', ... Deterministic from `config.data.seed`.
 - `folder:<path>`: every .jpg/.jpeg/.png/.webp below <path> (recursive, sorted, hidden files
   ignored). Identity id: the file's path relative to <path> ('alice/1.jpg'), or with
   `config.data.identity_from_subfolder` its folder ('alice'), so several photos share one identity.
@@ -57,7 +58,6 @@ from typing import Any, Callable, Container, Iterator, Sequence
 import ml_collections
 import numpy as np
 
-from hdb_jax.data import synthetic
 from hdb_jax.errors import UserError
 from hdb_jax.io import images
 
@@ -155,33 +155,6 @@ class ListSource(ImageSource):
     shard = self.order(epoch, seed, shuffle)[process_index::process_count]
     for i in shard[start:]:
       yield self.examples[int(i)]
-
-
-def _render_synthetic(identity_id: int, view_id: int, seed: int, resolution: int) -> np.ndarray:
-  face = synthetic.render_face(
-    synthetic.identity_params(seed, identity_id), view_id, resolution, seed
-  )
-  return face.astype(np.float32) * np.float32(1 / 127.5) - np.float32(1.0)
-
-
-def synthetic_source(num_identities: int, views_per_identity: int, seed: int = 0) -> ListSource:
-  """num_identities x views_per_identity procedural faces; index = identity * views + view."""
-  if num_identities < 1 or views_per_identity < 1:
-    raise SourceError(
-      f"synthetic source needs num_identities >= 1 and views_per_identity >= 1, got "
-      f"{num_identities} and {views_per_identity}"
-    )
-  examples = [
-    Example(
-      identity_id=synthetic.identity_name(i),
-      index=i * views_per_identity + v,
-      name=f"{synthetic.identity_name(i)} view {v}",
-      load=functools.partial(_render_synthetic, i, v, seed),
-    )
-    for i in range(num_identities)
-    for v in range(views_per_identity)
-  ]
-  return ListSource(f"synthetic({num_identities}x{views_per_identity}, seed={seed})", examples)
 
 
 def list_image_files(root: str) -> list[str]:
@@ -417,7 +390,7 @@ _REGISTERED: dict[str, SourceFactory] = {}
 
 def register_source(kind: str, factory: SourceFactory) -> None:
   """Makes `config.data.source='<kind>[:<argument>]'` call factory(argument, data_config)."""
-  if kind in ("synthetic", "folder", "tfds"):
+  if kind in ("folder", "tfds"):
     raise ValueError(f"source kind {kind!r} is built in")
   _REGISTERED[kind] = factory
 
@@ -436,10 +409,6 @@ def make_source(
   kind, _, argument = spec.partition(":")
   if kind in _REGISTERED:
     return _REGISTERED[kind](argument, data_config)
-  if kind == "synthetic" and not argument:
-    return synthetic_source(
-      int(data_config.num_identities), int(data_config.views_per_identity), int(data_config.seed)
-    )
   if kind == "folder" and argument:
     return folder_source(
       os.path.expanduser(argument),
@@ -458,9 +427,13 @@ def make_source(
       shuffle_buffer=int(data_config.shuffle_buffer),
       **options,
     )
-  registered = "".join(f", '{k}[:...]'" for k in sorted(_REGISTERED))
+  registered = "".join(f"'{k}[:...]', " for k in sorted(_REGISTERED))
   raise SourceError(
-    f"config.data.source={spec!r}: expected 'synthetic', 'folder:<path>', "
-    f"'tfds:<name>[/<config>]'{registered}"
-    + ("" if "world" in _REGISTERED else " (or 'world' once hdb_jax.world is imported)")
+    f"config.data.source={spec!r}: expected {registered}'folder:<path>' or "
+    "'tfds:<name>[/<config>]'"
+    + (
+      ""
+      if "world" in _REGISTERED
+      else " (or 'synthetic' and 'world' once hdb_jax.world is imported)"
+    )
   )

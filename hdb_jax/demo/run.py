@@ -27,8 +27,8 @@ from hdb_jax.formats.weights_dataset import WeightsDataset
 from hdb_jax.personalize.loop import personalize
 from hdb_jax.preoptimize.loop import preoptimize
 from hdb_jax.train.loop import train
-from hdb_jax.world.sampling import split_identities
-from hdb_jax.world.source import save_photos
+from hdb_jax.world.truth.sampling import split_identities
+from hdb_jax.world.truth.source import save_photos
 
 # Of the world prompt set (evaluate/prompts.py WORLD): the bare face, a hat, glasses, a background,
 # a style, and a hat, a background and a style at once.

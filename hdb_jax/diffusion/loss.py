@@ -23,6 +23,18 @@ def draw_noise(
   return jax.vmap(draw)(keys)
 
 
+def min_snr_weights(sd: models.StableDiffusion, timesteps: jax.Array, gamma: float) -> jax.Array:
+  """Min-SNR-γ loss weights [B] (Hang et al. 2023) for timesteps [B]: min(SNR_t, γ) / SNR_t for
+  'epsilon' prediction, min(SNR_t, γ) / (SNR_t + 1) for 'v_prediction', SNR_t = ᾱ_t / (1 - ᾱ_t).
+  They down-weight the easy low-noise steps, which otherwise dominate the MSE's gradient."""
+  alpha_bar = sd.scheduler_state.common.alphas_cumprod[timesteps].astype(jnp.float32)
+  snr = alpha_bar / (1 - alpha_bar)
+  clipped = jnp.minimum(snr, gamma)
+  if sd.scheduler.config.prediction_type == "v_prediction":
+    return clipped / (snr + 1)
+  return clipped / snr
+
+
 def noised_and_target(
   sd: models.StableDiffusion, latents: jax.Array, noise: jax.Array, timesteps: jax.Array
 ) -> tuple[jax.Array, jax.Array]:

@@ -10,8 +10,8 @@
 - World-ID (--config.recognizer): cosine of the world recognizer's identity embeddings of the
   generated image and the reference photo: the paper's Face Rec, on the world.
 - World-prompt (--config.recognizer): the fraction of the prompt's 5 attributes (headwear, glasses,
-  expression, background, style; hdb_jax.world.scene) the recognizer reads right in the generated
-  image: the paper's CLIP-T, on the world. Needs prompts in the world's caption grammar.
+  expression, background, style; hdb_jax.world.truth.scene) the recognizer reads right in the
+  generated image: the paper's CLIP-T, on the world. Needs prompts in the world's caption grammar.
 Every value lies in [-1, 1] (World-prompt in [0, 1]); means are over identities x prompts x samples,
 and bootstrap_ci gives each mean's 95% interval over identities.
 """
@@ -24,7 +24,7 @@ import scipy.stats
 
 from hdb_jax.errors import ConfigError, UserError
 from hdb_jax.world.quality import attributes_right
-from hdb_jax.world.scene import Scene, parse_prompt
+from hdb_jax.world.truth.scene import Scene, parse_prompt
 
 METRICS = ("clip_t", "clip_i", "dino", "face_rec", "world_id", "world_prompt")
 METRIC_NAMES = {
@@ -114,8 +114,8 @@ def world_scenes(prompts: Sequence[str]) -> list[Scene]:
     except UserError as error:
       raise ConfigError(
         f"prompt {prompt!r} is not a world prompt, and --config.recognizer needs world prompts: "
-        "the caption grammar of hdb_jax.world.scene, e.g. 'a {token} face wearing a red hat in "
-        f"pencil sketch style', or the set --config.prompts=world ({error})"
+        "the caption grammar of hdb_jax.world.truth.scene, e.g. 'a {token} face wearing a red hat "
+        f"in pencil sketch style', or the set --config.prompts=world ({error})"
       ) from error
   return scenes
 

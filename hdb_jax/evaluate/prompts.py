@@ -6,8 +6,8 @@ prompt without it (metrics.prompt_without_token). Every prompt keeps "face", the
 identities were personalized with.
 
 WORLD is for the world (hdb_jax.world: --config.pretrained=world, --config.recognizer=world): every
-prompt is in the caption grammar of hdb_jax.world.scene, so World-prompt knows what each one asks
-for. One prompt per kind of change, not per value (5 headwear colours x 3 glasses x ... is too
+prompt is in the caption grammar of hdb_jax.world.truth.scene, so World-prompt knows what each one
+asks for. One prompt per kind of change, not per value (5 headwear colours x 3 glasses x ... is too
 many): the bare face, one headwear, glasses, expression and two backgrounds, each of the 4
 styles, and 2 combinations of contexts with a style.
 """

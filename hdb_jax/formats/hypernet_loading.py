@@ -56,7 +56,8 @@ def load_predictor(
   layers = [[l.path, l.n, l.m] for l in base.layers]
   check_card(
     info,
-    {"layers": layers, "base_model": base.source, "lidb": dataclasses.asdict(base.lidb_config)},
+    {"layers": layers, "base_model": base.source, "lidb": dataclasses.asdict(base.lidb_config),
+     "base_fingerprint": base.sd.fingerprint()},  # fmt: skip
     path,
   )
   check_aux_basis_hash(

@@ -24,6 +24,7 @@ from hdb_jax.models.loading import (
   config_fingerprint,
   load_scheduler,
   load_tokenizer,
+  recorded_world_version,
 )
 from hdb_jax.models.pretrained import resolve_model_dir
 from hdb_jax.models.tiny import existing_tiny_dir, is_tiny_name, write_configs
@@ -67,7 +68,7 @@ def describe_model(pretrained: str, revision: str | None = None) -> ModelDescrip
   unet_config, text_config = _configs(root)
   return ModelDescription(
     root=root,
-    fingerprint=config_fingerprint(unet_config, text_config),
+    fingerprint=config_fingerprint(unet_config, text_config, recorded_world_version(root)),
     params=abstract_params(unet_config, text_config),
   )
 
@@ -134,5 +135,6 @@ def _abstract_from_dir(root: str, source: str, dtype: Any) -> StableDiffusion:
     scheduler_state=scheduler_state,
     params=params,
     source=source,
+    world_version=recorded_world_version(root),
     scheduler_config=scheduler_config,
   )

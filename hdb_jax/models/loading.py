@@ -67,6 +67,9 @@ class StableDiffusion:
   scheduler_config: dict[str, Any] = dataclasses.field(default_factory=dict)
   # the UNet's attention kernel (models.attention.ATTENTION_KINDS; set with with_attention)
   attention: str = "einsum"
+  # the world renderer version a world model was trained on (its card.json's 'world_version');
+  # None for every other model (and world v1, which did not record one)
+  world_version: int | None = None
 
   @property
   def vae_scaling_factor(self) -> float:
@@ -78,7 +81,11 @@ class StableDiffusion:
     return int(self.unet.config.sample_size) * 2 ** (len(self.vae.config.block_out_channels) - 1)
 
   def fingerprint(self) -> str:
-    return config_fingerprint(dict(self.unet.config), self.text_encoder.config.to_dict())
+    """config_fingerprint of the architectures; a world model's also holds its world version, so
+    files made for a world model of another version (identities, weights datasets, hypernetworks)
+    are refused by it."""
+    return config_fingerprint(dict(self.unet.config), self.text_encoder.config.to_dict(),
+                              self.world_version)  # fmt: skip
 
 
 def _architecture(config: dict[str, Any]) -> dict[str, Any]:
@@ -102,13 +109,15 @@ def unet_architecture(unet_config: dict[str, Any]) -> dict[str, Any]:
   }
 
 
-def config_fingerprint(unet_config: dict[str, Any], text_config: dict[str, Any]) -> str:
-  """A short hash of the UNet and text-encoder architectures, stored in identity files."""
-  blob = json.dumps(
-    {"unet": _architecture(unet_architecture(unet_config)), "text": _architecture(text_config)},
-    sort_keys=True,
-    default=list,
-  )
+def config_fingerprint(
+  unet_config: dict[str, Any], text_config: dict[str, Any], world_version: int | None = None
+) -> str:
+  """A short hash of the UNet and text-encoder architectures (and a world model's world version),
+  stored in identity files."""
+  fields = {"unet": _architecture(unet_architecture(unet_config)), "text": _architecture(text_config)}
+  if world_version is not None:
+    fields["world_version"] = world_version
+  blob = json.dumps(fields, sort_keys=True, default=list)
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -427,7 +436,22 @@ def load_stable_diffusion(
     params=params,
     source=pretrained,
     scheduler_config=scheduler_config,
+    world_version=recorded_world_version(root),
   )
+
+
+# the card a world model directory holds (hdb_jax.world.pretrain.history.CARD)
+WORLD_CARD = "card.json"
+
+
+def recorded_world_version(root: str) -> int | None:
+  """The world version root/card.json records (a world model's), else None."""
+  path = os.path.join(root, WORLD_CARD)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    version = json.load(f).get("world_version")
+  return None if version is None else int(version)
 
 
 def abstract_params(unet_config: dict[str, Any], text_config: dict[str, Any]) -> dict[str, Params]:

@@ -77,6 +77,13 @@ def weights_dataset(
       f"{dataset.index['lidb']}; this config adapts {len(layers)} layers / "
       f"{dataclasses.asdict(base.lidb_config)}"
     )
+  recorded = dataset.index.get("base_fingerprint")
+  if recorded is not None and recorded != base.sd.fingerprint():
+    raise CheckpointMismatchError(
+      f"the weights dataset {dataset.directory} was made for base model fingerprint {recorded} "
+      f"({dataset.index.get('base_model')!r}); {base.source!r} is {base.sd.fingerprint()} (another "
+      "architecture, or a world model of another world version)"
+    )
   return dataset
 
 

@@ -8,13 +8,16 @@
   python -m hdb_jax.world quality --first_seed=1000 --guidance=5   # tune on other noise seeds
 
 render: one identity in a scene, as a PNG. The prompt follows the caption grammar of
-hdb_jax/world/scene.py ('a [smiling] face [wearing a red|blue|green|yellow hat] [with
+hdb_jax/world/truth/scene.py ('a [smiling] face [wearing a red|blue|green|yellow hat] [with
 glasses|with sunglasses] [on a beach|in a forest|in a city|at night] [in pencil sketch|pop-art|
 watercolour|pixel art style]'); the identity is never in it.
-score: the World-ID similarity of each image in DIR (PNG/JPEG) to the reference, what World-prompt
-reads in each, and with --prompt the World-prompt accuracy against it.
+score: each image in DIR (PNG/JPEG) against the reference by both networks, the judge's first: its
+identity similarity (the judge is the independent one: nothing trains on it), then World-ID (the
+recognizer's, which the hypernetwork reads), what World-prompt reads in each, and with --prompt the
+World-prompt accuracy against it.
 quality: samples of the world model for every context and style, scored by the recognizer
-(World-prompt accuracy, World-ID Frechet distance, VAE PSNR); writes OUT/quality.json and
+(World-prompt accuracy, World-ID Frechet distance, sharpness against renders, VAE PSNR) and the
+judge (the share of samples it reads as a face of some identity); writes OUT/quality.json and
 OUT/samples.png, and with --update_card the model's card (which takes the default sampling only:
 what the card reports is what the evaluation draws with).
 """
@@ -30,8 +33,8 @@ from hdb_jax.errors import UserError
 from hdb_jax.io.files import write_text_atomic
 from hdb_jax.io.images import load_image, save_png
 from hdb_jax.runtime.cli import run_main
-from hdb_jax.world.render import render
-from hdb_jax.world.scene import caption, parse_prompt
+from hdb_jax.world.truth.render import render
+from hdb_jax.world.truth.scene import caption, parse_prompt
 
 flags.DEFINE_integer("identity", None, "render: identity id (any integer >= 0).", lower_bound=0)
 flags.DEFINE_integer("view", 0, "render: view id (pose, lighting, background).", lower_bound=0)
@@ -44,6 +47,7 @@ flags.DEFINE_string("reference", None, "score: the reference image of the identi
 flags.DEFINE_string("images", None, "score: a directory of images to score.")
 flags.DEFINE_string("recognizer", None, "score, quality: a recognizer directory (default: "
                     "the shipped one).")  # fmt: skip
+flags.DEFINE_string("judge", None, "score, quality: a judge directory (default: the shipped one).")
 flags.DEFINE_string("model", "world", "quality: the model (name or diffusers directory).")
 flags.DEFINE_integer("seeds", 8, "quality: samples per prompt.", lower_bound=1)
 flags.DEFINE_bool("update_card", False, "quality: write the results into the model's card.")
@@ -72,7 +76,7 @@ def _uint8(path: str) -> np.ndarray:
 def _score() -> None:
   # pylint: disable=import-outside-toplevel
   from hdb_jax.world.quality import score_images
-  from hdb_jax.world.recognizer.network import load_recognizer
+  from hdb_jax.world.recognizer.network import load_judge, load_recognizer
 
   if not FLAGS.reference or not FLAGS.images:
     raise app.UsageError("score needs --reference and --images")
@@ -84,12 +88,16 @@ def _score() -> None:
   if FLAGS.prompt:
     parse_prompt(FLAGS.prompt)  # a prompt outside the grammar is refused before any work
   images = np.stack([_uint8(os.path.join(FLAGS.images, n)) for n in names])
-  scores = score_images(load_recognizer(FLAGS.recognizer), _uint8(FLAGS.reference), images,
-                        FLAGS.prompt)  # fmt: skip
-  print(f"{'image':<32} World-ID  World-prompt reads")
-  for name, similarity, read in zip(names, scores["similarity"], scores["read"]):
+  reference = _uint8(FLAGS.reference)
+  judged = load_judge(FLAGS.judge).embed(np.concatenate([reference[None], images]))
+  judge = judged[1:] @ judged[0]
+  scores = score_images(load_recognizer(FLAGS.recognizer), reference, images, FLAGS.prompt)
+  print(f"{'image':<32} judge   World-ID  World-prompt reads")
+  for name, judged_one, similarity, read in zip(names, judge, scores["similarity"], scores["read"]):
     shown = ", ".join(f"{v}" for k, v in read.items() if v not in ("none", "neutral"))
-    print(f"{name:<32} {similarity:+.3f}    {shown}")
+    print(f"{name:<32} {judged_one:+.3f}  {similarity:+.3f}    {shown}")
+  print(f"mean judge similarity {np.mean(judge):+.3f} (the judge's card gives its same-identity "
+        "ceiling and impostor floor)")  # fmt: skip
   print(f"mean World-ID similarity {np.mean(scores['similarity']):+.3f}")
   if FLAGS.prompt:
     accuracy = scores["world_prompt"]
@@ -102,7 +110,7 @@ def _quality() -> None:
   from hdb_jax.models import load_model
   from hdb_jax.models.pretrained import resolve_model_dir
   from hdb_jax.world.quality import QUALITY_SAMPLING, measure_quality
-  from hdb_jax.world.recognizer.network import load_recognizer
+  from hdb_jax.world.recognizer.network import load_judge, load_recognizer
 
   out = FLAGS.out or "world_quality"
   if FLAGS.update_card and (FLAGS.first_seed or FLAGS.guidance is not None):
@@ -112,7 +120,8 @@ def _quality() -> None:
     sampling_config = dataclasses.replace(sampling_config, guidance=FLAGS.guidance)
   report, grid = measure_quality(load_model(FLAGS.model), load_recognizer(FLAGS.recognizer),
                                  seeds=FLAGS.seeds, sampling_config=sampling_config,
-                                 data_seed=FLAGS.seed, first_seed=FLAGS.first_seed)  # fmt: skip
+                                 data_seed=FLAGS.seed, first_seed=FLAGS.first_seed,
+                                 judge=load_judge(FLAGS.judge))  # fmt: skip
   os.makedirs(out, exist_ok=True)
   write_text_atomic(os.path.join(out, "quality.json"), json.dumps(report, indent=2))
   save_png(os.path.join(out, "samples.png"), grid)

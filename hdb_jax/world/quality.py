@@ -11,6 +11,12 @@ World-ID Frechet distance (FID's formula on the recognizer's identity embeddings
 samples' distribution is from renders of the same prompts; renders of other identities give its
 floor and uniform noise its control. (A per-image 'is a face' rate from the nearest gallery
 identity did not work: noise images came as close to some identity as renders do.)
+Sharpness: the samples' Laplacian and gradient energy (mean squared second / first differences of
+the grey image) as a fraction of the renders' of the same prompts (1: as sharp as the ground truth).
+The judge (never trained on or selected with): 'a face of some identity': the judge reads a face's
+parameters from the image and the face of those parameters is re-rendered in the prompt's scene;
+the image passes when the judge scores it against that re-render above the impostor threshold
+(FAR 1% among renders of other identities). Renders give the ceiling, uniform noise the control.
 VAE: PSNR of held-out renders through encoder and decoder.
 """
 
@@ -24,9 +30,9 @@ import scipy.linalg
 from hdb_jax import models
 from hdb_jax.diffusion.sampling import SamplingConfig, make_sampler
 from hdb_jax.io.images import image_grid, to_uint8
-from hdb_jax.world import sampling
-from hdb_jax.world.render import render
-from hdb_jax.world.scene import ATTRIBUTES, Scene, attribute_indices, caption, parse_prompt
+from hdb_jax.world.truth import faces, sampling
+from hdb_jax.world.truth.render import render, render_params
+from hdb_jax.world.truth.scene import ATTRIBUTES, Scene, attribute_indices, caption, parse_prompt
 
 # DDIM at guidance 7.5 (SD's default): chosen on noise seeds 1000-1003, not the card's 0-7; at 6,500
 # UNet steps World-prompt over every attribute / the named ones read 0.765 / 0.875 at 3, 0.843 /
@@ -80,6 +86,54 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
   return float(mean_gap + np.trace(cov_a + cov_b - 2 * root))
 
 
+def sharpness(images: np.ndarray) -> dict[str, float]:
+  """{'laplacian', 'gradient'}: mean squared 4-neighbour Laplacian and mean squared finite
+  difference of images uint8 [N, H, W, 3] as grey levels."""
+  grey = images.astype(np.float64).mean(axis=-1)
+  lap = (grey[:, 1:-1, :-2] + grey[:, 1:-1, 2:] + grey[:, :-2, 1:-1] + grey[:, 2:, 1:-1]
+         - 4 * grey[:, 1:-1, 1:-1])  # fmt: skip
+  grad = np.square(np.diff(grey, axis=1)).mean() + np.square(np.diff(grey, axis=2)).mean()
+  return {"laplacian": float(np.square(lap).mean()), "gradient": float(grad)}
+
+
+def rerender_similarity(
+  judge: Any, images: np.ndarray, prompts: Sequence[str], data_seed: int = 0
+) -> np.ndarray:
+  """float [N]: the judge's similarity of each image [N, H, W, 3] to the face of the parameters
+  it reads there, re-rendered in the image's prompt's scene (a plain view)."""
+  rerenders = faces_in_scenes(judge.face_params(images), prompts, images.shape[1], data_seed)
+  return np.sum(judge.embed(images) * judge.embed(rerenders), axis=-1)
+
+
+def faces_in_scenes(
+  params: np.ndarray, prompts: Sequence[str], resolution: int, data_seed: int
+) -> np.ndarray:
+  """uint8 [N, R, R, 3]: the faces of params [N, NUM_PARAMS], each in its prompt's scene, in a
+  plain view."""
+  return np.stack([render_params(p, faces.View(), parse_prompt(prompt), resolution,
+                                 np.random.default_rng([data_seed, k, 0xB7]))
+                   for k, (p, prompt) in enumerate(zip(params, prompts))])  # fmt: skip
+
+
+def face_rate(
+  judge: Any, samples: np.ndarray, renders: np.ndarray, prompts: Sequence[str], data_seed: int = 0
+) -> dict[str, Any]:
+  """The judge's 'a face of some identity' rate of samples, renders (the ceiling) and noise (the
+  control) [N, H, W, 3] of the same prompts [N], at the impostor threshold (FAR 1%: re-renders
+  matched against the next image's face)."""
+  # each render against the face the judge reads in another render
+  shifted = np.roll(judge.face_params(renders), 1, axis=0)
+  impostors = faces_in_scenes(shifted, prompts, renders.shape[1], data_seed)
+  impostor = np.sum(judge.embed(renders) * judge.embed(impostors), axis=-1)
+  threshold = float(np.quantile(impostor, 0.99))
+  noise = np.random.default_rng(1).integers(0, 256, samples.shape, dtype=np.uint8)
+  rates = {
+    name: float(np.mean(rerender_similarity(judge, images, prompts, data_seed) > threshold))
+    for name, images in (("samples", samples), ("renders", renders), ("noise", noise))
+  }
+  return {"threshold": threshold, "rate": rates}
+
+
 def vae_psnr(sd: models.StableDiffusion, count: int, data_seed: int) -> float:
   """Mean PSNR (dB, uint8 scale) of held-out renders in random scenes through the VAE (posterior
   mean)."""
@@ -121,9 +175,11 @@ def measure_quality(
   sampling_config: SamplingConfig = QUALITY_SAMPLING,
   data_seed: int = 0,
   first_seed: int = 0,
+  judge: Any = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
   """(report, grid image uint8) of the world model's samples for quality_prompts() x seeds (noise
-  seeds first_seed, ...); the grid has a row per prompt: a render of it, then the samples."""
+  seeds first_seed, ...); the grid has a row per prompt: a render of it, then the samples. With a
+  judge, the report adds its 'a face of some identity' rates (face_rate)."""
   prompts = quality_prompts()
   samples = draw_samples(sd, prompts, seeds, sampling_config, first_seed)
   flat = samples.reshape((-1,) + samples.shape[2:])
@@ -137,6 +193,7 @@ def measure_quality(
   renders, other_renders = renders_of(30000), renders_of(40000)
   noise = np.random.default_rng(0).integers(0, 256, flat.shape, dtype=np.uint8)
   reference = recognizer.embed(renders)
+  reference_sharpness = sharpness(renders)
   report = {
     "samples": len(flat),
     "prompts": len(prompts),
@@ -150,8 +207,14 @@ def measure_quality(
       else None
       for name, images in (("samples", flat), ("renders", other_renders), ("noise", noise))
     },  # fmt: skip
+    "sharpness": {
+      name: {k: v / max(reference_sharpness[k], 1e-12) for k, v in sharpness(images).items()}
+      for name, images in (("samples", flat), ("renders", other_renders))
+    },  # fractions of the renders' of the same prompts (renders: other identities)
     "vae_psnr_db": vae_psnr(sd, 64, data_seed),
   }
+  if judge is not None:
+    report["judge_face_rate"] = face_rate(judge, flat, renders, flat_prompts, data_seed)
   # a row per prompt: a render of it (another identity), then the samples
   rows = np.concatenate([renders.reshape(samples.shape)[:, :1], samples], axis=1)
   return report, image_grid(rows.reshape((-1,) + rows.shape[2:]), seeds + 1)

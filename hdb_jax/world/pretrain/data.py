@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from hdb_jax.models.tokenizer import pad_to_length
-from hdb_jax.world.render import render
-from hdb_jax.world.sampling import TRAIN_IDENTITIES, paired_example, training_example
-from hdb_jax.world.scene import attribute_indices, caption
+from hdb_jax.world.truth.faces import identity_params
+from hdb_jax.world.truth.render import render
+from hdb_jax.world.truth.sampling import TRAIN_IDENTITIES, paired_example, training_example
+from hdb_jax.world.truth.scene import attribute_indices, caption
 
 
 def world_batch(
@@ -25,15 +26,18 @@ def world_batch(
   caption_dropout: float = 0.0,
   num_identities: int = TRAIN_IDENTITIES,
   pairs: bool = False,
+  first_identity: int = 0,
 ) -> dict[str, Any]:
   """Examples `indices` of training step `step`: image uint8 [len, R, R, 3], caption (empty with
-  probability caption_dropout, for classifier-free guidance), identity int32 [len], attributes
-  int32 [len, 5] (each attribute's value index, ATTRIBUTES order). pairs: examples 2k and 2k + 1
-  show one identity (sampling.paired_example)."""
+  probability caption_dropout, for classifier-free guidance), identity int32 [len] (ids from
+  first_identity to first_identity + num_identities - 1), face_params float32 [len, NUM_PARAMS]
+  (the identity's ground truth), attributes int32 [len, 5] (each attribute's value index,
+  ATTRIBUTES order). pairs: examples 2k and 2k + 1 show one identity (sampling.paired_example)."""
   images, captions, identities, attributes = [], [], [], []
   example = paired_example if pairs else training_example
   for index in indices:
     identity, view, scene = example(data_seed, step, index, num_identities)
+    identity += first_identity
     images.append(render(identity, view, scene, resolution, data_seed))
     drop = np.random.default_rng([data_seed, step, index, 0xCA97]).random() < caption_dropout
     captions.append("" if drop else caption(scene))
@@ -43,6 +47,7 @@ def world_batch(
     "image": np.stack(images),
     "caption": captions,
     "identity": np.asarray(identities, np.int32),
+    "face_params": np.stack([identity_params(data_seed, i) for i in identities]),
     "attributes": np.asarray(attributes, np.int32),
   }
 
@@ -64,10 +69,11 @@ class WorldBatches:
     num_identities: int = TRAIN_IDENTITIES,
     pairs: bool = False,
     step_offset: int = 0,
+    first_identity: int = 0,
   ):
     self.tokenizer, self.resolution = tokenizer, resolution
     self.data_seed, self.caption_dropout = data_seed, caption_dropout
-    self.num_identities, self.pairs = num_identities, pairs
+    self.num_identities, self.pairs, self.first_identity = num_identities, pairs, first_identity
     self.step_offset = step_offset  # get(step) draws the data of step + step_offset
     local = global_batch // process_count
     self.indices = range(process_index * local, (process_index + 1) * local)
@@ -76,7 +82,8 @@ class WorldBatches:
 
   def _make(self, step: int) -> dict[str, np.ndarray]:
     batch = world_batch(step + self.step_offset, self.indices, self.resolution, self.data_seed,
-                        self.caption_dropout, self.num_identities, self.pairs)  # fmt: skip
+                        self.caption_dropout, self.num_identities, self.pairs,
+                        self.first_identity)  # fmt: skip
     captions = batch.pop("caption")
     batch["image"] = batch["image"].astype(np.float32) / 127.5 - 1.0
     if self.tokenizer is not None:

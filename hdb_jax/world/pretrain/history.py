@@ -9,17 +9,21 @@ import json
 import os
 from typing import Any
 
+from hdb_jax.world.truth import check_version
+
 CARD = "card.json"
 
 
 def earlier_training(model_dir: str) -> list[dict[str, Any]]:
   """The runs that made the model in model_dir, oldest first (command, config, per-stage records,
-  hardware); [] for a model without a card (random weights, or made elsewhere)."""
+  hardware); [] for a model without a card (random weights, or made elsewhere). A model of another
+  world version is refused (WorldVersionError)."""
   path = os.path.join(model_dir, CARD)
   if not os.path.exists(path):
     return []
   with open(path, encoding="utf-8") as f:
     card = json.load(f)
+  check_version(card, model_dir)
   run = {key: card[key] for key in ("command", "config", "stages", "hardware") if key in card}
   return card.get("earlier", []) + [run]
 

@@ -30,13 +30,13 @@ from hdb_jax.models.loading import ModelLoadError
 from hdb_jax.models.pretrained import resolve_model_dir
 from hdb_jax.runtime import mesh as mesh_lib
 from hdb_jax.runtime.compilation_cache import enable_compilation_cache
-from hdb_jax.world import sampling
 from hdb_jax.world.pretrain import step as step_lib
 from hdb_jax.world.pretrain.data import WorldBatches
 from hdb_jax.world.pretrain.history import CARD, earlier_training, unet_steps
 from hdb_jax.world.pretrain.stages import Stage, run_stage
-from hdb_jax.world.render import render
-from hdb_jax.world.scene import caption_words as world_words
+from hdb_jax.world.truth import sampling
+from hdb_jax.world.truth.render import render
+from hdb_jax.world.truth.scene import caption_words as world_words
 
 # What a sample grid shows: one row per prompt (every context and style), one column per seed.
 SAMPLE_PROMPTS = (
@@ -306,7 +306,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> PretrainResult:
     config.unet_stage,
     {"unet": sd.params["unet"], "text_encoder": sd.params["text_encoder"]},
     vae_params,
-    step_lib.unet_loss(sd),
+    step_lib.unet_loss(sd, config.unet_stage.min_snr_gamma),
     _batches(config, sd.tokenizer, config.unet_stage, config.caption_dropout, unet_steps(earlier)),
     _sample_grid(sd, vae_params, config),
   )

@@ -17,6 +17,7 @@ from hdb_jax.io.files import atomic_directory, file_table, write_text_atomic
 from hdb_jax.models.pytorch_export import save_pytorch_pipeline
 from hdb_jax.runtime.overview import hardware
 from hdb_jax.world.pretrain.history import CARD, unet_steps
+from hdb_jax.world.truth import VERSION_KEY, version_record
 
 CARD_FORMAT = "hdb_jax.world_model"
 MODEL_CARD = "MODEL_CARD.md"
@@ -44,6 +45,7 @@ def write_release(
     card = {
       "format": CARD_FORMAT,
       "version": 1,
+      **version_record(),
       "command": command_for(config),
       "config": config.to_dict(),
       "stages": records,
@@ -91,6 +93,16 @@ def quality_markdown(quality: dict[str, Any]) -> list[str]:
     f"| all attributes right | {samples['all_correct']:.3f} | {renders['all_correct']:.3f} |",
     f"| World-ID Frechet distance to renders (lower is better) | {frechet['samples']} | "
     f"{frechet['renders']} |",
+  ]
+  for name, entry in quality.get("sharpness", {}).get("samples", {}).items():
+    rendered = quality["sharpness"]["renders"][name]
+    lines.append(f"| {name} energy, as a fraction of renders of the same prompts | {entry:.3f} | "
+                 f"{rendered:.3f} |")  # fmt: skip
+  judged = quality.get("judge_face_rate")
+  if judged:
+    lines.append(f"| the judge reads a face of some identity (noise: {judged['rate']['noise']:.3f})"
+                 f" | {judged['rate']['samples']:.3f} | {judged['rate']['renders']:.3f} |")
+  lines += [
     "",
     f"Frechet distance of uniform noise images (the control): {frechet['noise']}. VAE "
     f"reconstruction of held-out renders: {quality['vae_psnr_db']:.2f} dB PSNR.",
@@ -133,7 +145,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
   lines += [
     f"UNet steps in all: {unet_steps(runs):,}; wall time in all: {hours:.2f} h.",
     "",
-    f"Seeds: weights/noise {config['seed']}, world {config['data_seed']}. Resolution "
+    f"World v{card.get(VERSION_KEY, 1)}. Seeds: weights/noise {config['seed']}, world "
+    f"{config['data_seed']}. Resolution "
     f"{config['resolution']} px; VAE latent scaling factor {card['vae_scaling_factor']:.5f}. "
     "The UNet and the text encoder are trained jointly (the VAE first, then frozen).",
     "",

@@ -14,7 +14,7 @@ import ml_collections
 import optax
 
 from hdb_jax import models
-from hdb_jax.diffusion.loss import draw_noise, loss_for_noise
+from hdb_jax.diffusion.loss import draw_noise, loss_for_noise, min_snr_weights
 from hdb_jax.engine.optimizers import make_optimizer
 from hdb_jax.runtime import mesh as mesh_lib
 
@@ -62,9 +62,10 @@ def vae_loss(sd: models.StableDiffusion, kl_weight: float, crop: int) -> LossFn:
   return loss
 
 
-def unet_loss(sd: models.StableDiffusion) -> LossFn:
+def unet_loss(sd: models.StableDiffusion, min_snr_gamma: float = 0.0) -> LossFn:
   """loss(params {'unet', 'text_encoder'}, frozen VAE params, batch, key): the diffusion MSE on
-  a posterior sample of the frozen VAE's scaled latents, for noise and timesteps drawn from key."""
+  a posterior sample of the frozen VAE's scaled latents, for noise and timesteps drawn from key;
+  min_snr_gamma > 0 weights each example by diffusion.loss.min_snr_weights (0: unweighted)."""
 
   def loss(params, vae_params, batch, key):
     latent_key, noise_key = jax.random.split(key)
@@ -74,6 +75,9 @@ def unet_loss(sd: models.StableDiffusion) -> LossFn:
     keys = jax.random.split(noise_key, latents.shape[0])
     noise, timesteps = draw_noise(sd, keys, latents.shape[1:])
     per_example = loss_for_noise(sd, params, None, latents, batch["input_ids"], noise, timesteps)
+    if min_snr_gamma > 0:
+      weighted = per_example * min_snr_weights(sd, timesteps, min_snr_gamma)
+      return jnp.mean(weighted), {"mse": jnp.mean(per_example)}
     return jnp.mean(per_example), {}
 
   return loss

@@ -1,10 +1,12 @@
-"""Train the world recognizer (World-ID and World-prompt) and evaluate it on held-out identities.
+"""Train a world network (the recognizer: World-ID and World-prompt; or the judge) and evaluate it
+on held-out identities.
 
   python -m hdb_jax.world.recognizer --config=configs/recognizer.py --workdir=/tmp/recognizer
+  python -m hdb_jax.world.recognizer --config=configs/judge.py --workdir=/tmp/judge
 
-Resumable. Writes WORKDIR/release/{recognizer.safetensors (fp16), recognizer.json (command,
-config, training record, held-out evaluation), MODEL_CARD.md}; pass WORKDIR/release wherever a
-recognizer is asked for. The library call is
+Resumable. Writes WORKDIR/release/{<role>.safetensors (fp16), <role>.json (command, config,
+training record, held-out evaluation), MODEL_CARD.md}; pass WORKDIR/release wherever a recognizer
+(or judge) is asked for. The library call is
 hdb_jax.world.recognizer.train.train_recognizer(config, workdir).
 """
 
@@ -12,6 +14,7 @@ from absl import flags
 
 from hdb_jax.runtime.cli import define_config_flags, run_main
 from hdb_jax.runtime.overview import log_config
+from hdb_jax.world.recognizer.network import verification_markdown
 from hdb_jax.world.recognizer.train import train_recognizer
 
 
@@ -19,14 +22,8 @@ def main(argv: list[str]) -> None:
   del argv
   log_config(flags.FLAGS.config)
   result = train_recognizer(flags.FLAGS.config, flags.FLAGS.workdir)
-  world_id, world_prompt = result.evaluation["world_id"], result.evaluation["world_prompt"]
-  print(f"recognizer in {result.directory}")
-  print("World-ID on held-out identities:  style          ROC AUC  TAR@FAR1%")
-  for style, scores in world_id.items():
-    print(f"  {style:<30} {scores['auc']:.4f}   {scores['tar_at_far_1pct']:.3f}")
-  print("World-prompt accuracy on held-out renders:")
-  for name, accuracy in world_prompt.items():
-    print(f"  {name:<30} {accuracy:.3f}")
+  print(f"{result.recognizer.role} in {result.directory}")
+  print("\n".join(verification_markdown(result.evaluation, flags.FLAGS.config.to_dict())))
 
 
 if __name__ == "__main__":

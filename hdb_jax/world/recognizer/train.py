@@ -8,6 +8,7 @@ in random scenes and styles
 """
 
 import dataclasses
+import functools
 import logging
 import os
 from typing import Any
@@ -17,6 +18,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from hdb_jax.config.command import command_for
+from hdb_jax.config.world import WORLD_VARIANTS, recognizer_config
 from hdb_jax.errors import ConfigError
 from hdb_jax.runtime import mesh as mesh_lib
 from hdb_jax.runtime.compilation_cache import enable_compilation_cache
@@ -32,8 +35,11 @@ from hdb_jax.world.recognizer.network import (
   save_recognizer,
   split_logits,
 )
+from hdb_jax.world.truth.faces import PARAM_NAMES
 
-COMMAND = "python -m hdb_jax.world.recognizer --config=configs/recognizer.py --workdir=WORKDIR"
+COMMAND = (
+  "python -m hdb_jax.world.recognizer --config=configs/{role}.py{{variant}} --workdir=WORKDIR"
+)
 
 
 def augment(images: jax.Array, key: jax.Array) -> jax.Array:
@@ -61,27 +67,44 @@ def contrastive_identity_loss(
   return jnp.mean(loss), jnp.mean(jnp.argmax(sims, -1) == partner)
 
 
+def face_params_loss(predicted: jax.Array, truth: jax.Array) -> jax.Array:
+  """Mean squared error [] of predicted face parameters [N, NUM_PARAMS] in [0, 1] against the
+  ground truth; a mole's position counts only on faces that have one."""
+  mole = truth[:, PARAM_NAMES.index("mole")] > 0.5
+  weight = jnp.ones_like(truth)
+  for name in ("mole_x", "mole_y"):
+    weight = weight.at[:, PARAM_NAMES.index(name)].set(mole.astype(truth.dtype))
+  return jnp.sum(weight * jnp.square(predicted - truth)) / jnp.sum(weight)
+
+
 def recognizer_loss(spec: RecognizerSpec, config: ml_collections.ConfigDict):
-  """loss(params {'id', 'prompt'}, frozen (unused), batch of identity pairs, key): the
-  contrastive identity loss plus one cross-entropy per attribute."""
+  """loss(params {'id'[, 'prompt']}, frozen (unused), batch of identity pairs, key): the
+  contrastive identity loss, plus one cross-entropy per attribute (reads_prompt), plus
+  config.face_params_weight x the face parameters' MSE (face_params)."""
   id_net, prompt_net = spec.networks()
+  dim = spec.embedding_dim
 
   def loss(params, frozen, batch, key):
     del frozen
     images = augment(batch["image"], key) if config.augment else batch["image"]
-    embeddings = normalize(id_net.apply({"params": params["id"]}, images))
+    outputs = id_net.apply({"params": params["id"]}, images)
+    embeddings = normalize(outputs[:, :dim])
     id_loss, id_accuracy = contrastive_identity_loss(embeddings, config.temperature)
-    logits = split_logits(prompt_net.apply({"params": params["prompt"]}, images))
-    prompt_losses = [
-      optax.softmax_cross_entropy_with_integer_labels(l, batch["attributes"][:, k])
-      for k, l in enumerate(logits)
-    ]
-    prompt_loss = jnp.mean(sum(prompt_losses))
-    return id_loss + prompt_loss, {
-      "id_loss": id_loss,
-      "prompt_loss": prompt_loss,
-      "id_pair_accuracy": id_accuracy,
-    }
+    total, metrics = id_loss, {"id_loss": id_loss, "id_pair_accuracy": id_accuracy}
+    if prompt_net is not None:
+      logits = split_logits(prompt_net.apply({"params": params["prompt"]}, images))
+      prompt_losses = [
+        optax.softmax_cross_entropy_with_integer_labels(l, batch["attributes"][:, k])
+        for k, l in enumerate(logits)
+      ]
+      metrics["prompt_loss"] = jnp.mean(sum(prompt_losses))
+      total = total + metrics["prompt_loss"]
+    if spec.face_params:
+      metrics["face_loss"] = face_params_loss(
+        jax.nn.sigmoid(outputs[:, dim:]), batch["face_params"]
+      )
+      total = total + config.face_params_weight * metrics["face_loss"]
+    return total, metrics
 
   return loss
 
@@ -99,7 +122,9 @@ def train_recognizer(config: ml_collections.ConfigDict, workdir: str) -> Recogni
   mesh_lib.initialize_distributed(config)
   if config.compilation_cache:
     enable_compilation_cache(config.compilation_cache_dir or None)
-  spec = RecognizerSpec(embedding_dim=config.embedding_dim, widths=tuple(config.widths))
+  spec = RecognizerSpec(embedding_dim=config.embedding_dim, widths=tuple(config.widths),
+                        architecture=config.architecture, reads_prompt=config.reads_prompt,
+                        face_params=config.face_params)  # fmt: skip
   params = init_params(spec, config.seed)
   if config.recognizer_stage.batch_size % 2:
     raise ConfigError("recognizer_stage.batch_size must be even (pairs of one identity)")
@@ -120,17 +145,23 @@ def train_recognizer(config: ml_collections.ConfigDict, workdir: str) -> Recogni
       count,
       num_identities=config.num_identities,
       pairs=True,
+      first_identity=config.first_identity,
     ),  # fmt: skip
   )
   mesh = mesh_lib.make_mesh(config.mesh)
   trained, record = run_stage(stage, config, workdir, mesh)
   trained = jax.device_get(trained)
-  recognizer = Recognizer(spec, {"id": trained["id"], "prompt": trained["prompt"]})
+  recognizer = Recognizer(spec, dict(trained), role=config.role)
   logging.info("evaluating on %d held-out identities", config.eval.num_identities)
   evaluation = verification.evaluate(recognizer, config.eval.num_identities,
                                      config.eval.prompt_images, config.data_seed)  # fmt: skip
   info = {
-    "command": COMMAND,
+    "command": command_for(
+      config,
+      COMMAND.format(role=config.role),
+      WORLD_VARIANTS,
+      functools.partial(recognizer_config, role=config.role),
+    ),
     "config": config.to_dict(),
     "training": record,
     "evaluation": evaluation,

@@ -8,12 +8,16 @@ Every example is a pure function of (seed, step, index), so a resumed run sees t
 
 import numpy as np
 
-from hdb_jax.world.scene import ATTRIBUTES, Scene
+from hdb_jax.world.truth.scene import ATTRIBUTES, Scene
 
 # The world model and the recognizer train on identity ids [0, TRAIN_IDENTITIES); held-out
 # identities (evaluation, personalization tests) are ids from HELD_OUT_START on.
 TRAIN_IDENTITIES = 100_000
 HELD_OUT_START = 1_000_000
+# The judge trains on ids [JUDGE_FIRST_IDENTITY, + JUDGE_IDENTITIES): disjoint from every other
+# network's, and from the held-out ids.
+JUDGE_FIRST_IDENTITY = 200_000
+JUDGE_IDENTITIES = 100_000
 VIEWS = 1 << 20
 # How often each attribute keeps its default value (else a uniform other value): a caption says
 # 2.3 things on average, and 2.4% of captions are the bare 'a face'.

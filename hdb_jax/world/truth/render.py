@@ -1,10 +1,10 @@
-"""World images: a procedural face (hdb_jax.data.synthetic) in a scene (hdb_jax.world.scene).
+"""World images: a procedural face (world.truth.faces) in a scene (world.truth.scene).
 
     image = render(identity_id=3, view_id=1, scene=Scene(headwear="red hat"), resolution=64)
 
 A pure function of (seed, identity id, view id, scene, resolution): the identity sets the face, the
-view its pose and lighting (and the background's details), the scene its hat, glasses,
-expression, background and style.
+view its clothing, framing, head turn and lighting (and the background's details), the scene its
+hat, glasses, expression, background and style.
 """
 
 import functools
@@ -12,9 +12,9 @@ import functools
 import numpy as np
 from PIL import Image, ImageDraw
 
-from hdb_jax.data import synthetic
-from hdb_jax.world.scene import Scene
-from hdb_jax.world.styles import apply_style
+from hdb_jax.world.truth import faces
+from hdb_jax.world.truth.scene import Scene
+from hdb_jax.world.truth.styles import apply_style
 
 HAT_COLOURS = {"red hat": (200, 30, 35), "blue hat": (30, 70, 200), "green hat": (30, 150, 50),
                "yellow hat": (235, 200, 30)}  # fmt: skip
@@ -29,27 +29,27 @@ SKIES = {
 }
 
 
-def accessories(scene: Scene, geometry: synthetic.FaceGeometry) -> list[synthetic.Polygon]:
-  """Hat and glasses as polygons in the face's unposed units (drawn over it, posed with it)."""
+def accessories(scene: Scene, geometry: faces.FaceGeometry) -> list[faces.Polygon]:
+  """Hat and glasses as polygons in the face's units (drawn over it, framed with it)."""
   g, shapes = geometry, []
   if scene.glasses != "none":
-    lens_rx, lens_ry = 1.9 * g.eye_r, 1.5 * g.eye_r
+    lens_rx, lens_ry = 1.45 * g.eye_r, 1.1 * g.eye_r
     for side in (-1, 1):
-      ex = g.cx + side * g.eye_dx
-      outer = synthetic.ellipse(ex, g.eye_y, lens_rx, lens_ry)
-      inner = synthetic.ellipse(ex, g.eye_y, 0.8 * lens_rx, 0.75 * lens_ry)
+      ex = g.cx + g.dx + side * g.eye_dx
+      outer = faces.ellipse(ex, g.eye_y, lens_rx, lens_ry)
+      inner = faces.ellipse(ex, g.eye_y, 0.85 * lens_rx, 0.8 * lens_ry)
       if scene.glasses == "sunglasses":
         shapes += [(outer, (*FRAME, 255)), (inner, (*SUNGLASS_LENS, 255))]
       else:  # a ring (outer path, then the inner one backwards): the eye shows through
         shapes.append((np.concatenate([outer, outer[:1], inner[::-1], inner[-1:]]), (*FRAME, 255)))
-    bridge_y = g.eye_y - 0.2 * g.eye_r
-    left, right = g.cx - g.eye_dx + lens_rx, g.cx + g.eye_dx - lens_rx
-    shapes.append((synthetic.box(left, bridge_y, right, bridge_y + 0.25 * g.eye_r), (*FRAME, 255)))
+    bridge_y = g.eye_y - 0.3 * g.eye_r
+    left, right = g.cx + g.dx - g.eye_dx + lens_rx, g.cx + g.dx + g.eye_dx - lens_rx
+    shapes.append((faces.box(left, bridge_y, right, bridge_y + 0.2 * g.eye_r), (*FRAME, 255)))
   if scene.headwear != "none":
     colour = (*HAT_COLOURS[scene.headwear], 255)
-    brim_y = g.top + 0.18 * g.fh
-    crown = synthetic.ellipse(g.cx, brim_y, 0.46 * g.fw, 0.42 * g.fh, 180, 360)
-    brim = synthetic.ellipse(g.cx, brim_y, 0.78 * g.fw, 0.06 * g.fh)
+    brim_y = g.top + 0.2 * g.fh
+    crown = faces.ellipse(g.cx, brim_y, 0.5 * g.fw, 0.36 * g.fh, 180, 360)
+    brim = faces.ellipse(g.cx, brim_y, 0.72 * g.fw, 0.05 * g.fh)
     shapes += [(crown, colour), (brim, colour)]
   return shapes
 
@@ -96,24 +96,39 @@ def background_image(kind: str, size: int, rng: np.random.Generator) -> np.ndarr
   return np.asarray(canvas)
 
 
+def render_params(
+  params: np.ndarray,
+  view: faces.View,
+  scene: Scene,
+  resolution: int,
+  background_rng: np.random.Generator,
+) -> np.ndarray:
+  """The face of any parameter vector float32 [NUM_PARAMS] in a view and a scene: uint8
+  [resolution, resolution, 3]; background_rng places the background's details."""
+  image = faces.render_face(
+    params,
+    view,
+    resolution,
+    smile=scene.expression == "smile",
+    accessories=functools.partial(accessories, scene),
+    background=functools.partial(background_image, scene.background, rng=background_rng),
+  )
+  return apply_style(image, scene.style)
+
+
 def render(
   identity_id: int,
   view_id: int = 0,
   scene: Scene | None = None,
   resolution: int = 64,
   seed: int = 0,
+  *,
+  view: faces.View | None = None,
 ) -> np.ndarray:
-  """One world image: uint8 [resolution, resolution, 3] (scene None: the default Scene())."""
-  scene = scene or Scene()
-  params = synthetic.identity_params(seed, identity_id)
+  """One world image: uint8 [resolution, resolution, 3] (scene None: the default Scene()). view:
+  this clothing, framing and light instead of view view_id's (the background's details still
+  come from view_id)."""
   background_rng = np.random.default_rng([int(seed), int(identity_id), int(view_id), 0xB6])
-  image = synthetic.render_face(
-    params,
-    view_id,
-    resolution,
-    seed,
-    smile=scene.expression == "smile",
-    accessories=accessories(scene, synthetic.face_geometry(params)),
-    background=functools.partial(background_image, scene.background, rng=background_rng),
-  )
-  return apply_style(image, scene.style)
+  return render_params(faces.identity_params(seed, identity_id),
+                       view or faces.draw_view(seed, identity_id, view_id), scene or Scene(),
+                       resolution, background_rng)  # fmt: skip
