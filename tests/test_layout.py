@@ -24,6 +24,7 @@ LAYERS = (
   "models",
   "adapters",
   "data",
+  "world.truth",  # the world's ground truth: imports nothing learned
   "world",
   "world.recognizer.network",  # the recognizer's networks and file (its training is far above)
   "config",
@@ -77,7 +78,8 @@ def imports_of(path: pathlib.Path) -> list[tuple[str, int]]:
 
 def top(module: str) -> str:
   """The module's layer: the longest LAYERS entry it is or is inside (hdb_jax.world.pretrain.loop
-  -> 'world.pretrain', hdb_jax.world.truth.render -> 'world')."""
+  -> 'world.pretrain', hdb_jax.world.truth.render -> 'world.truth', hdb_jax.world.source ->
+  'world')."""
   inside = module.removeprefix("hdb_jax.") if module.count(".") else ""
   matches = [layer for layer in LAYERS if inside == layer or inside.startswith(layer + ".")]
   return max(matches, key=len) if matches else inside.split(".")[0]

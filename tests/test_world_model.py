@@ -270,3 +270,26 @@ def test_world_name_without_a_shipped_model_says_how_to_make_one(monkeypatch, tm
   monkeypatch.setattr(pretrained, "WORLD_DIR", str(tmp_path / "absent"))
   with pytest.raises(models.ModelLoadError, match="hdb_jax.world.pretrain"):
     models.load_model("world")
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_min_snr_weights_follow_the_formula_on_the_models_schedule(toy_run, prediction):
+  """min(SNR, 5) / SNR for epsilon, min(SNR, 5) / (SNR + 1) for v, with SNR = ᾱ / (1 - ᾱ) from
+  diffusers' own DDPMScheduler for the model's scheduler config: 1 at high noise (SNR < 5 from
+  t ~ 150 on), falling to ~0.005 at t = 0 for epsilon."""
+  import dataclasses
+
+  from diffusers import DDPMScheduler
+
+  from hdb_jax.diffusion.loss import min_snr_weights
+
+  sd = models.load_model(toy_run[1].model_dir)
+  config = {**sd.scheduler_config, "prediction_type": prediction}
+  sd = dataclasses.replace(sd, scheduler=sd.scheduler.__class__.from_config(config))
+  alpha_bar = DDPMScheduler.from_config(config).alphas_cumprod.numpy().astype(np.float64)
+  timesteps = np.array([0, 10, 100, 300, 999])
+  snr = alpha_bar[timesteps] / (1 - alpha_bar[timesteps])
+  expected = np.minimum(snr, 5) / (snr if prediction == "epsilon" else snr + 1)
+  np.testing.assert_allclose(min_snr_weights(sd, timesteps, 5.0), expected, rtol=1e-5)
+  if prediction == "epsilon":
+    assert expected[-1] == 1 and expected[0] < 0.01

@@ -1,5 +1,7 @@
-"""The world recognizer: its metrics against brute force, its training stage and file at toy size,
-the scoring CLI, and the shipped recognizer's separation of held-out identities across styles."""
+"""The world's two networks, the recognizer and the judge: metrics against brute force, training
+stages and files at toy size, the scoring CLI, the shipped recognizer's separation of held-out
+identities across styles, and the shipped judge's calibration (identity is the face, not the
+clothing)."""
 
 import os
 import subprocess
@@ -14,7 +16,7 @@ from hdb_jax.io.images import save_png
 from hdb_jax.world.quality import frechet_distance, prompt_accuracy, score_images
 from hdb_jax.world.recognizer import network, verification
 from hdb_jax.world.recognizer.train import train_recognizer
-from hdb_jax.world.truth import sampling
+from hdb_jax.world.truth import WorldVersionError, faces, sampling
 from hdb_jax.world.truth.render import render
 from hdb_jax.world.truth.scene import Scene, caption
 from hdb_jax.world.truth.styles import STYLES
@@ -53,6 +55,50 @@ def toy_recognizer(tmp_path_factory):
   config = recognizer_config("toy")
   config.async_checkpoint = False
   return train_recognizer(config, str(tmp_path_factory.mktemp("recognizer")))
+
+
+@pytest.fixture(scope="module")
+def toy_judge(tmp_path_factory):
+  config = recognizer_config("toy", role="judge")
+  config.async_checkpoint = False
+  return train_recognizer(config, str(tmp_path_factory.mktemp("judge")))
+
+
+def test_toy_judge_is_another_network_and_reads_face_parameters(toy_judge, toy_recognizer):
+  judge = network.load_judge(toy_judge.directory)
+  assert judge.role == "judge" and judge.spec.architecture == "resnet"
+  assert toy_recognizer.recognizer.spec.architecture == "cnn"
+  info, other = judge.info["config"], toy_recognizer.recognizer.info["config"]
+  assert info["seed"] != other["seed"]
+  judge_ids = range(info["first_identity"], info["first_identity"] + info["num_identities"])
+  encoder_ids = range(other["first_identity"], other["first_identity"] + other["num_identities"])
+  assert max(judge_ids.start, encoder_ids.start) >= min(
+    judge_ids.stop, encoder_ids.stop
+  )  # disjoint
+  assert judge_ids.stop <= sampling.HELD_OUT_START
+  images = np.stack([render(i, 1, Scene(), 64) for i in (1, 2, 3)])
+  params = judge.face_params(images)
+  assert params.shape == (3, faces.NUM_PARAMS) and 0 <= params.min() and params.max() <= 1
+  np.testing.assert_allclose(np.linalg.norm(judge.embed(images), axis=1), 1, rtol=1e-5)
+  with pytest.raises(UserError, match="no World-prompt network"):
+    judge.read(images)
+  with pytest.raises(MissingFileError, match="no world recognizer"):
+    network.load_recognizer(toy_judge.directory)  # a judge is not an encoder
+  assert "## Held-out identities" in open(os.path.join(toy_judge.directory, "MODEL_CARD.md")).read()
+
+
+def test_a_network_made_for_another_world_version_is_refused(toy_judge, tmp_path):
+  import json
+  import shutil
+
+  copy = tmp_path / "judge"
+  shutil.copytree(toy_judge.directory, copy)
+  info = json.loads((copy / "judge.json").read_text())
+  assert info["world_version"] == faces.WORLD_VERSION
+  del info["world_version"]  # world v1 recorded none
+  (copy / "judge.json").write_text(json.dumps(info))
+  with pytest.raises(WorldVersionError, match="made for world v1; this hdb_jax draws world v2"):
+    network.load_judge(str(copy))
 
 
 def test_toy_recognizer_trains_saves_fp16_and_loads_back(toy_recognizer, tmp_path):
@@ -100,7 +146,7 @@ def test_frechet_distance_is_fids_formula():
   assert frechet_distance(a, a + 1) == pytest.approx(6.0, rel=1e-6)
 
 
-def test_score_cli_prints_similarity_and_prompt_accuracy(toy_recognizer, tmp_path):
+def test_score_cli_prints_similarity_and_prompt_accuracy(toy_recognizer, toy_judge, tmp_path):
   images = tmp_path / "images"
   images.mkdir()
   for i in range(3):
@@ -108,10 +154,12 @@ def test_score_cli_prints_similarity_and_prompt_accuracy(toy_recognizer, tmp_pat
   save_png(str(tmp_path / "ref.png"), render(1_000_000, 0, Scene(), 64))
   cmd = [sys.executable, "-m", "hdb_jax.world", "score", f"--reference={tmp_path / 'ref.png'}",
          f"--images={images}", f"--recognizer={toy_recognizer.directory}",
-         "--prompt=a face at night"]  # fmt: skip
+         f"--judge={toy_judge.directory}", "--prompt=a face at night"]  # fmt: skip
   out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "0.png" in out.stdout and "World-prompt accuracy against 'a face at night'" in out.stdout
+  header = next(line for line in out.stdout.splitlines() if line.startswith("image"))
+  assert header.split()[1:3] == ["judge", "World-ID"]  # the judge's figure first
   bad = subprocess.run(cmd[:5] + [f"--images={tmp_path / 'none'}"], cwd=REPO, capture_output=True,
                        text=True, timeout=300)  # fmt: skip
   assert bad.returncode == 1 and "not a directory" in bad.stderr

@@ -427,7 +427,8 @@ def make_source(
       shuffle_buffer=int(data_config.shuffle_buffer),
       **options,
     )
-  registered = "".join(f"'{k}[:...]', " for k in sorted(_REGISTERED))
+  registered = "".join(f"'{k}', " if k == "synthetic" else f"'{k}[:...]', "
+                       for k in sorted(_REGISTERED))  # fmt: skip
   raise SourceError(
     f"config.data.source={spec!r}: expected {registered}'folder:<path>' or "
     "'tfds:<name>[/<config>]'"

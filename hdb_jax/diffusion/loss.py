@@ -29,10 +29,9 @@ def min_snr_weights(sd: models.StableDiffusion, timesteps: jax.Array, gamma: flo
   They down-weight the easy low-noise steps, which otherwise dominate the MSE's gradient."""
   alpha_bar = sd.scheduler_state.common.alphas_cumprod[timesteps].astype(jnp.float32)
   snr = alpha_bar / (1 - alpha_bar)
-  clipped = jnp.minimum(snr, gamma)
   if sd.scheduler.config.prediction_type == "v_prediction":
-    return clipped / (snr + 1)
-  return clipped / snr
+    return jnp.minimum(snr, gamma) / (snr + 1)
+  return jnp.minimum(1.0, gamma / snr)  # = min(SNR, γ) / SNR, and 1 where SNR is 0
 
 
 def noised_and_target(

@@ -38,6 +38,7 @@ def card(config: ml_collections.ConfigDict, base: Any) -> dict[str, Any]:
     "format_version": 1,
     "base_model": base.source,
     "base_fingerprint": base.sd.fingerprint(),
+    "world_version": base.sd.world_version,  # None unless the base is a world model
     "layers": [[l.path, l.n, l.m] for l in base.layers],
     "lidb": dataclasses.asdict(base.lidb_config),
     "token": base.token,

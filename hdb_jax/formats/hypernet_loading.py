@@ -56,8 +56,12 @@ def load_predictor(
   layers = [[l.path, l.n, l.m] for l in base.layers]
   check_card(
     info,
-    {"layers": layers, "base_model": base.source, "lidb": dataclasses.asdict(base.lidb_config),
-     "base_fingerprint": base.sd.fingerprint()},  # fmt: skip
+    {
+      "layers": layers,
+      "base_model": base.source,
+      "lidb": dataclasses.asdict(base.lidb_config),
+      "base_fingerprint": base.sd.fingerprint(),
+    },  # fmt: skip
     path,
   )
   check_aux_basis_hash(

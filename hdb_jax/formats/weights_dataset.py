@@ -115,6 +115,7 @@ def create_or_open(
   layers: tuple[LayerSpec, ...],
   lidb_config: LidbConfig,
   settings: dict[str, Any],
+  world_version: int | None = None,
 ) -> WeightsDataset:
   """Opens DIR for appending; a new DIR gets a fresh index. An existing index made with other
   settings (model, layers, LiDB config, training settings) is refused, so resumed chunks match."""
@@ -124,6 +125,7 @@ def create_or_open(
     "format_version": 1,
     "base_model": base_model,
     "base_fingerprint": base_fingerprint,
+    "world_version": world_version,  # the base world model's (None for other models)
     "lidb": dataclasses.asdict(lidb_config),
     "layers": [[l.path, l.n, l.m] for l in layers],
     "settings": settings,

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from hdb_jax.errors import UserError
 from hdb_jax.models.image_encoder import ImageEncoder, load_image_encoder
 from hdb_jax.world.recognizer.network import RESOLUTION, load_recognizer
 
@@ -40,6 +41,9 @@ def load_recognizer_encoder(directory: str | None = None) -> ImageEncoder:
   from step 0 (no pretrained ViT exists offline)."""
   recognizer = load_recognizer(directory or None)
   spec = recognizer.spec
+  if spec.architecture != "cnn" or spec.face_params:
+    raise UserError(f"{directory or 'the shipped recognizer'}: the encoder reads a plain World-ID "
+                    "CNN (architecture 'cnn', no face parameters)")  # fmt: skip
   module = dataclasses.replace(spec.networks()[0], with_tokens=True)
   side = RESOLUTION // 2 ** len(spec.widths)
   return ImageEncoder(

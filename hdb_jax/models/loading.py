@@ -114,7 +114,10 @@ def config_fingerprint(
 ) -> str:
   """A short hash of the UNet and text-encoder architectures (and a world model's world version),
   stored in identity files."""
-  fields = {"unet": _architecture(unet_architecture(unet_config)), "text": _architecture(text_config)}
+  fields = {
+    "unet": _architecture(unet_architecture(unet_config)),
+    "text": _architecture(text_config),
+  }
   if world_version is not None:
     fields["world_version"] = world_version
   blob = json.dumps(fields, sort_keys=True, default=list)
@@ -444,14 +447,21 @@ def load_stable_diffusion(
 WORLD_CARD = "card.json"
 
 
+# the format a world model's card.json names (hdb_jax.world.pretrain.release.CARD_FORMAT)
+WORLD_CARD_FORMAT = "hdb_jax.world_model"
+
+
 def recorded_world_version(root: str) -> int | None:
-  """The world version root/card.json records (a world model's), else None."""
+  """The world version a world model's root/card.json records (1 for a world v1 card, which
+  recorded none); None for every other model."""
   path = os.path.join(root, WORLD_CARD)
   if not os.path.exists(path):
     return None
   with open(path, encoding="utf-8") as f:
-    version = json.load(f).get("world_version")
-  return None if version is None else int(version)
+    card = json.load(f)
+  if card.get("format") != WORLD_CARD_FORMAT:
+    return None
+  return int(card.get("world_version", 1))
 
 
 def abstract_params(unet_config: dict[str, Any], text_config: dict[str, Any]) -> dict[str, Params]:

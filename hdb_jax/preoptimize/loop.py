@@ -71,6 +71,7 @@ def preoptimize(config: ml_collections.ConfigDict, workdir: str) -> WeightsDatas
     layers=base.layers,
     lidb_config=base.lidb_config,
     settings=settings,
+    world_version=base.sd.world_version,
   )
   per_step = config.identities_per_step
   chunks = [

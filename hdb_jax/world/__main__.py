@@ -3,11 +3,14 @@
   python -m hdb_jax.world render --identity=3 --out=face.png
   python -m hdb_jax.world render --identity=3 --view=2 --resolution=128 \\
       --prompt="a smiling face wearing a red hat on a beach in watercolour style" --out=beach.png
+  python -m hdb_jax.world gallery --out=docs/world.png       # the README's picture of the world
   python -m hdb_jax.world score --reference=face.png --images=DIR [--prompt="a face at night"]
   python -m hdb_jax.world quality [--model=world] [--out=DIR] [--update_card]
   python -m hdb_jax.world quality --first_seed=1000 --guidance=5   # tune on other noise seeds
 
-render: one identity in a scene, as a PNG. The prompt follows the caption grammar of
+render: one identity in a scene, as a PNG. gallery: a row of identities (two views each: the
+clothing and framing change, the face does not), then --identity (default 3) with each attribute's
+values, one row per attribute. The prompt follows the caption grammar of
 hdb_jax/world/truth/scene.py ('a [smiling] face [wearing a red|blue|green|yellow hat] [with
 glasses|with sunglasses] [on a beach|in a forest|in a city|at night] [in pencil sketch|pop-art|
 watercolour|pixel art style]'); the identity is never in it.
@@ -34,7 +37,7 @@ from hdb_jax.io.files import write_text_atomic
 from hdb_jax.io.images import load_image, save_png
 from hdb_jax.runtime.cli import run_main
 from hdb_jax.world.truth.render import render
-from hdb_jax.world.truth.scene import caption, parse_prompt
+from hdb_jax.world.truth.scene import ATTRIBUTES, Scene, caption, parse_prompt
 
 flags.DEFINE_integer("identity", None, "render: identity id (any integer >= 0).", lower_bound=0)
 flags.DEFINE_integer("view", 0, "render: view id (pose, lighting, background).", lower_bound=0)
@@ -56,7 +59,7 @@ flags.DEFINE_integer("first_seed", 0, "quality: the first noise seed (samples us
 flags.DEFINE_float("guidance", None, "quality: classifier-free guidance scale (default: "
                    "hdb_jax.world.quality.QUALITY_SAMPLING's).", lower_bound=1.0)  # fmt: skip
 FLAGS = flags.FLAGS
-COMMANDS = ("render", "score", "quality")
+COMMANDS = ("render", "gallery", "score", "quality")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
@@ -66,6 +69,21 @@ def _render() -> None:
   scene = parse_prompt(FLAGS.prompt or "a face")
   save_png(FLAGS.out, render(FLAGS.identity, FLAGS.view, scene, FLAGS.resolution, FLAGS.seed))
   print(f"{FLAGS.out}: identity {FLAGS.identity}, view {FLAGS.view}, '{caption(scene)}'")
+
+
+def _gallery() -> None:
+  from hdb_jax.io.images import image_grid  # pylint: disable=import-outside-toplevel
+
+  if not FLAGS.out:
+    raise app.UsageError("gallery needs --out")
+  size, identity, columns = FLAGS.resolution, 3 if FLAGS.identity is None else FLAGS.identity, 10
+  cells = [render(i, v, None, size, FLAGS.seed) for i in range(columns // 2) for v in (0, 1)]
+  for name, values in ATTRIBUTES.items():
+    row = [render(identity, 0, Scene(**{name: value}), size, FLAGS.seed) for value in values]
+    cells += row + [np.full_like(row[0], 255)] * (columns - len(row))
+  save_png(FLAGS.out, image_grid(np.stack(cells), columns))
+  print(f"{FLAGS.out}: identities 0-{columns // 2 - 1} in views 0 and 1, then identity {identity} "
+        f"with each value of {', '.join(ATTRIBUTES)} (one row each)")  # fmt: skip
 
 
 def _uint8(path: str) -> np.ndarray:
@@ -141,7 +159,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(
       f"give one command: {', '.join(COMMANDS)} (e.g. `render --identity=3 ...`)"
     )
-  {"render": _render, "score": _score, "quality": _quality}[argv[1]]()
+  {"render": _render, "gallery": _gallery, "score": _score, "quality": _quality}[argv[1]]()
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def face_rate(
 ) -> dict[str, Any]:
   """The judge's 'a face of some identity' rate of samples, renders (the ceiling) and noise (the
   control) [N, H, W, 3] of the same prompts [N], at the impostor threshold (FAR 1%: re-renders
-  matched against the next image's face)."""
+  matched against the previous image's face)."""
   # each render against the face the judge reads in another render
   shifted = np.roll(judge.face_params(renders), 1, axis=0)
   impostors = faces_in_scenes(shifted, prompts, renders.shape[1], data_seed)

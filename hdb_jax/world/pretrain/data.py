@@ -3,7 +3,8 @@ ahead of the step that needs them on a background thread.
 
     batches = WorldBatches(tokenizer, resolution=64, global_batch=32, data_seed=0)
     batch = batches.get(step)   # image float32 [B, 64, 64, 3] in [-1, 1], input_ids int32 [B, T],
-                                # identity int32 [B], attributes int32 [B, 5]
+                                # identity int32 [B], face_params float32 [B, NUM_PARAMS],
+                                # attributes int32 [B, 5]
 """
 
 import concurrent.futures

@@ -9,9 +9,10 @@ import json
 import os
 from typing import Any
 
+from hdb_jax.models.loading import WORLD_CARD
 from hdb_jax.world.truth import check_version
 
-CARD = "card.json"
+CARD = WORLD_CARD  # the card models.loading reads a world model's version from
 
 
 def earlier_training(model_dir: str) -> list[dict[str, Any]]:

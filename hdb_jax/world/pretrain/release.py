@@ -14,12 +14,13 @@ import numpy as np
 from hdb_jax.config.command import command_for as config_command
 from hdb_jax.config.world import WORLD_VARIANTS, pretrain_config
 from hdb_jax.io.files import atomic_directory, file_table, write_text_atomic
+from hdb_jax.models.loading import WORLD_CARD_FORMAT
 from hdb_jax.models.pytorch_export import save_pytorch_pipeline
 from hdb_jax.runtime.overview import hardware
 from hdb_jax.world.pretrain.history import CARD, unet_steps
 from hdb_jax.world.truth import VERSION_KEY, version_record
 
-CARD_FORMAT = "hdb_jax.world_model"
+CARD_FORMAT = WORLD_CARD_FORMAT  # what models.loading reads a world model's version by
 MODEL_CARD = "MODEL_CARD.md"
 COMMAND = "python -m hdb_jax.world.pretrain --config=configs/world.py{variant} --workdir=WORKDIR"
 
@@ -100,8 +101,10 @@ def quality_markdown(quality: dict[str, Any]) -> list[str]:
                  f"{rendered:.3f} |")  # fmt: skip
   judged = quality.get("judge_face_rate")
   if judged:
-    lines.append(f"| the judge reads a face of some identity (noise: {judged['rate']['noise']:.3f})"
-                 f" | {judged['rate']['samples']:.3f} | {judged['rate']['renders']:.3f} |")
+    lines.append(
+      f"| the judge reads a face of some identity (noise: {judged['rate']['noise']:.3f})"
+      f" | {judged['rate']['samples']:.3f} | {judged['rate']['renders']:.3f} |"
+    )
   lines += [
     "",
     f"Frechet distance of uniform noise images (the control): {frechet['noise']}. VAE "

@@ -1,4 +1,6 @@
-"""The recognizer's networks and its file: two CNNs over 64 px images, fp16 safetensors + JSON.
+"""The world's networks and their files (fp16 safetensors + JSON): the recognizer (World-ID and
+World-prompt, two CNNs over 64 px images) and the judge (World-ID that also reads the face's
+parameters, a residual CNN).
 
 recognizer = load_recognizer()                 # the shipped one (or load_recognizer(DIR))
 embeddings = recognizer.embed(images)          # uint8 [N, H, W, 3] -> float32 [N, D], unit norm
@@ -61,6 +63,27 @@ class WorldCNN(nn.Module):
     return head
 
 
+@jax.custom_vjp
+def spatial_max(x: jax.Array) -> jax.Array:
+  """[N, H, W, C] -> [N, C]: the maximum over H and W, whose gradient goes to one argmax (XLA:CPU
+  at backend optimization level 0, the test suite's, made jnp.max's gradient NaN here)."""
+  return jnp.max(x, axis=(1, 2))
+
+
+def _spatial_max_forward(x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, tuple[int, ...]]]:
+  flat = x.reshape(x.shape[0], -1, x.shape[-1])
+  return jnp.max(x, axis=(1, 2)), (jnp.argmax(flat, axis=1), x.shape)
+
+
+def _spatial_max_backward(residual: Any, g: jax.Array) -> tuple[jax.Array]:
+  index, shape = residual
+  hot = jax.nn.one_hot(index, shape[1] * shape[2], axis=1, dtype=g.dtype)  # [N, HW, C]
+  return ((hot * g[:, None, :]).reshape(shape),)
+
+
+spatial_max.defvjp(_spatial_max_forward, _spatial_max_backward)
+
+
 class ResidualCNN(nn.Module):
   """The judge's architecture (unlike WorldCNN's plain stages): a 5x5 stem, then per stage a
   stride-2 3x3 convolution and a pre-norm residual block (LayerNorm, GELU), mean- and max-pooled
@@ -77,7 +100,7 @@ class ResidualCNN(nn.Module):
       inner = nn.Conv(width, (3, 3), padding="SAME")(nn.gelu(nn.LayerNorm()(x)))
       x = x + nn.Conv(width, (3, 3), padding="SAME")(nn.gelu(nn.LayerNorm()(inner)))
     x = nn.LayerNorm()(x)
-    pooled = jnp.concatenate([jnp.mean(x, axis=(1, 2)), jnp.max(x, axis=(1, 2))], axis=-1)
+    pooled = jnp.concatenate([jnp.mean(x, axis=(1, 2)), spatial_max(x)], axis=-1)
     return nn.Dense(self.outputs)(pooled)
 
 

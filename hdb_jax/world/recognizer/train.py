@@ -28,6 +28,7 @@ from hdb_jax.world.pretrain.stages import Stage, run_stage
 from hdb_jax.world.recognizer import verification
 from hdb_jax.world.recognizer.network import (
   RESOLUTION,
+  ROLES,
   Recognizer,
   RecognizerSpec,
   init_params,
@@ -126,6 +127,8 @@ def train_recognizer(config: ml_collections.ConfigDict, workdir: str) -> Recogni
                         architecture=config.architecture, reads_prompt=config.reads_prompt,
                         face_params=config.face_params)  # fmt: skip
   params = init_params(spec, config.seed)
+  if config.role not in ROLES:
+    raise ConfigError(f"config.role must be one of {sorted(ROLES)}, not {config.role!r}")
   if config.recognizer_stage.batch_size % 2:
     raise ConfigError("recognizer_stage.batch_size must be even (pairs of one identity)")
   settings = config.recognizer_stage

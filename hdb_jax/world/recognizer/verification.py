@@ -58,9 +58,12 @@ def verification_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
   """(genuine [N], impostor [N (N - 1)]) cosine similarities: probe i against reference i, and
   against every other reference."""
-  sims = recognizer.embed(probes) @ recognizer.embed(references).T
-  off = ~np.eye(len(sims), dtype=bool)
-  return np.diag(sims), sims[off]
+  return genuine_and_impostor(recognizer.embed(probes) @ recognizer.embed(references).T)
+
+
+def genuine_and_impostor(sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """A probe x reference similarity matrix [N, N] -> (its diagonal [N], the rest [N (N - 1)])."""
+  return np.diag(sims), sims[~np.eye(len(sims), dtype=bool)]
 
 
 def single_scenes() -> list[Scene]:
@@ -137,11 +140,12 @@ def evaluate(
   accuracy} (a recognizer)} on held-out identities."""
   identities = sampling.held_out_identities(num_identities)
   references = reference_renders(identities, resolution, data_seed)
+  embedded = recognizer.embed(references)
   world_id, top1, every_genuine, every_impostor, every_probe = {}, {}, [], [], []
   for style in STYLES:
     probes = style_probes(identities, style, resolution, data_seed)
-    sims = recognizer.embed(probes) @ recognizer.embed(references).T
-    genuine, impostor = np.diag(sims), sims[~np.eye(len(sims), dtype=bool)]
+    sims = recognizer.embed(probes) @ embedded.T
+    genuine, impostor = genuine_and_impostor(sims)
     world_id[style] = {"auc": roc_auc(genuine, impostor),
                        "tar_at_far_1pct": tar_at_far(genuine, impostor)}  # fmt: skip
     top1[style] = float(np.mean(np.argmax(sims, axis=1) == np.arange(len(sims))))

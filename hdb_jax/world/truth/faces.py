@@ -153,7 +153,8 @@ class View:
 
   clothing: RGB in [0, 1]; neckline: 0 crew, 1 v-neck, 2 collar; shift: framing offset [2]
   (fractions of the side); scale: zoom; angle: roll (degrees); yaw: head turn in [-1, 1];
-  light_angle (radians), light_strength, exposure; backdrop: the studio backdrop's RGB in [0, 1].
+  light_angle (radians), light_strength, exposure; backdrop: the plain backdrop's RGB in [0, 1]
+  where no scene background is drawn (the synthetic source; world renders draw the scene's).
   """
 
   clothing: tuple[float, float, float] = (0.3, 0.4, 0.6)

@@ -15,6 +15,7 @@ Importing hdb_jax.world registers both kinds.
 
 import functools
 import os
+from typing import Callable, Sequence
 
 import ml_collections
 import numpy as np
@@ -49,9 +50,35 @@ def save_photos(directory: str, identities: list[int], resolution: int = 64) -> 
   return paths
 
 
-def _photo(identity: int, view: int, resolution: int) -> np.ndarray:
-  image = render(identity, view, Scene(), resolution)
-  return image.astype(np.float32) * np.float32(1 / 127.5) - np.float32(1.0)
+def _signed(draw: Callable[..., np.ndarray], *args: int) -> np.ndarray:
+  """draw(*args) -> uint8 [R, R, 3], as float32 in [-1, 1]."""
+  return draw(*args).astype(np.float32) * np.float32(1 / 127.5) - np.float32(1.0)
+
+
+def _world_photo(identity: int, view: int, resolution: int) -> np.ndarray:
+  return render(identity, view, Scene(), resolution)
+
+
+def _face_source(
+  label: str,
+  identities: Sequence[int],
+  views: int,
+  name: Callable[[int], str],
+  load: Callable[[int, int], Callable[[int], np.ndarray]],
+) -> ListSource:
+  """len(identities) x views examples (index = k * views + view for the k-th identity); load(id,
+  view) gives the loader (resolution -> float32 [R, R, 3] in [-1, 1])."""
+  if len(identities) < 1 or views < 1:
+    raise SourceError(
+      f"the {label.split('(')[0]} source needs num_identities >= 1 and views_per_identity >= 1, "
+      f"got {len(identities)} and {views}"
+    )
+  examples = [
+    Example(identity_id=name(i), index=k * views + v, name=f"{name(i)} view {v}", load=load(i, v))
+    for k, i in enumerate(identities)
+    for v in range(views)
+  ]
+  return ListSource(label, examples)
 
 
 def world_source(split: str, data_config: ml_collections.ConfigDict) -> ListSource:
@@ -61,23 +88,10 @@ def world_source(split: str, data_config: ml_collections.ConfigDict) -> ListSour
     raise SourceError(f"config.data.source='world:{split}': the splits are 'world' and "
                       "'world:held_out'")  # fmt: skip
   count, views = int(data_config.num_identities), int(data_config.views_per_identity)
-  if count < 1 or views < 1:
-    raise SourceError(
-      f"the world source needs num_identities >= 1 and views_per_identity >= 1, got {count} and "
-      f"{views}"
-    )
   start = SPLITS[split]
-  examples = [
-    Example(
-      identity_id=identity_name(start + k),
-      index=k * views + v,
-      name=f"{identity_name(start + k)} view {v}",
-      load=functools.partial(_photo, start + k, v),
-    )
-    for k in range(count)
-    for v in range(views)
-  ]
-  return ListSource(f"world{':' + split if split else ''}({count}x{views})", examples)
+  return _face_source(f"world{':' + split if split else ''}({count}x{views})",
+                      range(start, start + max(count, 0)), views, identity_name,
+                      lambda i, v: functools.partial(_signed, _world_photo, i, v))  # fmt: skip
 
 
 def synthetic_name(identity: int) -> str:
@@ -91,29 +105,12 @@ def synthetic_face(identity: int, view: int, seed: int, resolution: int) -> np.n
   return faces.render_face(params, faces.draw_view(seed, identity, view), resolution)
 
 
-def _synthetic_photo(identity: int, view: int, seed: int, resolution: int) -> np.ndarray:
-  image = synthetic_face(identity, view, seed, resolution)
-  return image.astype(np.float32) * np.float32(1 / 127.5) - np.float32(1.0)
-
-
 def synthetic_source(num_identities: int, views_per_identity: int, seed: int = 0) -> ListSource:
   """num_identities x views_per_identity faces; index = identity * views + view."""
-  if num_identities < 1 or views_per_identity < 1:
-    raise SourceError(
-      f"synthetic source needs num_identities >= 1 and views_per_identity >= 1, got "
-      f"{num_identities} and {views_per_identity}"
-    )
-  examples = [
-    Example(
-      identity_id=synthetic_name(i),
-      index=i * views_per_identity + v,
-      name=f"{synthetic_name(i)} view {v}",
-      load=functools.partial(_synthetic_photo, i, v, seed),
-    )
-    for i in range(num_identities)
-    for v in range(views_per_identity)
-  ]
-  return ListSource(f"synthetic({num_identities}x{views_per_identity}, seed={seed})", examples)
+  label = f"synthetic({num_identities}x{views_per_identity}, seed={seed})"
+  loader = lambda i, v: functools.partial(_signed, synthetic_face, i, v, seed)
+  return _face_source(label, range(max(num_identities, 0)), views_per_identity, synthetic_name,
+                      loader)  # fmt: skip
 
 
 def _synthetic_kind(argument: str, data_config: ml_collections.ConfigDict) -> ListSource:
