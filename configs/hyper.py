@@ -27,12 +27,12 @@ Variants (`--config=configs/hyper.py:<variant>`; fields: hdb_jax/config/phases.p
              s/step, ~30 min on 2 free cores) of a 128-wide decoder over the world recognizer's
              frozen World-ID CNN ('world-recognizer': no pretrained ViT exists offline, and a ViT
              trained from scratch learned no identity), the diffusion loss alone (beta 0); 32
-             identities held out for the eval. Resumable in both phases. This is the shipped world
-             hypernetwork (hdb_jax/assets/world-hypernet, `--config.hypernet=world`; its
-             MODEL_CARD.md has the run): held-out weight loss 467 (the targets' mean: 214; the
-             prediction leaves the targets), held-out diffusion loss 0.0368. On 24 validation
-             identities (benchmarks/world_tables.py) World-ID 0.289 from the prediction alone
-             (base model 0.011), 0.312 with the 40-step LiDB relaxation; README tables.
+             identities held out for the eval. Resumable in both phases. On world v1 (retired with
+             its renderer; git keeps it) this made the world hypernetwork that shipped then:
+             held-out weight loss 467 (the targets' mean: 214), held-out diffusion loss 0.0368; on
+             24 validation identities World-ID 0.289 from the prediction alone (base model 0.011),
+             0.312 with the 40-step LiDB relaxation. Not yet run on world v2: no world hypernetwork
+             ships until it is (`--config.hypernet=world` says so).
 
   sd15_16gb  SD1.5 on 16 GB accelerators: batch 8 (1 per device on 8), the base weights and the
              large trainables with their Adam moments split on 'fsdp' (mesh (-1, 2)). Compiled for

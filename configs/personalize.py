@@ -21,12 +21,13 @@ personalization_config and phases.py personalize_config):
 
   world  python -m hdb_jax.personalize --config=configs/personalize.py:world \\
              --config.image=face.png --workdir=/tmp/me
-         The world model and the shipped world hypernetwork (--config.hypernet=world; or DIR: a
-         Phase 1 WORKDIR or export): a world face photo (`python -m hdb_jax.world render
-         --identity=1000000 --out=face.png`) -> prediction + 40 finetune steps at lr 1e-2 of 4 more
-         LiDB ranks (the compact relaxation: one LiDB of rank 5; chosen on validation identities:
-         World-ID / World-prompt 0.312 / 0.917 vs the LoRA relaxation's 0.303 / 0.867);
-         --config.relaxation=lora for the paper's. Samples at guidance 7.5.
+         The world model and the shipped world hypernetwork (--config.hypernet=world; none ships
+         for world v2 yet: pass DIR, a Phase 1 WORKDIR or export of configs/hyper.py:world): a
+         world face photo (`python -m hdb_jax.world render --identity=1000000 --out=face.png`) ->
+         prediction + 40 finetune steps at lr 1e-2 of 4 more LiDB ranks (the compact relaxation:
+         one LiDB of rank 5; chosen on world v1's validation identities: World-ID / World-prompt
+         0.312 / 0.917 vs the LoRA relaxation's 0.303 / 0.867); --config.relaxation=lora for the
+         paper's. Samples at guidance 7.5.
 
 Several photos in one batched run: --config.images=a.jpg,b.jpg (or a folder); one identity each,
 under WORKDIR/<photo name>/.
