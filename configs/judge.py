@@ -7,7 +7,10 @@ Variants (`--config=configs/judge.py:<variant>`; fields: hdb_jax/config/world.py
 
   ''     python -m hdb_jax.world.recognizer --config=configs/judge.py --workdir=/tmp/judge
          Writes /tmp/judge/release/{judge.safetensors, judge.json, MODEL_CARD.md} with its
-         calibration on 200 held-out identities (the shipped card: hdb_jax/assets/world-judge).
+         calibration on 200 held-out identities. The shipped one (hdb_jax/assets/world-judge):
+         3,000 steps of batch 64, 51.6 min on 2 CPU cores beside the world training; ROC AUC
+         0.9976-0.9999 per style, the same identity in another view +0.949, an impostor +0.016,
+         an impostor in the reference's clothing, framing and light +0.025 (docs/world.md).
 
   toy    python -m hdb_jax.world.recognizer --config=configs/judge.py:toy --workdir=/tmp/jt
          A few steps of a small network (the tests).

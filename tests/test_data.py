@@ -238,7 +238,7 @@ def test_default_config_and_source_errors(tmp_path):
     config.identity_from_subfolder,
     config.min_size,
   ) == ("synthetic", "image", None, None, False, 8, 4, 0, False, 64)
-  with pytest.raises(data.SourceError, match="expected 'synthetic\\["):
+  with pytest.raises(data.SourceError, match="expected 'synthetic', 'world"):
     data.make_source(_config(source="s3://bucket"))
   with pytest.raises(data.SourceError, match="no such directory"):
     data.make_source(_config(source=f"folder:{tmp_path}/nowhere"))
