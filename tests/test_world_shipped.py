@@ -1,8 +1,8 @@
 """The shipped world model (hdb_jax/assets/world-sd): its files are the card's, this project's
 loader and PyTorch diffusers' StableDiffusionPipeline read it and draw the same images from the same
 latents, its samples show the contexts and styles their prompts name, as the shipped recognizer
-reads them, and the judge reads them as faces (CPU, ~2 min). The full measurement is in its card (`python -m hdb_jax.world
-quality`)."""
+reads them, and the judge reads them as faces (CPU, ~2 min). The full measurement is in its card
+(`python -m hdb_jax.world quality`)."""
 
 import numpy as np
 import pytest
