@@ -190,16 +190,23 @@ def test_score_images_matches_the_embeddings(toy_recognizer):
   assert len(scores["read"]) == 3 and "world_prompt" in scores
 
 
+def _assert_separates(net, floors: dict[str, float]) -> tuple[list[int], np.ndarray]:
+  """Each style's ROC AUC above its floor on 48 held-out identities; returns (identities, their
+  reference photos)."""
+  identities = sampling.held_out_identities(48, start=40000)
+  references = verification.reference_renders(identities, 64, 0)
+  for style, floor in floors.items():
+    probes = verification.style_probes(identities, style, 64, 0)
+    genuine, impostor = verification.verification_scores(net, references, probes)
+    assert verification.roc_auc(genuine, impostor) > floor, style
+  return identities, references
+
+
 def test_the_shipped_recognizer_separates_held_out_identities_in_every_style():
   """On identities it never saw, World-ID tells a photo's identity from the others in each style,
   and World-prompt reads every attribute. Thresholds: see SHIPPED_FLOORS."""
   recognizer = network.load_recognizer()
-  identities = sampling.held_out_identities(48, start=40000)
-  references = verification.reference_renders(identities, 64, 0)
-  for style, floor in SHIPPED_FLOORS["auc"].items():
-    probes = verification.style_probes(identities, style, 64, 0)
-    genuine, impostor = verification.verification_scores(recognizer, references, probes)
-    assert verification.roc_auc(genuine, impostor) > floor, style
+  _assert_separates(recognizer, SHIPPED_FLOORS["auc"])
   rng = np.random.default_rng(7)
   scenes = [sampling.random_scene(rng) for _ in range(200)]
   images = np.stack([render(i, 2, scene, 64) for i, scene in
@@ -235,12 +242,7 @@ def test_the_shipped_judge_knows_the_face_and_not_the_clothing():
   judge = network.load_judge()
   assert judge.spec.architecture == "resnet" and judge.spec.face_params
   assert network.load_recognizer().spec.architecture == "cnn"  # two networks, two jobs
-  identities = sampling.held_out_identities(48, start=40000)
-  references = verification.reference_renders(identities, 64, 0)
-  for style, floor in JUDGE_FLOORS["auc"].items():
-    probes = verification.style_probes(identities, style, 64, 0)
-    genuine, impostor = verification.verification_scores(judge, references, probes)
-    assert verification.roc_auc(genuine, impostor) > floor, style
+  identities, references = _assert_separates(judge, JUDGE_FLOORS["auc"])
   probes = verification.calibration(judge, identities, references, 64, 0)
   floor = probes["another identity (impostor floor)"]["mean"]
   shirt = probes["another identity in the reference's clothing, framing and light (shirt probe)"]
