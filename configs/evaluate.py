@@ -16,7 +16,7 @@ evaluate_config):
          DreamBooth-style LoRA from scratch at 40, 400 and 1200 steps. Not yet measured.
 
   world  python -m hdb_jax.evaluate --config=configs/evaluate.py:world --config.images=faces/ \\
-             --workdir=/tmp/eval_world
+             --config.hypernet=/tmp/hyper_world --workdir=/tmp/eval_world
          The world model and hypernetwork on held-out world faces, scored by the world recognizer
          (World-ID, World-prompt, with 95% bootstrap intervals over identities) on the 12 `world`
          prompts; CLIP/DINO are tiny random models (no pretrained ones offline). Methods of Tables

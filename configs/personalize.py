@@ -20,7 +20,7 @@ personalization_config and phases.py personalize_config):
          steps of one personalization.
 
   world  python -m hdb_jax.personalize --config=configs/personalize.py:world \\
-             --config.image=face.png --workdir=/tmp/me
+             --config.image=face.png --config.hypernet=/tmp/hyper_world --workdir=/tmp/me
          The world model and the shipped world hypernetwork (--config.hypernet=world; none ships
          for world v2 yet: pass DIR, a Phase 1 WORKDIR or export of configs/hyper.py:world): a
          world face photo (`python -m hdb_jax.world render --identity=1000000 --out=face.png`) ->

@@ -9,12 +9,16 @@ Variants (`--config=configs/world.py:<variant>`; fields: hdb_jax/config/world.py
          jobs). Resumes where it was killed. Writes /tmp/world/model (diffusers format) and, with
          torch installed, /tmp/world/release (fp16 PyTorch safetensors + MODEL_CARD.md).
 
-         --config.init_from=world (or a world-model directory) continues that model instead: its VAE
-         kept, the UNet stage started from its weights for unet_stage.steps more steps. The shipped
-         model is this run continued by one more (1 h 49 min, 7,500 steps; card in
-         hdb_jax/assets/world-sd): World-prompt 0.929 at guidance 7.5.
+         The UNet stage weights its loss by min-SNR-5. The shipped model (world v2; card in
+         hdb_jax/assets/world-sd) is one run with --config.unet_stage.steps=5000 (VAE 0.28 h +
+         UNet 1.37 h, the UNet beside the two networks' training): World-prompt 0.916 at guidance
+         7.5 (goal 0.93), World-ID Frechet distance 3.8x the render floor (goal 2x).
+
+         --config.init_from=world (or a world-model directory of the same world version) continues
+         that model instead: its VAE kept, the UNet stage started from its weights for
+         unet_stage.steps more steps.
            python -m hdb_jax.world.pretrain --config=configs/world.py --workdir=/tmp/world2 \
-               --config.init_from=/tmp/world/release --config.unet_stage.steps=7500
+               --config.init_from=world --config.unet_stage.steps=7500
 
   toy    python -m hdb_jax.world.pretrain --config=configs/world.py:toy --workdir=/tmp/world_toy
          A micro model at 32 px for a few steps of each stage (the tests).

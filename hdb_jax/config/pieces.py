@@ -158,8 +158,8 @@ def personalization_config(variant: str) -> ml_collections.ConfigDict:
   config = base_config(variant)
   config.image = ""  # the photo to personalize
   config.images = ""  # or several: comma-separated files, or a folder
-  # hypernetwork checkpoint dir, 'world' (the shipped world hypernetwork), or 'none' (DreamBooth
-  # from scratch)
+  # hypernetwork checkpoint dir, 'world' (the shipped world hypernetwork: none ships for world v2
+  # yet), or 'none' (DreamBooth from scratch)
   config.hypernet = "world" if world else "none"
   config.baseline = "lidb"  # without a hypernetwork: train 'lidb' or 'lora' from scratch
   # r': ranks the finetune adds on top of the prediction (and the rank of the 'lora' baseline)
@@ -175,7 +175,7 @@ def personalization_config(variant: str) -> ml_collections.ConfigDict:
     # lr 3e-3 / 1e-2 / 3e-2: 0.108 / 0.130 / -0.008 and 0.912 / 0.879 / 0.508; LiDB relaxation
     # 0.078 / 0.149 / 0.011 and 0.900 / 0.879 / 0.556 (an early hypernetwork).
     config.optim.learning_rate = 1e-2
-    # With the shipped world hypernetwork, 24 validation identities at lr 1e-2, 40 steps: LiDB
+    # With world v1's shipped hypernetwork, 24 validation identities at lr 1e-2, 40 steps: LiDB
     # relaxation 0.312 / 0.917, LoRA 0.303 / 0.867 (`--groups=hyper,lidb_relaxation`): the compact
     # identity holds up, so it is the world's default. SD1.5 keeps the paper's LoRA until measured.
     config.relaxation = "lidb"

@@ -27,7 +27,7 @@ disk:
      pins old library versions). That tool writes TFRecords of raw arrays, not files (TFDS issue
      tensorflow/datasets#1496): export its 1024 px records to PNG files, or use an exported copy of
      the images you are licensed to use.
-  2. Resize them to R x R (any antialiased resize, e.g. `hdb_jax.data.images.load_image`), save as
+  2. Resize them to R x R (any antialiased resize, e.g. `hdb_jax.io.images.load_image`), save as
      PNG and pack: `tar -cf <manual_dir>/data512x512.tar -C <dir of the R px PNGs> .`
   3. Build the TFDS dataset once, on one host:
        tfds build celeb_a_hq/512 --manual_dir=<manual_dir> --data_dir=<data_dir>

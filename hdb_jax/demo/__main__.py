@@ -11,9 +11,10 @@ world's domain), in one batch -> samples, identity files, PyTorch LoRA and hyper
 evaluation of the world faces (base model, Only Hyper, Hyper + fast finetune) by World-ID and
 World-prompt -> WORKDIR/report.html.
 
-Under 5 minutes on 2 CPU cores with an empty compile cache, 60% of it compiling (measured: 4.9 min,
-with a training run sharing the 2 cores); a rerun loads the compiled programs from
-~/.cache/hdb_jax/jax_cache (or $HDB_JAX_CACHE) and takes about 3 minutes (3.1 min, same machine).
+Under 5 minutes on 2 CPU cores with an empty compile cache, 60% of it compiling (measured on world
+v1: 4.9 min, with a training run sharing the 2 cores); a rerun loads the compiled programs from
+~/.cache/hdb_jax/jax_cache (or $HDB_JAX_CACHE) and takes under 2 minutes (world v2, its own Phase 1:
+100 s, 59 s of it compiling).
 --hypernet=auto (the default) uses the shipped world hypernetwork when this installation has one,
 and otherwise (said in the log and the report) this run's own short Phase 1, as --hypernet=phase1
 does; or give a Phase 1 WORKDIR or export directory.

@@ -3,8 +3,8 @@ anywhere.
 
     python -m hdb_jax.export --hypernet=TRAIN_WORKDIR --out=DIR
 
-DIR/hypernet.safetensors: every trained tensor (float32, or float16 with --float16: the shipped
-world hypernetwork; loaded back as float32), named by its parameter path joined by '/':
+DIR/hypernet.safetensors: every trained tensor (float32, or float16 with --float16, as a
+--release ships it; loaded back as float32), named by its parameter path joined by '/':
   decoder/theta_init [L, P]           the prediction's offset (slots, see below)
   decoder/layer_position [L, d]       learned position of each layer's weight token
   decoder/weights_in [L, P, d]        current weights -> token (iterative refinement input)

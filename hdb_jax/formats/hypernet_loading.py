@@ -1,8 +1,9 @@
 """A predictor from a trained hypernetwork directory: a Phase 1 WORKDIR (orbax checkpoints), an
-export, or 'world' (the shipped world hypernetwork's export).
+export, or 'world' (the shipped world hypernetwork's export, when the installation has one: none
+ships for world v2 yet, and 'world' then says how to train one).
 
     predictor = load_predictor("/ckpt/hyper", base)   # images [B, H, W, 3] -> LiDB params [B, ...]
-    predictor = load_predictor("world", base)         # the world hypernetwork hdb_jax ships
+    predictor = load_predictor("world", base)         # the shipped world hypernetwork, if any
 
 The directory's card (hypernet_card) must match the base model's adapted layers, LiDB layout and
 aux bases; anything else is refused with a message naming the first difference.

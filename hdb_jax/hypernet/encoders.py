@@ -6,7 +6,7 @@ hdb_jax.models.image_encoder, and the world recognizer's World-ID CNN.
 
 The recognizer's CNN is the offline stand-in for the paper's pretrained ViT-H: a frozen network that
 already knows identity (a ViT trained from scratch with the hypernetwork on ~1,000 world faces
-learned none in 500 steps; README, "HyperDreamBooth on the world").
+learned none in 500 steps on world v1; configs/hyper.py, the world variant).
 """
 
 import dataclasses
