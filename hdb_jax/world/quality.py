@@ -101,8 +101,22 @@ def rerender_similarity(
 ) -> np.ndarray:
   """float [N]: the judge's similarity of each image [N, H, W, 3] to the face of the parameters
   it reads there, re-rendered in the image's prompt's scene (a plain view)."""
-  rerenders = faces_in_scenes(judge.face_params(images), prompts, images.shape[1], data_seed)
-  return np.sum(judge.embed(images) * judge.embed(rerenders), axis=-1)
+  return _rerender_scores(judge, judge.embed(images), judge.face_params(images), prompts,
+                          images.shape[1], data_seed)  # fmt: skip
+
+
+def _rerender_scores(
+  judge: Any,
+  embedded: np.ndarray,
+  params: np.ndarray,
+  prompts: Sequence[str],
+  resolution: int,
+  data_seed: int,
+) -> np.ndarray:
+  """float [N]: the judge's similarity of images it embedded [N, D] to the faces of params [N,
+  NUM_PARAMS], each rendered in its prompt's scene."""
+  rerenders = faces_in_scenes(params, prompts, resolution, data_seed)
+  return np.sum(embedded * judge.embed(rerenders), axis=-1)
 
 
 def faces_in_scenes(
@@ -121,17 +135,18 @@ def face_rate(
   """The judge's 'a face of some identity' rate of samples, renders (the ceiling) and noise (the
   control) [N, H, W, 3] of the same prompts [N], at the impostor threshold (FAR 1%: re-renders
   matched against the previous image's face)."""
+  embedded, params, side = judge.embed(renders), judge.face_params(renders), renders.shape[1]
   # each render against the face the judge reads in another render
-  shifted = np.roll(judge.face_params(renders), 1, axis=0)
-  impostors = faces_in_scenes(shifted, prompts, renders.shape[1], data_seed)
-  impostor = np.sum(judge.embed(renders) * judge.embed(impostors), axis=-1)
+  impostor = _rerender_scores(judge, embedded, np.roll(params, 1, axis=0), prompts, side, data_seed)
   threshold = float(np.quantile(impostor, 0.99))
   noise = np.random.default_rng(1).integers(0, 256, samples.shape, dtype=np.uint8)
-  rates = {
-    name: float(np.mean(rerender_similarity(judge, images, prompts, data_seed) > threshold))
-    for name, images in (("samples", samples), ("renders", renders), ("noise", noise))
+  scores = {
+    "samples": rerender_similarity(judge, samples, prompts, data_seed),
+    "renders": _rerender_scores(judge, embedded, params, prompts, side, data_seed),
+    "noise": rerender_similarity(judge, noise, prompts, data_seed),
   }
-  return {"threshold": threshold, "rate": rates}
+  return {"threshold": threshold,
+          "rate": {name: float(np.mean(s > threshold)) for name, s in scores.items()}}  # fmt: skip
 
 
 def vae_psnr(sd: models.StableDiffusion, count: int, data_seed: int) -> float:

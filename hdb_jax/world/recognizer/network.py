@@ -38,7 +38,6 @@ ROLES = {
   "judge": ("judge.safetensors", "judge.json", "hdb_jax.world_judge",
             os.path.join(ASSETS, "world-judge"), "The world judge"),
 }  # fmt: skip
-WEIGHTS, INFO, FORMAT, SHIPPED, _ = ROLES["recognizer"]
 ATTRIBUTE_SIZES = tuple(len(values) for values in ATTRIBUTES.values())
 
 
