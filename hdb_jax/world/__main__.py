@@ -93,7 +93,7 @@ def _uint8(path: str) -> np.ndarray:
 
 def _score() -> None:
   # pylint: disable=import-outside-toplevel
-  from hdb_jax.world.quality import score_images
+  from hdb_jax.world.quality import score_images, similarity_to
   from hdb_jax.world.recognizer.network import load_judge, load_recognizer
 
   if not FLAGS.reference or not FLAGS.images:
@@ -107,8 +107,7 @@ def _score() -> None:
     parse_prompt(FLAGS.prompt)  # a prompt outside the grammar is refused before any work
   images = np.stack([_uint8(os.path.join(FLAGS.images, n)) for n in names])
   reference = _uint8(FLAGS.reference)
-  judged = load_judge(FLAGS.judge).embed(np.concatenate([reference[None], images]))
-  judge = judged[1:] @ judged[0]
+  judge = similarity_to(load_judge(FLAGS.judge), reference, images)
   scores = score_images(load_recognizer(FLAGS.recognizer), reference, images, FLAGS.prompt)
   print(f"{'image':<32} judge   World-ID  World-prompt reads")
   for name, judged_one, similarity, read in zip(names, judge, scores["similarity"], scores["read"]):

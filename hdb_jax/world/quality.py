@@ -235,16 +235,22 @@ def measure_quality(
   return report, image_grid(rows.reshape((-1,) + rows.shape[2:]), seeds + 1)
 
 
+def similarity_to(network: Any, reference: np.ndarray, images: np.ndarray) -> np.ndarray:
+  """float [N]: the cosine similarity of each image's embedding to the reference's, by a
+  recognizer or the judge; reference uint8 [H, W, 3], images uint8 [N, H', W', 3]."""
+  embeddings = network.embed(np.concatenate([reference[None], images]))
+  return embeddings[1:] @ embeddings[0]
+
+
 def score_images(
   recognizer: Any, reference: np.ndarray, images: np.ndarray, prompt: str | None = None
 ) -> dict[str, Any]:
   """{'similarity': [N] World-ID cosine of each image to the reference, 'read': [N] dicts of the
   attributes read, and with a prompt 'world_prompt': prompt_accuracy of the images}.
   reference uint8 [H, W, 3]; images uint8 [N, H', W', 3]."""
-  embeddings = recognizer.embed(np.concatenate([reference[None], images]))
   read = recognizer.read(images)
   out = {
-    "similarity": (embeddings[1:] @ embeddings[0]).tolist(),
+    "similarity": similarity_to(recognizer, reference, images).tolist(),
     "read": [
       {name: ATTRIBUTES[name][read[name][i]] for name in ATTRIBUTES} for i in range(len(images))
     ],  # fmt: skip
