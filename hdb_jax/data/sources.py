@@ -386,13 +386,16 @@ class FilteredSource(ImageSource):
 # kind -> factory(argument after ':', data config): sources of layers above this one (the world)
 SourceFactory = Callable[[str, ml_collections.ConfigDict], ImageSource]
 _REGISTERED: dict[str, SourceFactory] = {}
+_USAGE: dict[str, str] = {}  # kind -> how error messages show it
 
 
-def register_source(kind: str, factory: SourceFactory) -> None:
-  """Makes `config.data.source='<kind>[:<argument>]'` call factory(argument, data_config)."""
+def register_source(kind: str, factory: SourceFactory, usage: str | None = None) -> None:
+  """Makes `config.data.source='<kind>[:<argument>]'` call factory(argument, data_config); usage:
+  how error messages show the kind (default '<kind>[:...]')."""
   if kind in ("folder", "tfds"):
     raise ValueError(f"source kind {kind!r} is built in")
   _REGISTERED[kind] = factory
+  _USAGE[kind] = usage or f"{kind}[:...]"
 
 
 def make_source(
@@ -427,8 +430,7 @@ def make_source(
       shuffle_buffer=int(data_config.shuffle_buffer),
       **options,
     )
-  registered = "".join(f"'{k}', " if k == "synthetic" else f"'{k}[:...]', "
-                       for k in sorted(_REGISTERED))  # fmt: skip
+  registered = "".join(f"'{_USAGE[k]}', " for k in sorted(_REGISTERED))
   raise SourceError(
     f"config.data.source={spec!r}: expected {registered}'folder:<path>' or "
     "'tfds:<name>[/<config>]'"

@@ -121,4 +121,4 @@ def _synthetic_kind(argument: str, data_config: ml_collections.ConfigDict) -> Li
 
 
 register_source("world", world_source)
-register_source("synthetic", _synthetic_kind)
+register_source("synthetic", _synthetic_kind, usage="synthetic")  # takes no argument
