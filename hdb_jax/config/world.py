@@ -7,6 +7,7 @@ import ml_collections
 from hdb_jax.config.pieces import optimizer_config
 from hdb_jax.errors import ConfigError
 from hdb_jax.models import configs as arch
+from hdb_jax.world.recognizer.network import ROLES
 from hdb_jax.world.truth import sampling
 
 WORLD_VARIANTS = ("", "toy")
@@ -80,8 +81,8 @@ def recognizer_config(variant: str, role: str = "recognizer") -> ml_collections.
   world model's training identities. role 'judge': World-ID that also reads the face's parameters,
   a residual CNN of another seed, on identities no other network trains on (sampling.JUDGE_*).
   """
-  if role not in ("recognizer", "judge"):
-    raise ConfigError(f"role must be 'recognizer' or 'judge', not {role!r}")
+  if role not in ROLES:
+    raise ConfigError(f"role must be one of {sorted(ROLES)}, not {role!r}")
   toy = variant == "toy"
   judge = role == "judge"
   config = ml_collections.ConfigDict()
