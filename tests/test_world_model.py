@@ -127,7 +127,7 @@ def test_kill_and_resume_equals_uninterrupted(toy_run, tmp_path):
 def test_a_workdir_of_another_architecture_is_refused(toy_run, tmp_path):
   shutil.copy(os.path.join(toy_run[0], "config.json"), tmp_path / "config.json")
   config = toy_config()
-  config.unet.block_out_channels = [64, 64]
+  config.unet.block_out_channels = (64, 64)
   with pytest.raises(CheckpointMismatchError, match="other unet"):
     loop.pretrain(config, str(tmp_path))
 
@@ -193,18 +193,27 @@ def test_continuing_a_bad_model_is_refused_before_the_workdir_is_touched(toy_run
 
 
 def test_the_cards_command_reproduces_the_config():
-  """Each field that differs from the variant's default is one --config flag, lists as JSON that
-  the shell and ml_collections read back."""
+  """Each field that differs from the variant's default is one --config flag, and ml_collections
+  reads the command back to the same config (sequences as tuples: it refuses to override lists)."""
   import shlex
 
+  from absl import flags
+  from ml_collections import config_flags
+
   config = toy_config()
-  config.unet.block_out_channels = [32, 48]
+  config.unet.block_out_channels = (32, 48)
+  config.vae.block_out_channels = (16, 16)
   command = release.command_for(config)
   assert command.startswith(release.COMMAND.format(variant=":toy"))
-  flags = dict(arg.split("=", 1) for arg in shlex.split(command)[3:])
-  assert "--workdir" in flags
-  assert flags["--config.unet.block_out_channels"] == "[32, 48]"
-  assert flags["--config.unet_stage.steps"] == "6" and flags["--config.async_checkpoint"] == "False"
+  args = shlex.split(command)[3:]
+  assert "--config.unet.block_out_channels=(32, 48)" in args
+  assert "--config.unet_stage.steps=6" in args and "--config.async_checkpoint=False" in args
+  world_py = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "world.py")
+  argv = ["pretrain"] + [a.replace("configs/world.py", world_py) for a in args]
+  parsed = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", flag_values=parsed, sys_argv=argv)
+  parsed(argv, known_only=True)  # the config flag applies the overrides it reads in argv
+  assert parsed.config.to_dict() == config.to_dict()
   assert release.command_for(pretrain_config("")) == release.COMMAND.format(variant="")
 
 

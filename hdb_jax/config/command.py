@@ -16,6 +16,13 @@ def config_fields(config: ml_collections.ConfigDict | dict) -> dict[str, Any]:
   return json.loads(json.dumps(flat, default=list))
 
 
+def _flag_value(value: Any) -> str:
+  """A JSON field value as ml_collections reads it back from a --config.KEY flag."""
+  if isinstance(value, list):
+    return repr(tuple(value))
+  return str(value)
+
+
 def command_for(
   config: ml_collections.ConfigDict | dict,
   command: str,
@@ -23,13 +30,14 @@ def command_for(
   variant_config: Callable[[str], ml_collections.ConfigDict],
 ) -> str:
   """`command` (holding '{variant}', which becomes ':name' or '') on the variant whose config is
-  nearest to `config`, with a --config.KEY=VALUE for each field that differs from it."""
+  nearest to `config`, with a --config.KEY=VALUE for each field that differs from it (sequences
+  as Python tuples, '(32, 64)': ml_collections overrides tuple fields, never list ones)."""
   fields = config_fields(config)
   commands = []
   for variant in variants:
     default = config_fields(variant_config(variant))
     overrides = [
-      f"--config.{key}={shlex.quote(json.dumps(value) if isinstance(value, list) else str(value))}"
+      f"--config.{key}={shlex.quote(_flag_value(value))}"
       for key, value in sorted(fields.items())
       if default.get(key) != value
     ]

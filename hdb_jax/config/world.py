@@ -31,6 +31,12 @@ def _stage(
   )
 
 
+def _module(fields: dict) -> dict:
+  """A module's config with its lists as tuples: ml_collections overrides tuple fields from the
+  command line (--config.vae.block_out_channels='(32, 64, 64)'), not list ones."""
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+
+
 def pretrain_config(variant: str) -> ml_collections.ConfigDict:
   """'' the shipped world model (64 px); 'toy' a few steps of a micro model (tests)."""
   toy = variant == "toy"
@@ -39,16 +45,16 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
   config.data_seed = 0  # the world: which face each identity id is
   config.resolution = 32 if toy else arch.WORLD_RESOLUTION
   if toy:
-    config.unet = {**arch.MICRO_UNET, "sample_size": 16, "cross_attention_dim": 32,
-                   "in_channels": 8, "out_channels": 8}  # fmt: skip
-    config.vae = {**arch.WORLD_VAE, "block_out_channels": [32, 32], "sample_size": 32,
-                  "down_block_types": ["DownEncoderBlock2D"] * 2,
-                  "up_block_types": ["UpDecoderBlock2D"] * 2}  # fmt: skip
-    config.text_encoder = {**arch.TINY_TEXT_ENCODER, "max_position_embeddings": 32}
+    unet = {**arch.MICRO_UNET, "sample_size": 16, "cross_attention_dim": 32, "in_channels": 8,
+            "out_channels": 8}  # fmt: skip
+    vae = {**arch.WORLD_VAE, "block_out_channels": [32, 32], "sample_size": 32,
+           "down_block_types": ["DownEncoderBlock2D"] * 2,
+           "up_block_types": ["UpDecoderBlock2D"] * 2}  # fmt: skip
+    text_encoder = {**arch.TINY_TEXT_ENCODER, "max_position_embeddings": 32}
   else:
-    config.unet = dict(arch.WORLD_UNET)
-    config.vae = dict(arch.WORLD_VAE)
-    config.text_encoder = dict(arch.WORLD_TEXT_ENCODER)
+    unet, vae, text_encoder = arch.WORLD_UNET, arch.WORLD_VAE, arch.WORLD_TEXT_ENCODER
+  config.unet, config.vae = _module(unet), _module(vae)
+  config.text_encoder = _module(text_encoder)
   config.max_length = arch.WORLD_MAX_LENGTH
   config.caption_dropout = 0.1  # empty captions, for classifier-free guidance
   # '' trains from random weights. A model ('world' or a diffusers directory of this architecture)

@@ -126,7 +126,7 @@ WORLD_VAE: dict[str, Any] = {
   **SD15_VAE,
   "down_block_types": ["DownEncoderBlock2D"] * 3,
   "up_block_types": ["UpDecoderBlock2D"] * 3,
-  "block_out_channels": [16, 32, 64],
+  "block_out_channels": [32, 64, 64],
   "norm_num_groups": 16,
   "layers_per_block": 1,
   "latent_channels": 8,
