@@ -165,6 +165,19 @@ def test_a_continued_run_starts_from_its_model_and_its_card_keeps_the_history(to
   assert "Run 2 of 2" in markdown and "UNet steps in all: 8" in markdown
 
 
+def test_a_cards_recipe_is_shown_after_its_quality(toy_run, tmp_path):
+  """card['recipe'] (markdown: what each choice bought) gets its own section in MODEL_CARD.md; a
+  card without one has none."""
+  card = release.read_card(toy_run[1].release_dir)
+  assert "## The recipe" not in release.model_card_markdown(card)
+  card["recipe"] = "| choice | bought |\n|---|---|\n| a wider VAE | 0.49 of renders' energy |\n"
+  release.write_card(str(tmp_path), card)
+  markdown = (tmp_path / release.MODEL_CARD).read_text()
+  section = markdown.split("## The recipe, by measurement")[1]
+  assert "| a wider VAE | 0.49 of renders' energy |" in section.split("## Files")[0]
+  assert release.read_card(str(tmp_path))["recipe"] == card["recipe"]
+
+
 def test_a_continued_run_sees_the_data_after_its_models_steps():
   batches = WorldBatches(None, 32, 4, data_seed=0, step_offset=6)
   try:

@@ -5,7 +5,7 @@
       --prompt="a smiling face wearing a red hat on a beach in watercolour style" --out=beach.png
   python -m hdb_jax.world gallery --out=docs/world.png       # the README's picture of the world
   python -m hdb_jax.world score --reference=face.png --images=DIR [--prompt="a face at night"]
-  python -m hdb_jax.world quality [--model=world] [--out=DIR] [--update_card]
+  python -m hdb_jax.world quality [--model=world] [--out=DIR] [--update_card [--recipe=R.md]]
   python -m hdb_jax.world quality --first_seed=1000 --guidance=5   # tune on other noise seeds
 
 render: one identity in a scene, as a PNG. gallery: a row of identities (two views each: the
@@ -54,6 +54,8 @@ flags.DEFINE_string("judge", None, "score, quality: a judge directory (default: 
 flags.DEFINE_string("model", "world", "quality: the model (name or diffusers directory).")
 flags.DEFINE_integer("seeds", 8, "quality: samples per prompt.", lower_bound=1)
 flags.DEFINE_bool("update_card", False, "quality: write the results into the model's card.")
+flags.DEFINE_string("recipe", None, "quality --update_card: also write this markdown file into the "
+                    "card: what each choice of the recipe bought, measured.")  # fmt: skip
 flags.DEFINE_integer("first_seed", 0, "quality: the first noise seed (samples use first_seed.."
                      "first_seed+seeds-1; the card's are 0..seeds-1).", lower_bound=0)  # fmt: skip
 flags.DEFINE_float("guidance", None, "quality: classifier-free guidance scale (default: "
@@ -132,6 +134,12 @@ def _quality() -> None:
   out = FLAGS.out or "world_quality"
   if FLAGS.update_card and (FLAGS.first_seed or FLAGS.guidance is not None):
     raise UserError("--update_card measures the card's sampling: drop --first_seed and --guidance")
+  if FLAGS.recipe and not FLAGS.update_card:
+    raise UserError("--recipe goes into the card: add --update_card")
+  recipe = None
+  if FLAGS.recipe:
+    with open(FLAGS.recipe, encoding="utf-8") as f:  # before the long measurement
+      recipe = f.read()
   sampling_config = QUALITY_SAMPLING
   if FLAGS.guidance is not None:
     sampling_config = dataclasses.replace(sampling_config, guidance=FLAGS.guidance)
@@ -149,6 +157,8 @@ def _quality() -> None:
     directory = resolve_model_dir(FLAGS.model)
     card = release.read_card(directory)
     card["quality"] = report
+    if recipe is not None:
+      card["recipe"] = recipe
     release.write_card(directory, card)
     print(f"card updated: {directory}")
 

@@ -66,7 +66,8 @@ def read_card(directory: str) -> dict[str, Any]:
 
 
 def write_card(directory: str, card: dict[str, Any]) -> None:
-  """card.json and its human-readable MODEL_CARD.md."""
+  """card.json and its human-readable MODEL_CARD.md (card['recipe'], markdown, if any: what each
+  choice of the recipe bought, measured against the alternative)."""
   write_text_atomic(
     os.path.join(directory, CARD), json.dumps(card, indent=2, sort_keys=True, default=list)
   )
@@ -161,6 +162,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     lines += quality_markdown(quality)
   else:
     lines.append("Not measured yet: `python -m hdb_jax.world quality --model=DIR` adds it.")
+  if card.get("recipe"):
+    lines += ["", "## The recipe, by measurement", "", card["recipe"].strip()]
   lines += ["", "## Files", "", "| file | bytes | sha256 |", "|---|---|---|"]
   for name, entry in card["files"].items():
     lines.append(f"| `{name}` | {entry['bytes']:,} | `{entry['sha256']}` |")
