@@ -19,13 +19,16 @@ import skimage.data
 from PIL import Image
 
 from hdb_jax import adapters
+from hdb_jax.diffusion.generation import generate
+from hdb_jax.diffusion.sampling import SamplingConfig, make_sampler
 from hdb_jax.errors import ConfigError, MissingFileError
 from hdb_jax.evaluate import faces, metrics, prompts, report
 from hdb_jax.evaluate import loop as evaluate_module
 from hdb_jax.evaluate.loop import evaluate, padded_chunks
 from hdb_jax.evaluate.methods import parse_methods
 from hdb_jax.models import ModelLoadError, eval_models
-from hdb_jax.world.recognizer.network import load_recognizer
+from hdb_jax.world import quality
+from hdb_jax.world.recognizer.network import ROLES, load_judge, load_recognizer
 from hdb_jax.world.truth.render import render
 from hdb_jax.world.truth.sampling import held_out_identities
 from hdb_jax.world.truth.scene import ATTRIBUTES
@@ -106,8 +109,15 @@ def test_world_prompt_set_and_grammar_check():
   with pytest.raises(ConfigError, match=r"'a \{token\} face as a rock star'.*needs world prompts"):
     metrics.world_scenes(["a {token} face on a beach", "a {token} face as a rock star"])
   assert metrics.present_metrics(False, False) == ("clip_t", "clip_i", "dino")
-  assert metrics.present_metrics(True, True) == metrics.METRICS
+  assert metrics.present_metrics(True, True, judge=True) == metrics.METRICS
   assert metrics.present_metrics(False, True)[3:] == ("world_id", "world_prompt")
+  # the judge's column comes first among the world's
+  assert metrics.present_metrics(False, True, True)[3:] == (
+    "world_judge",
+    "world_id",
+    "world_prompt",
+  )
+  assert metrics.present_metrics(False, False, True)[3:] == ("world_judge",)
   assert all(m in metrics.METRIC_NAMES for m in metrics.METRICS)
 
 
@@ -164,6 +174,96 @@ def test_bootstrap_ci_covers_the_mean_and_is_deterministic():
   assert metrics.value_range("world_prompt") == (0, 1) and metrics.value_range("dino") == (-1, 1)
   assert metrics.bootstrap_ci([np.asarray([0.7])]) == (0.7, 0.7)
   assert np.isnan(metrics.bootstrap_ci([])).all()
+
+
+def test_paired_bootstrap_ci_on_known_differences():
+  """Identical methods differ by exactly 0; a constant shift c by exactly c, with no spread."""
+  rng = np.random.default_rng(3)
+  a = [rng.normal(rng.normal(0, 1), 0.5, 8) for _ in range(20)]
+  assert metrics.paired_bootstrap_ci(a, [x.copy() for x in a]) == (0.0, 0.0, 0.0)
+  # mean(x + c) - mean(x) is c up to float rounding: ~1e-16 per identity on values of size ~3
+  diff, low, high = metrics.paired_bootstrap_ci([x + 0.25 for x in a], a)
+  np.testing.assert_allclose([diff, low, high], 0.25, atol=1e-12)
+  # identity by identity: the mean of differences of identity means (unequal counts not pooled)
+  b = [rng.normal(0, 1, n) for n in range(2, 22)]
+  diff, low, high = metrics.paired_bootstrap_ci(a, b, seed=5)
+  assert diff == pytest.approx(np.mean([x.mean() - y.mean() for x, y in zip(a, b)]))
+  assert low < diff < high
+  assert metrics.paired_bootstrap_ci(a, b, seed=5) == (diff, low, high)  # deterministic
+  with pytest.raises(ValueError, match="differ in number: 20 and 19"):
+    metrics.paired_bootstrap_ci(a, b[1:])
+  one = metrics.paired_bootstrap_ci(a[:1], b[:1])  # one identity: no interval over identities
+  assert one[0] == pytest.approx(a[0].mean() - b[0].mean()) and np.isnan(one[1:]).all()
+  assert np.isnan(metrics.paired_bootstrap_ci([], [])).all()
+
+
+def test_paired_bootstrap_ci_covers_the_difference_and_pairing_narrows_it():
+  """Two methods on 30 identities of 8 values that share each identity's effect (s.d. 1) and differ
+  by 0.1 plus their own noise (s.d. 0.3 per value): over 200 trials the paired 95% interval covers
+  0.1 0.88-0.99 of the time (the band of test_bootstrap_ci_covers_the_mean_and_is_deterministic:
+  the same bootstrap over 30 identities, ~3 binomial s.d. of 200 trials either side of its measured
+  0.93). Pairing cancels the shared effect: the difference of identity means has s.d.
+  0.3 sqrt(2 / 8) = 0.15 against ~1.0 for one method's identity means, so the paired interval
+  should be ~0.15 of an unpaired one's width; below 0.3 leaves twice that for the spread of s.d.
+  estimates from 30 identities (~13% each)."""
+  rng = np.random.default_rng(2025)
+  covered = 0
+  for trial in range(200):
+    shared = rng.normal(0, 1, 30)
+    a = [rng.normal(u + 0.1, 0.3, 8) for u in shared]
+    b = [rng.normal(u, 0.3, 8) for u in shared]
+    diff, low, high = metrics.paired_bootstrap_ci(a, b, seed=trial)
+    assert low <= diff <= high
+    covered += low <= 0.1 <= high
+    if trial < 20:
+      unpaired = min(np.diff(metrics.bootstrap_ci(x, seed=trial))[0] for x in (a, b))
+      assert high - low < 0.3 * unpaired, (high - low, unpaired)
+  assert 0.88 <= covered / 200 <= 0.99, covered
+
+
+def test_gap_fraction():
+  assert metrics.gap_fraction(0.5, 0.0, 1.0) == 0.5
+  assert metrics.gap_fraction(-0.002, -0.002, 0.92) == 0.0
+  assert metrics.gap_fraction(0.92, -0.002, 0.92) == pytest.approx(1.0)
+  assert metrics.gap_fraction(0.3, 0.4, 0.9) == pytest.approx(-0.2)  # below the base
+  assert np.isnan(metrics.gap_fraction(0.3, 0.5, 0.5))
+
+
+def test_paired_difference_reads_results_entries_by_identity_name():
+  """Two results.json method entries (identities in another order in the second) pair by name."""
+  rng = np.random.default_rng(4)
+  names = [f"id{i}" for i in range(6)]
+  a_means, b_means = rng.normal(0.5, 0.2, 6), rng.normal(0.3, 0.2, 6)
+
+  def entry(means, order):
+    return {"identities": {names[i]: {"means": {"world_judge": means[i]}} for i in order}}
+
+  a, b = entry(a_means, range(6)), entry(b_means, reversed(range(6)))
+  want = metrics.paired_bootstrap_ci([[x] for x in a_means], [[x] for x in b_means], seed=1)
+  assert report.paired_difference(a, b, "world_judge", seed=1) == want
+  assert want[0] == pytest.approx(np.mean(a_means - b_means))
+  with pytest.raises(ValueError, match=r"only in the first \['id5'\]"):
+    report.paired_difference(a, entry(b_means, range(5)), "world_judge")
+  with pytest.raises(ValueError, match="has no 'world_id'"):
+    report.paired_difference(a, b, "world_id")
+
+
+def test_noise_offset_draws_other_noise_and_is_the_noise_id(micro_sd):
+  """Image k at noise_offset n starts from the noise of id n + k: the evaluation's per-identity
+  draws (identity i: offset i * num_samples) are other images of the same seed."""
+  sampling = SamplingConfig(steps=2, guidance=7.5, seed=0)
+  sampler = make_sampler(micro_sd, sampling)
+  ident = evaluate_module.NoIdentity("sks")
+  first = generate(micro_sd, [ident], ["a {token} face"], 2, sampling, sampler=sampler)[0, 0]
+  shifted = generate(
+    micro_sd, [ident], ["a {token} face"], 2, sampling, sampler=sampler, noise_offset=1
+  )[0, 0]
+  # the same program, one batch shape; examples are independent, so the pixels are equal
+  np.testing.assert_array_equal(shifted[0], first[1])
+  assert np.abs(shifted[1].astype(int) - first[0].astype(int)).mean() > 1  # id 2: new noise
+  latents = np.zeros((2, 4, 8, 8), np.float32)
+  with pytest.raises(ValueError, match="noise_offset"):
+    generate(micro_sd, [ident], ["a face"], 2, sampling, latents=latents, noise_offset=2)
 
 
 def test_world_metrics_on_world_renders():
@@ -354,9 +454,22 @@ class _Images(html.parser.HTMLParser):
       self.sources.append(dict(attrs)["src"])
 
 
-def test_evaluate_end_to_end(micro_dir, eval_dirs, tmp_path):
-  photo = tmp_path / "astronaut.png"
-  Image.fromarray(skimage.data.astronaut()).save(photo)
+def test_evaluate_end_to_end(micro_dir, eval_dirs, tmp_path, monkeypatch):
+  """Two identities from one photo (astronaut, astronaut_again): every method, the judge from a
+  directory beside the recognizer, and noise drawn per identity and paired across methods."""
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  for name in ("astronaut", "astronaut_again"):
+    Image.fromarray(skimage.data.astronaut()).save(photos / f"{name}.png")
+  idents = ["astronaut", "astronaut_again"]
+  offsets = []  # the noise offset of every sampling call, in order
+
+  def recording_generate(*args, noise_offset=0, **kwargs):
+    offsets.append(noise_offset)
+    return generate(*args, noise_offset=noise_offset, **kwargs)
+
+  monkeypatch.setattr(evaluate_module, "generate", recording_generate)
+  judge_dir = ROLES["judge"][3]  # the shipped judge, named by its directory
   calls = []
 
   def predictors(base, refine_steps):
@@ -375,12 +488,13 @@ def test_evaluate_end_to_end(micro_dir, eval_dirs, tmp_path):
   world_prompts = [prompts.WORLD[4], prompts.WORLD[6]]  # a beach; pencil sketch
   config = _config(
     pretrained=micro_dir,
-    image=str(photo),
+    images=str(photos),
     methods="base,full,only_hyper,no_hyper,lora@2",
     steps=2,
     clip_model=eval_dirs["clip"],
     dino_model=eval_dirs["dino"],
     recognizer="world",
+    judge=judge_dir,
     prompts="|".join(world_prompts),
   )
   workdir = tmp_path / "eval"
@@ -389,32 +503,64 @@ def test_evaluate_end_to_end(micro_dir, eval_dirs, tmp_path):
   assert calls == [None]
   on_disk = json.loads((workdir / "results.json").read_text())
   assert on_disk["methods"].keys() == results["methods"].keys()
-  assert on_disk["metrics"] == ["clip_t", "clip_i", "dino", "face_rec", "world_id", "world_prompt"]
+  # the judge's column first among the world's
+  assert on_disk["metrics"] == [
+    "clip_t", "clip_i", "dino", "face_rec", "world_judge", "world_id", "world_prompt"
+  ]  # fmt: skip
   assert on_disk["prompts"] == world_prompts and on_disk["models"]["recognizer"] == "world"
+  assert on_disk["models"]["judge"] == judge_dir
+  assert on_disk["sampling"]["noise"] == evaluate_module.NOISE
+  assert list(on_disk["identities"]) == idents
   assert on_disk["identities"]["astronaut"]["face_found"] is False  # 64 px: below dlib's detector
+  judge = load_judge(judge_dir)
+  reference = np.asarray(Image.open(workdir / on_disk["identities"]["astronaut"]["image"]))
   for name, method in on_disk["methods"].items():
     assert method["finetune_steps"] == (0 if name in ("only_hyper", "base") else 2)
     assert set(method["means"]) == set(on_disk["metrics"]) | {"face_found"}
-    # one identity: t-intervals over its 2 images, around the mean
+    # two identities: bootstrap intervals over them, around the mean
     assert method["ci95"].keys() == method["means"].keys()
     for key, (low, high) in method["ci95"].items():
       assert metrics.value_range(key)[0] <= low <= method["means"][key] <= high <= 1, (name, key)
     spent = sum(v for k, v in method["timings_s"].items() if k not in ("sampling_s", "scoring_s"))
-    assert method["seconds_per_identity"] == pytest.approx(spent)
+    assert method["seconds_per_identity"] == pytest.approx(spent / 2)
     assert (spent == 0) == (name == "base")  # the base model: nothing to personalize
-    entry = method["identities"]["astronaut"]
-    for prompt in on_disk["prompts"]:
-      scores = entry["prompts"][prompt]
-      assert len(scores["images"]) == 1 and all(len(scores[k]) == 1 for k in on_disk["metrics"])
-      assert all(-1 <= scores[k][0] <= 1 for k in ("clip_t", "clip_i", "dino", "world_id"))
-      assert scores["world_prompt"][0] in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-      # no face: 0, as specified
-      assert scores["face_rec"] == [0.0] and scores["face_found"] == [0.0]
+    assert list(method["identities"]) == idents
+    for entry in method["identities"].values():
+      for prompt in on_disk["prompts"]:
+        scores = entry["prompts"][prompt]
+        assert len(scores["images"]) == 1 and all(len(scores[k]) == 1 for k in on_disk["metrics"])
+        assert all(-1 <= scores[k][0] <= 1 for k in ("clip_t", "clip_i", "dino", "world_id"))
+        assert scores["world_prompt"][0] in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+        # no face: 0, as specified
+        assert scores["face_rec"] == [0.0] and scores["face_found"] == [0.0]
+        # World-judge: the judge's cosine of the image (as saved, lossless PNG) to the reference
+        image = np.asarray(Image.open(workdir / scores["images"][0]))
+        np.testing.assert_allclose(
+          scores["world_judge"], quality.similarity_to(judge, reference, image[None]), atol=1e-5
+        )
     np.testing.assert_allclose(
       method["means"]["clip_i"],
-      np.mean([entry["prompts"][p]["clip_i"] for p in on_disk["prompts"]]),
+      np.mean(
+        [e["prompts"][p]["clip_i"] for e in method["identities"].values() for p in world_prompts]
+      ),
     )
+  # Noise per identity, paired across methods: each sampled method (lora@2 reuses no_hyper's run)
+  # draws identity i's samples from noise id i * num_samples + k. With no identity to tell them
+  # apart, the base model's images of the two copies of one photo differ by that noise alone.
+  assert offsets == [0, 1] * 4
+  base_entries = on_disk["methods"]["base"]["identities"]
+  for prompt in world_prompts:
+    base = [
+      np.asarray(Image.open(workdir / base_entries[i]["prompts"][prompt]["images"][0]), int)
+      for i in idents
+    ]
+    assert np.abs(base[0] - base[1]).mean() > 1, prompt
   assert on_disk["methods"]["only_hyper"]["identities"]["astronaut"]["final_loss"] is None
+  full_minus_base = report.paired_difference(
+    on_disk["methods"]["full"], on_disk["methods"]["base"], "world_judge"
+  )
+  full, base = (on_disk["methods"][m]["means"]["world_judge"] for m in ("full", "base"))
+  assert full_minus_base[0] == pytest.approx(full - base)  # equal counts: the pooled means' gap
   # no_hyper and lora@2 are the same training here (a rank-4 LoRA from scratch, 2 steps): run once.
   assert on_disk["methods"]["lora@2"]["same_run_as"] == "no_hyper"
   assert on_disk["methods"]["lora@2"]["means"] == on_disk["methods"]["no_hyper"]["means"]
@@ -427,10 +573,11 @@ def test_evaluate_end_to_end(micro_dir, eval_dirs, tmp_path):
   full = on_disk["methods"]["full"]
   shown = f"{full['means']['world_id']:.3f} [{full['ci95']['world_id'][0]:.3f}, "
   assert "World-ID" in page and "World-prompt" in page and shown in page
+  assert page.index("World-judge") < page.index("World-ID")
   assert f"{full['seconds_per_identity']:.2f}" in report.summary_table(on_disk)
   parser = _Images()
   parser.feed(page)
-  assert len(parser.sources) == 1 + 5 * 2  # the reference, then methods x prompts x samples
+  assert len(parser.sources) == 2 * (1 + 5 * 2)  # the reference, then methods x prompts x samples
   for source in parser.sources:
     assert (workdir / source).is_file(), source
     assert Image.open(workdir / source).size == (64, 64)

@@ -194,11 +194,16 @@ def evaluate_config(variant: str) -> ml_collections.ConfigDict:
   # World-ID / World-prompt scoring: '' none; 'world' the shipped world recognizer
   # (hdb_jax/assets/world-recognizer); or a recognizer directory
   config.recognizer = ""
+  # World-judge scoring (reported first): '' none; 'world' the shipped world judge
+  # (hdb_jax/assets/world-judge); or a judge directory. Never the hypernetwork's encoder.
+  config.judge = ""
   if world:
-    # held-out world faces, scored by the world recognizer; CLIP/DINO are random (none offline)
+    # held-out world faces, scored by the world judge and recognizer; CLIP/DINO are random (none
+    # offline)
     config.methods = "full,only_hyper,no_hyper,k1,lora@40,lora@200,lora@400"
     config.prompts = "world"
     config.recognizer = "world"
+    config.judge = "world"
     config.clip_model, config.dino_model = "tiny-clip", "tiny-dino"
     config.face_rec = False  # dlib finds no faces in 64 px world renders
     config.sample_batch = 16

