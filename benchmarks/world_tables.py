@@ -1,23 +1,51 @@
-"""The paper's Tables 1 and 3 on the world, and the two rank relaxations side by side.
+"""The paper's Tables 1 and 3 on the world, scored by the judge, with the render ceiling, paired
+differences, tuned baselines and the two rank relaxations side by side.
 
-  python benchmarks/world_tables.py --workdir=/tmp/world_tables               # test split, 32 ids
+  # 1. tune on validation identities (never on test ones), each method over the same grid
   python benchmarks/world_tables.py --workdir=/tmp/world_tune --split=validation --tune \\
-      --learning_rates=3e-4,1e-3,3e-3 --step_counts=20,40,80
+      --tune_method=lora --learning_rates=3e-4,1e-3,3e-3,1e-2 --step_counts=40,200,400
+  python benchmarks/world_tables.py --workdir=/tmp/world_tune --split=validation --tune \\
+      --tune_method=full --hypernet=DIR --learning_rates=3e-3,1e-2,3e-2 --step_counts=20,40,80
+  # 2. the tables on the test split, with the tuned DreamBooth LoRA as a row of Table 1
+  python benchmarks/world_tables.py --workdir=/tmp/world_tables --hypernet=DIR \\
+      --lora_tuned=/tmp/world_tune/tuned_lora.json
 
-Held-out world identities (never seen by the world model, the recognizer or the hypernetwork; the
-test split from id 1,000,000, the validation split from 1,500,000) are rendered as photos in the
-default scene, then `python -m hdb_jax.evaluate --config=configs/evaluate.py:world` runs every
-method on them with the world prompts, scored by World-ID (identity similarity to the photo) and
-World-prompt (the prompted context and style read back), means with 95% bootstrap intervals over
-identities, and personalization seconds per identity. Rows:
+No hypernetwork ships for world v2 yet: the methods that need one (full, only_hyper, k1: the
+`hyper` and `lidb_relaxation` groups, and --tune_method=full) need --hypernet=DIR (a Phase 1
+WORKDIR or export); --groups=base,baselines runs without one.
 
-  Table 1  ours (hypernetwork + fast finetune) vs DreamBooth-style LoRA from scratch at 40, 200, 400
-  Table 3  the base model, No Hyper, Only Hyper, Hyper + fast finetune, k=1, at equal steps
+Held-out world identities (never seen by the world model, the judge, the recognizer or the
+hypernetwork; the test split from id 1,000,000, the validation split from 1,500,000) are rendered
+as photos in the default scene, then `python -m hdb_jax.evaluate --config=configs/evaluate.py:world`
+runs every method on them with the world prompts (noise drawn per identity and paired across
+methods), scored first by World-judge (the judge's identity similarity to the photo: a network
+trained apart from the hypernetwork's encoder, used for nothing but scoring), then World-ID (the
+recognizer's) and World-prompt (the prompted context and style read back): means [95% bootstrap
+interval over identities], and personalization seconds per identity on every row. Tables:
+
+  Table 1      ours (hypernetwork + fast finetune) vs DreamBooth-style LoRA from scratch at each of
+               --lora_steps, and the tuned DreamBooth LoRA (--lora_tuned)
+  Table 3      the base model, No Hyper, Only Hyper, Hyper + fast finetune, k=1, at equal steps,
+               and the ceiling: the same identity rendered (tables.render_ceiling: the photo
+               against renders of the same identity in other views, in each prompt's scene,
+               num_samples views each: what a true render of the prompt scores)
+  Gap          every row as a fraction of the base -> ceiling gap, (row - base) / (ceiling -
+               base), by World-judge and World-ID, with 95% bootstrap intervals over identities
+  Paired       full (LoRA relaxation, the `hyper` group's) - Only Hyper, full - No Hyper,
+               full - the best DreamBooth LoRA (the highest
+               World-ID mean among the DreamBooth rows present, the tuned one included; the judge
+               selects nothing): mean difference [paired per-identity bootstrap 95% interval]
   Relaxations  LoRA (the paper's) vs LiDB (compact) on top of the same prediction, equal steps
 
-`--tune` instead runs only the full method over a grid (learning rate x steps, on --split, which
-should be 'validation') and prints it sorted by World-ID. Results stay in WORKDIR (results.json,
-report.html per run); a finished run is reused on a rerun, so the tables can be reprinted.
+`--tune` instead runs one method (--tune_method: full, the hypernetwork + fast finetune with
+--relaxation; or lora, DreamBooth LoRA from scratch: lora@N at optim.learning_rate) over the grid
+--learning_rates x --step_counts on --split (which must be 'validation'), without the judge, and
+picks a setting by the stated rule (tables.select_setting): the highest validation World-ID
+among the settings whose World-prompt >= 0.88, or, when none reaches 0.88, the highest World-ID
+(said with the table). It writes WORKDIR/tuned_<method>.json (learning rate, steps, the rule,
+the chosen setting's numbers and the grid's) for --lora_tuned. Results stay in WORKDIR
+(results.json, report.html per run); a finished run is reused on a rerun, so the tables can be
+reprinted.
 """
 
 import json
@@ -33,15 +61,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from hdb_jax import adapters
 from hdb_jax.config import phases
 from hdb_jax.diffusion.base import setup_base_model
-from hdb_jax.evaluate.loop import evaluate
-from hdb_jax.evaluate.report import markdown_table
+from hdb_jax.evaluate import report, tables
+from hdb_jax.evaluate.loop import evaluate, identity_names, world_judge, world_recognizer
+from hdb_jax.evaluate.metrics import METRIC_NAMES
+from hdb_jax.io.files import write_text_atomic
 from hdb_jax.io.images import image_grid, save_png
 from hdb_jax.runtime.cli import quiet_orbax
 from hdb_jax.world.truth.sampling import split_identities
 from hdb_jax.world.truth.source import save_photos
 
 flags.DEFINE_string("workdir", "/tmp/world_tables", "Photos, evaluation runs and the tables.")
-flags.DEFINE_string("hypernet", "world", "Hypernetwork: 'world' (shipped), a WORKDIR or export.")
+flags.DEFINE_string("hypernet", "world", "Hypernetwork: 'world' (shipped; none for world v2 yet), "
+                    "a Phase 1 WORKDIR or export.")  # fmt: skip
 flags.DEFINE_string("pretrained", "world", "Base model: 'world' (shipped) or a directory.")
 flags.DEFINE_enum("split", "test", ["test", "validation"], "Held-out identities to use.")
 flags.DEFINE_integer("identities", 32, "Held-out identities.", lower_bound=1)
@@ -50,26 +81,40 @@ flags.DEFINE_integer("steps", None, "Fast-finetune steps (default: the config's)
 flags.DEFINE_float("learning_rate", None, "Fast-finetune learning rate (default: the config's).")
 flags.DEFINE_integer("lora_rank", None, "r' of both relaxations (default: the config's).")
 flags.DEFINE_list("lora_steps", ["40", "200", "400"], "Table 1: DreamBooth LoRA step counts.")
+flags.DEFINE_string("lora_tuned", None, "Table 1: a tuned_lora.json of --tune --tune_method=lora "
+                    "(validation split); adds its DreamBooth LoRA setting as a row.")  # fmt: skip
 flags.DEFINE_string("prompts", "world", "Prompt set or 'p1|p2' (world grammar, with {token}).")
 flags.DEFINE_integer("sample_steps", None, "Sampling steps (default: the config's, 25).")
 GROUPS = ["base", "baselines", "hyper", "lidb_relaxation"]
-flags.DEFINE_list("groups", GROUPS, "The runs to make and show (baselines: no hypernetwork).")
+flags.DEFINE_list("groups", GROUPS, "The runs to make and show (base, baselines: no hypernetwork).")
 flags.DEFINE_string("figure", None, "Also write this PNG: held-out photos -> the full method's "
                     "images in several contexts and styles (the README's picture).")  # fmt: skip
-flags.DEFINE_bool("tune", False, "Grid over learning rate x steps for the full method instead.")
+flags.DEFINE_bool("tune", False, "Grid over learning rate x steps for --tune_method instead.")
+flags.DEFINE_enum("tune_method", "full", ["full", "lora"], "--tune: the hypernetwork + fast "
+                  "finetune (full) or DreamBooth LoRA from scratch (lora).")  # fmt: skip
 flags.DEFINE_list("learning_rates", ["3e-4", "1e-3", "3e-3"], "--tune: learning rates.")
 flags.DEFINE_list("step_counts", ["20", "40", "80"], "--tune: finetune step counts.")
-flags.DEFINE_enum("relaxation", "lora", ["lora", "lidb"], "--tune: the relaxation tuned.")
+flags.DEFINE_enum("relaxation", "lora", ["lora", "lidb"], "--tune_method=full: the relaxation.")
 FLAGS = flags.FLAGS
 
-METRICS = ["world_id", "world_prompt"]
+METRICS = ["world_judge", "world_id", "world_prompt"]  # the judge's first
+GAP_METRICS = ["world_judge", "world_id"]  # identity scores, placed on the base -> ceiling gap
+TUNE_METRICS = ["world_id", "world_prompt"]  # tuning runs without the judge: it selects nothing
+CEILING = "ceiling"
 TABLE3 = [
   ("base model (no identity)", "base"),
   ("No Hyper", "no_hyper"),
   ("Only Hyper", "only_hyper"),
   ("Hyper + fast finetune", "full"),
   ("k=1 + fast finetune", "k1"),
+  ("same identity, rendered (the ceiling)", CEILING),
 ]
+TUNED_LORA = "lora_tuned"  # the --lora_tuned row's name among the merged methods
+RULE = (
+  "the highest validation World-ID (the recognizer's) among the settings whose World-prompt >= "
+  f"{tables.PROMPT_FLOOR:.2f}; if none reaches {tables.PROMPT_FLOOR:.2f}, the highest World-ID. "
+  "The judge selects nothing (the tuning runs do not compute it)."
+)
 
 
 def run(name: str, photos: str, **overrides) -> dict:
@@ -108,6 +153,20 @@ def identity_kilobytes(rank: int) -> tuple[float, float]:
 RELAXATIONS = [("LoRA relaxation (paper)", "full"), ("LiDB relaxation (compact)", "full/lidb")]
 
 
+def read_tuned(path: str) -> dict:
+  """A tuned_lora.json (--tune --tune_method=lora); UsageError unless it tuned DreamBooth LoRA on
+  the validation split."""
+  with open(path, encoding="utf-8") as f:
+    tuned = json.load(f)
+  if tuned.get("method") != "lora" or tuned.get("split") != "validation":
+    raise app.UsageError(
+      f"--lora_tuned={path}: not a DreamBooth LoRA tuned on the validation split (method "
+      f"{tuned.get('method')!r}, split {tuned.get('split')!r}); make one with --tune "
+      "--tune_method=lora --split=validation"
+    )
+  return tuned
+
+
 def groups() -> dict[str, tuple[str, dict]]:
   """The evaluation runs the tables merge: name -> (methods, config overrides). Each is its own
   WORKDIR/<name>, so the runs without a hypernetwork can go first (--groups)."""
@@ -120,38 +179,166 @@ def groups() -> dict[str, tuple[str, dict]]:
   }
 
 
-def tables(photos: str) -> str:
+def ceiling_entry(ids: list[int], names: list[str], merged: dict) -> dict:
+  """tables.render_ceiling on the evaluation's identities, prompts and samples, by its judge and
+  recognizer."""
+  config = merged["config"]
+  return tables.render_ceiling(
+    ids,
+    names,
+    merged["prompts"],
+    merged["sampling"]["num_samples"],
+    world_judge(config.get("judge", "")),
+    world_recognizer(config.get("recognizer", ""), merged["prompts"]),
+  )
+
+
+def _signed(value: float) -> str:
+  return "-" if value != value else f"{value:+.3f}"  # nan -> '-'
+
+
+def _interval(value: float, low: float, high: float) -> str:
+  """'+0.512 [+0.481, +0.543]', or just the value without an interval (one identity)."""
+  if low != low:
+    return _signed(value)
+  return f"{_signed(value)} [{_signed(low)}, {_signed(high)}]"
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def gap_table(methods: dict, rows: list[tuple[str, str]], metrics: list[str]) -> str:
+  """Every row as a fraction of the base -> ceiling gap, per metric, [95% interval]."""
+
+  def cell(name: str, metric: str) -> str:
+    entries = methods[name], methods["base"], methods[CEILING]
+    return _interval(*tables.gap_fraction_interval(*entries, metric))
+
+  cells = [[label] + [cell(name, m) for m in metrics] for label, name in rows]
+  return _markdown(["method"] + [METRIC_NAMES[m] for m in metrics], cells)
+
+
+def best_dreambooth(methods: dict) -> str | None:
+  """The DreamBooth LoRA row (lora@N, or the tuned one) with the highest World-ID mean."""
+  candidates = [n for n in methods if n.startswith("lora@") or n == TUNED_LORA]
+  if not candidates:
+    return None
+  return max(candidates, key=lambda n: methods[n]["means"].get("world_id", float("-inf")))
+
+
+def paired_table(methods: dict, labels: dict[str, str], metrics: list[str]) -> str | None:
+  """full - X for X in Only Hyper, No Hyper and the best DreamBooth LoRA: the mean per-identity
+  difference [paired bootstrap 95% interval]; None without full."""
+  if "full" not in methods:
+    return None
+  others = [(f"full - {labels[n]}", n) for n in ("only_hyper", "no_hyper") if n in methods]
+  best = best_dreambooth(methods)
+  if best is not None:
+    others.append((f"full - best DreamBooth LoRA by World-ID ({labels[best]})", best))
+  if TUNED_LORA in methods and best != TUNED_LORA:
+    others.append((f"full - {labels[TUNED_LORA]}", TUNED_LORA))
+  if not others:
+    return None
+
+  def cell(name: str, metric: str) -> str:
+    return _interval(*tables.paired_difference(methods["full"], methods[name], metric))
+
+  cells = [[label] + [cell(name, m) for m in metrics] for label, name in others]
+  return _markdown(["difference"] + [METRIC_NAMES[m] for m in metrics], cells)
+
+
+def tables(photos: str, ids: list[int], names: list[str]) -> str:
   unknown = set(FLAGS.groups) - set(groups())
   if unknown or not FLAGS.groups:
     raise app.UsageError(f"--groups: name some of {', '.join(groups())}")
   runs = {name: run(name, photos, methods=m, **o) for name, (m, o) in groups().items()
           if name in FLAGS.groups}  # fmt: skip
+  tuned = read_tuned(FLAGS.lora_tuned) if FLAGS.lora_tuned else None
+  if tuned:
+    lr, steps = tuned["learning_rate"], int(tuned["steps"])
+    runs[TUNED_LORA] = run(f"lora_tuned_lr{lr:g}_steps{steps}", photos, methods=f"lora@{steps}",
+                           **{"optim.learning_rate": float(lr)})  # fmt: skip
+  for name, results in runs.items():
+    if list(results["identities"]) != names:
+      raise app.UsageError(
+        f"{FLAGS.workdir}/{name} was evaluated on other identities ({len(results['identities'])}"
+        f", not these {len(names)}): use another --workdir or move it away"
+      )
   methods = {}
   for name, results in runs.items():
     for method, entry in results["methods"].items():
-      methods["full/lidb" if name == "lidb_relaxation" else method] = entry
+      key = {"lidb_relaxation": "full/lidb", TUNED_LORA: TUNED_LORA}.get(name, method)
+      methods[key] = entry
   merged = {**next(iter(runs.values())), "methods": methods}
+  metrics = [m for m in METRICS if m in merged["metrics"]]
+  methods[CEILING] = ceiling_entry(ids, names, merged)
+  write_text_atomic(os.path.join(FLAGS.workdir, f"ceiling_{FLAGS.split}.json"),
+                    json.dumps(methods[CEILING], indent=1))  # fmt: skip
   baselines = [(f"DreamBooth LoRA, {n} steps", f"lora@{n}") for n in FLAGS.lora_steps]
+  if tuned:
+    baselines.append((f"DreamBooth LoRA, tuned (lr {tuned['learning_rate']:g}, "
+                      f"{int(tuned['steps'])} steps)", TUNED_LORA))  # fmt: skip
+  table1 = [("Ours (hypernetwork + fast finetune)", "full")] + baselines
   sections = [
-    ("Table 1: ours vs DreamBooth-style LoRA from scratch", [("Ours (hypernetwork + fast "
-                                                                "finetune)", "full")] + baselines),
-    ("Table 3: ablation at equal steps ({steps})", TABLE3),
+    ("Table 1: ours vs DreamBooth-style LoRA from scratch", table1),
+    ("Table 3: ablation at equal steps ({steps}), and the ceiling", TABLE3),
     ("Rank relaxations (r' = {rank}) on top of the same prediction", RELAXATIONS),
-  ]  # fmt: skip
-  n, prompts = len(merged["identities"]), len(merged["prompts"])
+  ]
+  n, prompts = len(names), len(merged["prompts"])
   rank = merged["config"]["lora_rank"]
   steps = merged["config"]["steps"]
   parts = [
     f"{n} held-out world identities ({FLAGS.split} split) x {prompts} prompts x "
-    f"{FLAGS.num_samples} samples; means [95% bootstrap interval over identities]; s/identity: "
+    f"{merged['sampling']['num_samples']} samples (noise drawn per identity, the same for every "
+    "method); means [95% bootstrap interval over identities]; World-judge: the judge's identity "
+    "similarity to the photo (a network trained apart from the hypernetwork's encoder, used for "
+    "nothing but scoring); World-ID and World-prompt: the recognizer's; s/identity: "
     "personalization seconds per identity on this machine, compiling included."
   ]
+  if tuned:
+    parts.append(
+      f"DreamBooth LoRA, tuned: chosen on {tuned['identities']} validation identities over lr "
+      f"{', '.join(f'{x:g}' for x in tuned['grid_learning_rates'])} x steps "
+      f"{', '.join(str(x) for x in tuned['grid_steps'])} by the rule: {tuned['rule']}"
+      + ("" if tuned["rule_met"] else " No setting reached the World-prompt floor.")
+    )
   for title, rows in sections:
     present = [(label, name) for label, name in rows if name in methods]
-    if present:
+    if present and any(name != CEILING for _, name in present):
       parts.append(
-        title.format(steps=steps, rank=rank) + "\n\n" + markdown_table(merged, present, METRICS)
+        title.format(steps=steps, rank=rank)
+        + "\n\n"
+        + report.markdown_table(merged, present, metrics)
       )
+  labels = {}
+  for _, rows in sections:
+    for label, name in rows:
+      labels.setdefault(name, label)
+  gap_metrics = [m for m in GAP_METRICS if m in metrics]
+  if "base" in methods and gap_metrics:
+    seen, rows = set(), []
+    for _, section in sections:
+      for label, name in section:
+        if name in methods and name not in seen | {"base", CEILING}:
+          seen.add(name)
+          rows.append((label, name))
+    parts.append(
+      "Fraction of the base -> ceiling gap: (row - base) / (ceiling - base) of the means, "
+      "[95% bootstrap interval over identities: each resample's identities feed the row's, the "
+      "base's and the ceiling's means]\n\n" + gap_table(methods, rows, gap_metrics)
+    )
+  else:
+    parts.append("(No base -> ceiling gap: it needs the base group.)")
+  paired = paired_table(methods, labels, gap_metrics)
+  if paired:
+    parts.append(
+      "Paired differences: the mean over identities of each identity's difference (same "
+      "photos, prompts and noise) [paired bootstrap 95% interval over identities]; the best "
+      "DreamBooth LoRA is the DreamBooth row with the highest World-ID mean (the judge "
+      f"selects nothing)\n\n{paired}"
+    )
   if "full/lidb" in methods:
     lora_kb, lidb_kb = identity_kilobytes(rank)
     parts.append(
@@ -187,24 +374,72 @@ def figure(results_dir: str, method: str, path: str, identities: int = 4, scale:
   save_png(path, grid.repeat(scale, axis=0).repeat(scale, axis=1))
 
 
+def world_only(values: dict) -> dict:
+  """The TUNE_METRICS of a means or ci95 dict (the world's CLIP and DINO are random models)."""
+  return {k: v for k, v in values.items() if k in TUNE_METRICS}
+
+
 def tune(photos: str) -> str:
+  """--tune: --tune_method over learning rates x step counts on the validation split, the setting
+  tables.select_setting picks, WORKDIR/tuned_<method>.json."""
+  if FLAGS.split != "validation":
+    raise app.UsageError("--tune looks at validation identities only: add --split=validation")
+  method = FLAGS.tune_method
   rows = []
   for lr in FLAGS.learning_rates:
     for steps in FLAGS.step_counts:
-      name = f"tune_{FLAGS.relaxation}_lr{lr}_steps{steps}"
-      results = run(
-        name,
-        photos,
-        methods="full",
-        relaxation=FLAGS.relaxation,
-        steps=int(steps),
-        **{"optim.learning_rate": float(lr)},
-      )
-      rows.append((f"lr {lr}, {steps} steps", results))
-  rows.sort(key=lambda r: -r[1]["methods"]["full"]["means"]["world_id"])
-  merged = {**rows[0][1], "methods": {label: r["methods"]["full"] for label, r in rows}}
-  return f"Tuning ({FLAGS.relaxation} relaxation, {FLAGS.split} split)\n\n" + markdown_table(
-    merged, [(label, label) for label, _ in rows], METRICS
+      if method == "full":
+        name = f"tune_{FLAGS.relaxation}_lr{lr}_steps{steps}"
+        overrides = {"methods": "full", "relaxation": FLAGS.relaxation, "steps": int(steps)}
+      else:
+        name = f"tune_dreambooth_lr{lr}_steps{steps}"
+        overrides = {"methods": f"lora@{steps}"}
+      results = run(name, photos, judge="", **overrides, **{"optim.learning_rate": float(lr)})
+      entry = next(iter(results["methods"].values()))
+      rows.append((float(lr), int(steps), entry, results))
+  chosen, rule_met = tables.select_setting([entry["means"] for _, _, entry, _ in rows])
+  lr, steps, entry, _ = rows[chosen]
+  what = (f"hypernetwork + fast finetune, {FLAGS.relaxation} relaxation" if method == "full"
+          else "DreamBooth LoRA from scratch")  # fmt: skip
+  tuned = {
+    "method": method,
+    "relaxation": FLAGS.relaxation if method == "full" else None,
+    "learning_rate": lr,
+    "steps": steps,
+    "rule": RULE,
+    "rule_met": rule_met,
+    "prompt_floor": tables.PROMPT_FLOOR,
+    "split": FLAGS.split,
+    "identities": len(entry["identities"]),
+    "means": world_only(entry["means"]),
+    "ci95": world_only(entry.get("ci95", {})),
+    "grid_learning_rates": [float(x) for x in FLAGS.learning_rates],
+    "grid_steps": [int(x) for x in FLAGS.step_counts],
+    "grid": [
+      {"learning_rate": r[0], "steps": r[1], "means": world_only(r[2]["means"])} for r in rows
+    ],
+  }
+  path = os.path.join(FLAGS.workdir, f"tuned_{method}.json")
+  write_text_atomic(path, json.dumps(tuned, indent=1))
+  order = sorted(range(len(rows)), key=lambda i: -rows[i][2]["means"].get("world_id", -np.inf))
+  labels = {i: f"lr {rows[i][0]:g}, {rows[i][1]} steps" + (" (chosen)" if i == chosen else "")
+            for i in order}  # fmt: skip
+  merged = {**rows[0][3], "methods": {labels[i]: rows[i][2] for i in order}}
+  verdict = (
+    f"Chosen: lr {lr:g}, {steps} steps (World-ID {entry['means']['world_id']:.3f}, World-prompt "
+    f"{entry['means']['world_prompt']:.3f})"
+    + (
+      ""
+      if rule_met
+      else f"; no setting reached World-prompt {tables.PROMPT_FLOOR:.2f}, so this is the "
+      "highest World-ID of all"
+    )
+    + f". Written to {path}."
+  )
+  return (
+    f"Tuning {what} on {len(entry['identities'])} {FLAGS.split} identities, sorted by World-ID\n\n"
+    + report.markdown_table(merged, [(labels[i], labels[i]) for i in order], TUNE_METRICS)
+    + f"\n\nSelection rule: {RULE}\n{verdict}"
   )
 
 
@@ -213,8 +448,8 @@ def main(argv):
   quiet_orbax()
   ids = split_identities(FLAGS.split, FLAGS.identities)
   photos = os.path.join(FLAGS.workdir, f"photos_{FLAGS.split}")
-  save_photos(photos, ids)
-  text = tune(photos) if FLAGS.tune else tables(photos)
+  paths = save_photos(photos, ids)
+  text = tune(photos) if FLAGS.tune else tables(photos, ids, identity_names(paths))
   print(text)
   with open(os.path.join(FLAGS.workdir, "tune.md" if FLAGS.tune else "tables.md"), "w") as f:
     f.write(text + "\n")

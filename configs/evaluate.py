@@ -21,7 +21,7 @@ evaluate_config):
          scored first by the world judge (World-judge: identity by a network trained apart from
          the hypernetwork's encoder), then by the world recognizer (World-ID, World-prompt), each
          with its 95% bootstrap interval over identities; noise is drawn per identity and paired
-         across methods (report.paired_difference gives paired intervals between methods).
+         across methods (tables.paired_difference gives paired intervals between methods).
          CLIP/DINO are tiny random models (no pretrained ones offline). Methods of Tables 1 and
          3: full, only_hyper, no_hyper, k1, lora@40/200/400 (add base for the floor), with the
          shipped world hypernetwork (--config.hypernet=DIR for another; none ships for world v2

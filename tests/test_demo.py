@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from safetensors.numpy import load_file
 
 from hdb_jax import models
 from hdb_jax.config import phases
+from hdb_jax.demo import page as demo_page
 from hdb_jax.demo.run import DEMO_PROMPTS, merged_length
 from hdb_jax.evaluate.prompts import WORLD
 from hdb_jax.formats import identity
@@ -90,9 +92,12 @@ def test_demo_page_scores_are_the_evaluations(demo):
   summary = re.search(r'<div id="summary">(.*?)</div>', page, re.S).group(1)
   shown = {method_of(row[0]): row for row in cells(summary)}
   assert sorted(shown) == sorted(METHODS)
+  # the judge's score first, then the recognizer's
+  world = ["world_judge", "world_id", "world_prompt"]
+  assert [m for m in results["metrics"] if m.startswith("world")] == world
   for name, row in shown.items():
     method = results["methods"][name]
-    for cell, metric in zip(row[1:3], ("world_id", "world_prompt")):
+    for cell, metric in zip(row[1:4], world, strict=True):
       expected = [method["means"][metric], *method["ci95"][metric]]  # mean [low, high]
       np.testing.assert_allclose(numbers(cell), expected, atol=5e-4)
   # each face's grid: per method and prompt, the image and the scores of results.json
@@ -104,7 +109,7 @@ def test_demo_page_scores_are_the_evaluations(demo):
       for cell, prompt in zip(row[1:], results["prompts"], strict=True):
         entry = results["methods"][method_of(row[0])]["identities"][face]["prompts"][prompt]
         assert re.findall(r'src="([^"]+)"', cell) == [f"evaluation/{p}" for p in entry["images"]]
-        expected = [entry["means"]["world_id"], entry["means"]["world_prompt"]]
+        expected = [entry["means"][metric] for metric in world]
         np.testing.assert_allclose(numbers(cell), expected, atol=5e-4)
 
 
@@ -126,6 +131,47 @@ def test_demo_identities_and_exports_load(demo):
     assert len(json.loads((out_dir / "record.json").read_text())["losses"]) == 3
   card = json.loads((demo / "hypernet_export" / "hypernet.json").read_text())
   assert card["step"] == 4 and load_file(str(demo / "hypernet_export" / "hypernet.safetensors"))
+
+
+def fake_results(metrics: list[str]) -> dict:
+  """A results.json of one method, one identity and one prompt, with these metrics."""
+  values = {m: 0.1 * (k + 1) for k, m in enumerate(metrics)}
+  entry = {"means": values, "images": ["images/full/a/00_a_0.png"]}
+  return {
+    "metrics": metrics,
+    "identities": {"a": {"image": "images/reference/a.png"}},
+    "prompts": ["a {token} face"],
+    "sampling": {"num_samples": 1, "steps": 2, "guidance": 7.5},
+    "methods": {
+      "full": {
+        "means": values,
+        "ci95": {m: [v - 0.01, v + 0.01] for m, v in values.items()},
+        "finetune_steps": 3,
+        "seconds_per_identity": 1.0,
+        "timings_s": {},
+        "identities": {"a": {"means": values, "prompts": {"a {token} face": entry}}},
+      }
+    },
+  }
+
+
+def test_demo_page_shows_the_judge_first_and_only_what_was_scored(tmp_path):
+  done = SimpleNamespace(settings=SimpleNamespace(hypernet=str(tmp_path)), hypernet=str(tmp_path))
+  judged = fake_results(["clip_t", "world_judge", "world_id", "world_prompt"])
+  header = re.findall(r"<th[^>]*>(.*?)</th>", demo_page.summary(judged, done))
+  assert header[1:4] == ["World-judge", "World-ID", "World-prompt"]
+  [row] = cells(demo_page.summary(judged, done))
+  assert numbers(row[1]) == pytest.approx([0.2, 0.19, 0.21])  # World-judge [interval]
+  grid = cells(demo_page.face_grid(judged, "a", str(tmp_path)))[0][1]
+  assert re.findall(r"(World-\w+) (-?\d\.\d+)", grid) == [
+    ("World-judge", "0.200"),
+    ("World-ID", "0.300"),
+    ("World-prompt", "0.400"),
+  ]
+  # an evaluation without the judge (older results) shows the recognizer's two
+  unjudged = fake_results(["world_id", "world_prompt"])
+  header = re.findall(r"<th[^>]*>(.*?)</th>", demo_page.summary(unjudged, done))
+  assert "World-judge" not in header and header[1:3] == ["World-ID", "World-prompt"]
 
 
 def test_compile_time_counts_overlapping_spans_once():

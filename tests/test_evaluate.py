@@ -22,7 +22,7 @@ from hdb_jax import adapters
 from hdb_jax.diffusion.generation import generate
 from hdb_jax.diffusion.sampling import SamplingConfig, make_sampler
 from hdb_jax.errors import ConfigError, MissingFileError
-from hdb_jax.evaluate import faces, metrics, prompts, report
+from hdb_jax.evaluate import faces, metrics, prompts, report, tables
 from hdb_jax.evaluate import loop as evaluate_module
 from hdb_jax.evaluate.loop import evaluate, padded_chunks
 from hdb_jax.evaluate.methods import parse_methods
@@ -240,12 +240,90 @@ def test_paired_difference_reads_results_entries_by_identity_name():
 
   a, b = entry(a_means, range(6)), entry(b_means, reversed(range(6)))
   want = metrics.paired_bootstrap_ci([[x] for x in a_means], [[x] for x in b_means], seed=1)
-  assert report.paired_difference(a, b, "world_judge", seed=1) == want
+  assert tables.paired_difference(a, b, "world_judge", seed=1) == want
   assert want[0] == pytest.approx(np.mean(a_means - b_means))
   with pytest.raises(ValueError, match=r"only in the first \['id5'\]"):
-    report.paired_difference(a, entry(b_means, range(5)), "world_judge")
+    tables.paired_difference(a, entry(b_means, range(5)), "world_judge")
   with pytest.raises(ValueError, match="has no 'world_id'"):
-    report.paired_difference(a, b, "world_id")
+    tables.paired_difference(a, b, "world_id")
+
+
+def test_select_setting_picks_the_highest_world_id_that_keeps_the_prompt():
+  """The tuning rule: the highest World-ID among settings with World-prompt >= 0.88 (the floor
+  itself counts); the judge's numbers never move the choice; a NaN World-ID is never chosen."""
+  grid = [
+    {"world_id": 0.50, "world_prompt": 0.80, "world_judge": 0.9},  # best ID, loses the prompt
+    {"world_id": 0.40, "world_prompt": 0.88, "world_judge": 0.1},
+    {"world_id": 0.30, "world_prompt": 0.95, "world_judge": 0.99},  # best by the judge
+    {"world_id": float("nan"), "world_prompt": 0.99},
+  ]
+  assert tables.select_setting(grid) == (1, True)
+  assert tables.select_setting(grid, prompt_floor=0.9) == (2, True)
+  # none keeps the prompt: the highest World-ID of all, and the rule says it fell back
+  assert tables.select_setting(grid, prompt_floor=0.999) == (0, False)
+  unscored = {"world_id": float("nan"), "world_prompt": 0.9}
+  assert tables.select_setting([unscored, grid[1]]) == (1, True)
+  with pytest.raises(ValueError, match="no settings"):
+    tables.select_setting([])
+
+
+def test_gap_fraction_interval_pairs_row_base_and_ceiling_by_identity():
+  """A row halfway from the base to the ceiling for every identity is at 0.5 of the gap, with a
+  narrow interval even though identities differ widely (one resample feeds all three means)."""
+  rng = np.random.default_rng(3)
+  names = [f"id{i}" for i in range(10)]
+  base = rng.normal(0.0, 0.3, 10)  # identities far apart
+  ceiling = base + rng.normal(1.0, 0.05, 10)
+  row = base + 0.5 * (ceiling - base) + rng.normal(0.0, 0.01, 10)
+
+  def entry(values, order=range(10)):
+    return {"identities": {names[i]: {"means": {"world_judge": values[i]}} for i in order}}
+
+  fraction, low, high = tables.gap_fraction_interval(
+    entry(row), entry(base, reversed(range(10))), entry(ceiling), "world_judge"
+  )
+  assert fraction == pytest.approx(metrics.gap_fraction(row.mean(), base.mean(), ceiling.mean()))
+  assert low < 0.5 < high and high - low < 0.05
+  assert fraction == pytest.approx(0.5, abs=0.02)
+  # one identity: the fraction, no interval
+  one = tables.gap_fraction_interval(entry(row, [0]), entry(base, [0]), entry(ceiling, [0]),
+                                     "world_judge")  # fmt: skip
+  assert one[0] == pytest.approx(0.5, abs=0.05) and np.isnan(one[1]) and np.isnan(one[2])
+  with pytest.raises(ValueError, match="different identities"):
+    tables.gap_fraction_interval(entry(row), entry(base, range(9)), entry(ceiling), "world_judge")
+
+
+def test_render_ceiling_scores_the_same_identity_in_other_views():
+  """The ceiling on two held-out identities with the shipped judge and recognizer: per identity and
+  prompt `views` values, each the score of a render of that identity in the prompt's scene in a
+  view other than the photo's; the same identity scores far above another identity's renders, and
+  the recognizer reads the prompts back from true renders."""
+  judge, recognizer = load_judge(), load_recognizer()
+  ids, names = held_out_identities(2), ["world_1000000", "world_1000001"]
+  asked = ["a {token} face", "a {token} face wearing a red hat at night"]
+  entry = tables.render_ceiling(ids, names, asked, 2, judge, recognizer)
+  assert list(entry["identities"]) == names
+  assert entry["finetune_steps"] is None and entry["seconds_per_identity"] is None
+  scenes = metrics.world_scenes(asked)
+  reference = render(ids[1], 0, None, resolution=64)[None]  # the photo save_photos writes
+  probe = render(ids[1], 1 + 1 * 2 + 1, scenes[1], resolution=64)[None]  # prompt 1, sample 1
+  for metric, network in (("world_judge", judge), ("world_id", recognizer)):
+    values = [entry["identities"][n]["prompts"][p][metric] for n in names for p in asked]
+    assert all(len(v) == 2 for v in values)
+    assert entry["means"][metric] == pytest.approx(np.mean(values))
+    low, high = entry["ci95"][metric]
+    assert low <= entry["means"][metric] <= high
+    want = metrics.cosine_similarity(network.embed(probe), network.embed(reference))[0]
+    assert entry["identities"][names[1]]["prompts"][asked[1]][metric][1] == pytest.approx(want)
+    # another identity rendered the same way is far below the ceiling
+    other = np.stack([render(ids[0], 1 + k, s, resolution=64) for k, s in enumerate(scenes)])
+    crossed = metrics.cosine_similarity(network.embed(other), network.embed(reference)).mean()
+    assert entry["identities"][names[1]]["means"][metric] > crossed + 0.3, (metric, crossed)
+  assert entry["means"]["world_prompt"] >= 0.9
+  # a table row: no finetune steps, no time
+  results = {"identities": dict.fromkeys(names), "methods": {"ceiling": entry}}
+  _, [row] = report.method_rows(results, [("ceiling", "ceiling")], ["world_judge"])
+  assert row[-2:] == ["-", "-"]
 
 
 def test_noise_offset_draws_other_noise_and_is_the_noise_id(micro_sd):
@@ -556,7 +634,7 @@ def test_evaluate_end_to_end(micro_dir, eval_dirs, tmp_path, monkeypatch):
     ]
     assert np.abs(base[0] - base[1]).mean() > 1, prompt
   assert on_disk["methods"]["only_hyper"]["identities"]["astronaut"]["final_loss"] is None
-  full_minus_base = report.paired_difference(
+  full_minus_base = tables.paired_difference(
     on_disk["methods"]["full"], on_disk["methods"]["base"], "world_judge"
   )
   full, base = (on_disk["methods"][m]["means"]["world_judge"] for m in ("full", "base"))

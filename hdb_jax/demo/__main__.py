@@ -8,8 +8,8 @@ a short Phase 0 (4 world faces) and Phase 1 (one face held out) to show training
 losses fall -> Phase 2 with a hypernetwork (--hypernet) and the rank-relaxed fast finetune on 3
 held-out world faces and the real photo scikit-image ships (the astronaut, out of the
 world's domain), in one batch -> samples, identity files, PyTorch LoRA and hypernetwork exports ->
-evaluation of the world faces (base model, Only Hyper, Hyper + fast finetune) by World-ID and
-World-prompt -> WORKDIR/report.html.
+evaluation of the world faces (base model, Only Hyper, Hyper + fast finetune) by World-judge (the
+judge's identity score, shown first), World-ID and World-prompt -> WORKDIR/report.html.
 
 Under 5 minutes on 2 CPU cores with an empty compile cache, 60% of it compiling (measured on world
 v1: 4.9 min, with a training run sharing the 2 cores); a rerun loads the compiled programs from

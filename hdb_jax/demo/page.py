@@ -12,7 +12,7 @@ import numpy as np
 from hdb_jax import adapters, models
 from hdb_jax.demo.run import PHASE1, DemoRun, StageTimer
 from hdb_jax.evaluate import report
-from hdb_jax.evaluate.metrics import METRIC_NAMES, WORLD_METRICS
+from hdb_jax.evaluate.metrics import JUDGE_METRICS, METRIC_NAMES, WORLD_METRICS
 from hdb_jax.formats.hypernet_export import is_exported
 from hdb_jax.formats.hypernet_loading import WORLD, WORLD_HYPERNET_DIR
 from hdb_jax.io.files import write_text_atomic
@@ -25,11 +25,13 @@ TITLE = "hdb_jax demo: HyperDreamBooth on the world model"
 INTRO = (
   "The world model is a small Stable Diffusion (64 px, a 4M-parameter UNet) this project trained "
   "on a procedural world: faces with hats, glasses, expressions, backgrounds and styles that the "
-  "prompt names. A recognizer trained on the world's ground truth scores every image: World-ID, "
-  "the cosine similarity of its identity embeddings of the image and of the reference photo (does "
-  "it show the same person?), and World-prompt, the fraction of the prompt's 5 attributes (hat, "
-  "glasses, expression, background, style) it reads back from the image. The world faces here "
-  "are held-out identities no model was trained on."
+  "prompt names. Networks trained on the world's ground truth score every image: World-judge, "
+  "the cosine similarity of the judge's identity embeddings of the image and of the reference "
+  "photo (does it show the same person? The judge is trained apart from the network the "
+  "hypernetwork reads and is used for nothing but scoring), then the recognizer's World-ID (the "
+  "same question, by another network) and World-prompt (the fraction of the prompt's 5 "
+  "attributes: hat, glasses, expression, background, style, it reads back from the image). The "
+  "world faces here are held-out identities no model was trained on."
 )
 OUT_OF_DOMAIN = (
   "This photo is out of the world's domain: the world model and its hypernetwork know only the "
@@ -128,11 +130,17 @@ def hypernet_description(done: DemoRun) -> str:
   return html.escape(done.hypernet)
 
 
+def world_metrics(results: dict[str, Any]) -> list[str]:
+  """The world's scores an evaluation computed, the judge's first: World-judge (when it ran with
+  a judge), World-ID, World-prompt."""
+  return [m for m in JUDGE_METRICS + WORLD_METRICS if m in results["metrics"]]
+
+
 def summary(results: dict[str, Any], done: DemoRun) -> str:
-  """The small Table 3: World-ID and World-prompt means [95% interval] per method, as
-  results.json has them."""
+  """The small Table 3: World-judge (when present), World-ID and World-prompt means [95%
+  interval] per method, as results.json has them."""
   header, rows = report.method_rows(
-    results, [(method_label(name), name) for name in results["methods"]], list(WORLD_METRICS)
+    results, [(method_label(name), name) for name in results["methods"]], world_metrics(results)
   )
   n = len(results["identities"])
   return (
@@ -149,7 +157,7 @@ def summary(results: dict[str, Any], done: DemoRun) -> str:
 
 def face_grid(results: dict[str, Any], name: str, workdir: str) -> str:
   """One world face: its reference photo beside a methods x prompts table of the evaluation's
-  images, each with its World-ID and World-prompt."""
+  images, each with its world scores (World-judge first, when present)."""
   evaluation = os.path.join(workdir, "evaluation")
   reference = image(os.path.join(evaluation, results["identities"][name]["image"]), workdir, name)
   rows = []
@@ -160,7 +168,9 @@ def face_grid(results: dict[str, Any], name: str, workdir: str) -> str:
       images = [
         image(os.path.join(evaluation, p), workdir, prompt_label(prompt)) for p in entry["images"]
       ]
-      scores = "<br>".join(f"{METRIC_NAMES[k]} {entry['means'][k]:.3f}" for k in WORLD_METRICS)
+      scores = "<br>".join(
+        f"{METRIC_NAMES[k]} {entry['means'][k]:.3f}" for k in world_metrics(results)
+      )
       cells.append("".join(images) + f"<div class=s>{scores}</div>")
     rows.append(cells)
   grid = report.html_table(["method"] + [prompt_label(p) for p in results["prompts"]], rows)

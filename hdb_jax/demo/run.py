@@ -84,7 +84,9 @@ class DemoSettings:
     "Prompts of the samples and the evaluation: 'p1|p2' (world grammar, with {token}) or 'world'.",
     default="|".join(DEMO_PROMPTS),
   )
-  evaluate: bool = _flag("Evaluate the world faces (World-ID, World-prompt).", default=True)
+  evaluate: bool = _flag(
+    "Evaluate the world faces (World-judge, World-ID, World-prompt).", default=True
+  )
   methods: str = _flag(
     "The evaluation's methods (hdb_jax/evaluate/methods.py); add no_hyper,k1 for all of the "
     "paper's Table 3.",

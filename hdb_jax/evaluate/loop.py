@@ -27,7 +27,7 @@ Each reference photo is personalized with each method of --config.methods
 is drawn per identity and paired across methods: sample k of the i-th identity starts from noise
 id i * num_samples + k (for each of its prompts, under every method), so identities do not share
 a draw and two methods differ only in their weights (metrics.paired_bootstrap_ci;
-report.paired_difference over two results.json). A method that trains exactly as an earlier one
+tables.paired_difference over two results.json). A method that trains exactly as an earlier one
 (no_hyper and lora@<steps>) reuses its run and says so (`same_run_as`). Writes
 WORKDIR/results.json (per method, identity, prompt and sample; per method its means, their 95%
 intervals `ci95` (metrics.bootstrap_ci over identities), `timings_s` and `seconds_per_identity`:

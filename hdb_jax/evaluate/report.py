@@ -3,8 +3,7 @@
 Sections: a summary (methods x metric means with their 95% intervals over identities, and the
 personalization seconds per identity), a table per method (identities x metrics), and per identity
 an image grid (rows: prompts, columns: methods, each cell the samples with their scores).
-paired_difference compares two methods' entries (of one results.json or of two over the same
-photos) identity by identity.
+The statistics the world's tables add over method entries are hdb_jax/evaluate/tables.py's.
 """
 
 import html
@@ -12,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from hdb_jax.evaluate.metrics import METRIC_NAMES, paired_bootstrap_ci
+from hdb_jax.evaluate.metrics import METRIC_NAMES
 
 STYLE = """body{font-family:sans-serif;margin:1.5em}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
@@ -42,40 +41,14 @@ def _with_ci(method: dict[str, Any], metric: str) -> str:
 
 
 def seconds_per_identity(method: dict[str, Any], identities: int) -> tuple[float, float]:
-  """(personalization seconds per identity with compiling, without: prediction + finetune)."""
+  """(personalization seconds per identity with compiling, without: prediction + finetune); nan
+  for an entry that personalizes nothing (render_ceiling's: seconds_per_identity None)."""
+  if "seconds_per_identity" in method and method["seconds_per_identity"] is None:
+    return float("nan"), float("nan")
   timings = method["timings_s"]
   without = (timings.get("predict_s", 0.0) + timings.get("finetune_s", 0.0)) / identities
   every = sum(v for k, v in timings.items() if k not in ("sampling_s", "scoring_s")) / identities
   return method.get("seconds_per_identity", every), without
-
-
-def paired_difference(
-  method_a: dict[str, Any], method_b: dict[str, Any], metric: str, **bootstrap: Any
-) -> tuple[float, float, float]:
-  """(mean difference a - b, low, high) of `metric` over identities, paired by identity name:
-  metrics.paired_bootstrap_ci on each identity's mean (results.json methods[name]['identities']
-  [identity]['means']). The entries may come from two results.json of the same photos and
-  prompts (their noise is paired too: it is drawn per identity index); ValueError unless both
-  hold the same identities and the metric. bootstrap: paired_bootstrap_ci's confidence,
-  resamples, seed."""
-  names_a, names_b = list(method_a["identities"]), list(method_b["identities"])
-  if sorted(names_a) != sorted(names_b):
-    raise ValueError(
-      "the two methods were evaluated on different identities: only in the first "
-      f"{sorted(set(names_a) - set(names_b))}, only in the second "
-      f"{sorted(set(names_b) - set(names_a))}"
-    )
-
-  def means(method: dict[str, Any]) -> list[np.ndarray]:
-    values = []
-    for name in names_a:
-      identity_means = method["identities"][name]["means"]
-      if metric not in identity_means:
-        raise ValueError(f"identity {name!r} has no {metric!r} (it has {sorted(identity_means)})")
-      values.append(np.asarray([identity_means[metric]], np.float64))
-    return values
-
-  return paired_bootstrap_ci(means(method_a), means(method_b), **bootstrap)
 
 
 def html_table(header: list[str], rows: list[list[str]]) -> str:
@@ -126,10 +99,11 @@ def method_rows(
   for label, name in rows:
     method = results["methods"][name]
     every, _ = seconds_per_identity(method, len(results["identities"]))
+    steps = method["finetune_steps"]
     cells.append(
       [label]
       + [_with_ci(method, k) for k in metrics]
-      + [str(method["finetune_steps"]), f"{every:.2f}"]
+      + ["-" if steps is None else str(steps), "-" if np.isnan(every) else f"{every:.2f}"]
     )
   return header, cells
 
