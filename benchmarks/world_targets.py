@@ -68,7 +68,9 @@ def world_id_of_targets(dataset, ids: list[str]) -> dict[str, np.ndarray]:
                                       base.lidb_config, lidb=dataset.lidb_params(identity_id),
                                       token=base.token)  # fmt: skip
     for name, ident in (("base", NoIdentity(base.token)), ("phase0", target)):
-      scores = scorer.score(k, sample_prompts(base, config, sampler, ident, prompts))
+      # noise drawn per identity, the same for both rows (as the evaluation draws it)
+      images = sample_prompts(base, config, sampler, ident, prompts, k * config.num_samples)
+      scores = scorer.score(k, images)
       rows[name].append([scores["world_id"].mean(), scores["world_prompt"].mean()])
   return {name: np.asarray(r) for name, r in rows.items()}
 
