@@ -255,7 +255,7 @@ def paired_table(methods: dict, labels: dict[str, str], metrics: list[str]) -> s
   return _markdown(["difference"] + [METRIC_NAMES[m] for m in metrics], cells)
 
 
-def tables(photos: str, ids: list[int], names: list[str]) -> str:
+def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
   unknown = set(FLAGS.groups) - set(groups())
   if unknown or not FLAGS.groups:
     raise app.UsageError(f"--groups: name some of {', '.join(groups())}")
@@ -459,7 +459,7 @@ def main(argv):
   ids = split_identities(FLAGS.split, FLAGS.identities)
   photos = os.path.join(FLAGS.workdir, f"photos_{FLAGS.split}")
   paths = save_photos(photos, ids)
-  text = tune(photos) if FLAGS.tune else tables(photos, ids, identity_names(paths))
+  text = tune(photos) if FLAGS.tune else paper_tables(photos, ids, identity_names(paths))
   print(text)
   with open(os.path.join(FLAGS.workdir, "tune.md" if FLAGS.tune else "tables.md"), "w") as f:
     f.write(text + "\n")
