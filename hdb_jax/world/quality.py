@@ -13,6 +13,10 @@ floor and uniform noise its control. (A per-image 'is a face' rate from the near
 identity did not work: noise images came as close to some identity as renders do.)
 Sharpness: the samples' Laplacian and gradient energy (mean squared second / first differences of
 the grey image) as a fraction of the renders' of the same prompts (1: as sharp as the ground truth).
+Face colour: the mean RGB of the face's centre (FACE_CENTRE, where every view puts skin) of samples
+against renders of the same prompts, and their per-prompt RMS difference in 8-bit levels (renders
+of other identities give its floor): a model that shifts skin colour, which the judge reads first,
+shows here.
 The judge (never trained on or selected with): 'a face of some identity': the judge reads a face's
 parameters from the image and the face of those parameters is re-rendered in the prompt's scene;
 the image passes when the judge scores it against that re-render above the impostor threshold
@@ -94,6 +98,41 @@ def sharpness(images: np.ndarray) -> dict[str, float]:
          - 4 * grey[:, 1:-1, 1:-1])  # fmt: skip
   grad = np.square(np.diff(grey, axis=1)).mean() + np.square(np.diff(grey, axis=2)).mean()
   return {"laplacian": float(np.square(lap).mean()), "gradient": float(grad)}
+
+
+# the face's centre as fractions of the image (rows, columns): skin in every view of every identity
+FACE_CENTRE = ((0.375, 0.6875), (0.34375, 0.65625))
+
+
+def face_colour(images: np.ndarray) -> np.ndarray:
+  """float [N, 3]: each image's mean RGB (8-bit levels) over FACE_CENTRE; images uint8
+  [N, H, W, 3]."""
+  (top, bottom), (left, right) = FACE_CENTRE
+  h, w = images.shape[1:3]
+  window = images[:, int(top * h) : int(bottom * h), int(left * w) : int(right * w)]
+  return window.astype(np.float64).mean(axis=(1, 2))
+
+
+def face_colour_report(
+  images: np.ndarray, renders: np.ndarray, other_renders: np.ndarray, prompts: Sequence[str]
+) -> dict[str, Any]:
+  """Face colour of images against renders of the same prompts (all [N, H, W, 3], prompts [N]):
+  the mean RGB of each, and per set the RMS over prompts and channels of its per-prompt mean's
+  difference from the renders' ('renders': other identities, the floor)."""
+  reference = face_colour(renders)
+  names = sorted(set(prompts))
+  keys = np.asarray([names.index(p) for p in prompts])
+
+  def per_prompt(colours: np.ndarray) -> np.ndarray:  # [P, 3]
+    return np.stack([colours[keys == k].mean(axis=0) for k in range(len(names))])
+
+  report = {"mean_rgb": {"renders": [float(v) for v in reference.mean(axis=0)]}, "rms_error": {}}
+  for name, group in (("samples", images), ("renders", other_renders)):
+    colours = face_colour(group)
+    report["mean_rgb"][name] = [float(v) for v in colours.mean(axis=0)]
+    gap = per_prompt(colours) - per_prompt(reference)
+    report["rms_error"][name] = float(np.sqrt(np.square(gap).mean()))
+  return report
 
 
 def rerender_similarity(
@@ -226,6 +265,7 @@ def measure_quality(
       name: {k: v / max(reference_sharpness[k], 1e-12) for k, v in sharpness(images).items()}
       for name, images in (("samples", flat), ("renders", other_renders))
     },  # fractions of the renders' of the same prompts (renders: other identities)
+    "face_colour": face_colour_report(flat, renders, other_renders, flat_prompts),
     "vae_psnr_db": vae_psnr(sd, 64, data_seed),
   }
   if judge is not None:

@@ -100,6 +100,14 @@ def quality_markdown(quality: dict[str, Any]) -> list[str]:
     rendered = quality["sharpness"]["renders"][name]
     lines.append(f"| {name} energy, as a fraction of renders of the same prompts | {entry:.3f} | "
                  f"{rendered:.3f} |")  # fmt: skip
+  colour = quality.get("face_colour")
+  if colour:
+    rgb = {k: "(" + ", ".join(f"{v:.0f}" for v in c) + ")" for k, c in colour["mean_rgb"].items()}
+    lines.append(
+      f"| face-centre colour, mean RGB (per-prompt RMS error against the renders; renders of "
+      f"other identities: {colour['rms_error']['renders']:.1f}) | {rgb['samples']} "
+      f"({colour['rms_error']['samples']:.1f}) | {rgb['renders']} |"
+    )
   judged = quality.get("judge_face_rate")
   if judged:
     lines.append(
