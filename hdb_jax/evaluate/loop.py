@@ -158,20 +158,14 @@ class Scorer:
       scores["face_found"] = np.asarray([g is not None for g in generated], np.float64).reshape(
         shape
       )
-    if self.judge:
-      judged = self.judge.embed(flat)
-      scores["world_judge"] = metrics.cosine_similarity(
-        judged, self.judge_reference[index]
-      ).reshape(shape)
-    if self.recognizer:
-      world = self.recognizer.embed(flat)
-      scores["world_id"] = metrics.cosine_similarity(world, self.world_reference[index]).reshape(
-        shape
-      )
-      flat_prompts = [p for p in self.prompts for _ in range(shape[1])]
-      scores["world_prompt"] = metrics.world_prompt_values(
-        self.recognizer, flat, flat_prompts
-      ).reshape(shape)
+    flat_prompts = [p for p in self.prompts for _ in range(shape[1])]
+    world = metrics.world_scores(
+      flat,
+      flat_prompts,
+      (self.judge, self.judge_reference[index]) if self.judge else None,
+      (self.recognizer, self.world_reference[index]) if self.recognizer else None,
+    )
+    scores.update({k: v.reshape(shape) for k, v in world.items()})
     return scores
 
 

@@ -141,6 +141,27 @@ def world_prompt_values(recognizer: Any, images: np.ndarray, prompts: Sequence[s
   return attributes_right(recognizer, images, texts).mean(axis=1).astype(np.float64)
 
 
+def world_scores(
+  images: np.ndarray,
+  prompts: Sequence[str],
+  judge: tuple[Any, np.ndarray] | None = None,
+  recognizer: tuple[Any, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+  """The world's metrics of images [N, H, W, 3] of one identity, each drawn for its prompt [N]
+  (with '{token}'): World-judge with judge = (the judge, its embedding [D'] of the reference
+  photo), World-ID and World-prompt with recognizer = (the recognizer, its embedding [D] of the
+  reference) -> {metric: [N]}; a None pair leaves its metrics out."""
+  scores = {}
+  if judge is not None:
+    network, reference = judge
+    scores["world_judge"] = cosine_similarity(network.embed(images), reference)
+  if recognizer is not None:
+    network, reference = recognizer
+    scores["world_id"] = cosine_similarity(network.embed(images), reference)
+    scores["world_prompt"] = world_prompt_values(network, images, prompts)
+  return scores
+
+
 def bootstrap_ci(
   per_identity_values: Sequence[np.ndarray],
   confidence: float = 0.95,
@@ -179,19 +200,27 @@ def bootstrap_ci(
   return _percentile_interval(sums, counts, confidence, resamples, seed)
 
 
+def resample_identities(n: int, resamples: int = 1000, seed: int = 0) -> np.ndarray:
+  """int [resamples, n]: the bootstrap's draws, n identities resampled with replacement
+  `resamples` times (numpy's generator at `seed`); every interval here uses these draws."""
+  return np.random.default_rng(seed).integers(0, n, (resamples, n))
+
+
+def percentile_interval(statistics: np.ndarray, confidence: float) -> tuple[float, float]:
+  """(low, high): the `confidence` percentile interval of a statistic's bootstrap values [R]."""
+  alpha = 1.0 - confidence
+  low, high = np.quantile(statistics, [alpha / 2, 1 - alpha / 2])
+  return float(low), float(high)
+
+
 def _percentile_interval(
   sums: np.ndarray, counts: np.ndarray, confidence: float, resamples: int, seed: int
 ) -> tuple[float, float]:
   """The percentile bootstrap over identities that bootstrap_ci and paired_bootstrap_ci share:
-  identities (their value sums [n] and counts [n]) resampled with replacement `resamples` times
-  (numpy's generator at `seed`), each resample's pooled mean sum / count; (low, high) the
-  `confidence` interval of those means."""
-  n = len(sums)
-  draws = np.random.default_rng(seed).integers(0, n, (resamples, n))
-  means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
-  alpha = 1.0 - confidence
-  low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-  return float(low), float(high)
+  identities (their value sums [n] and counts [n]) resampled (resample_identities), each
+  resample's pooled mean sum / count; (low, high) the `confidence` interval of those means."""
+  draws = resample_identities(len(sums), resamples, seed)
+  return percentile_interval(sums[draws].sum(axis=1) / counts[draws].sum(axis=1), confidence)
 
 
 def paired_bootstrap_ci(

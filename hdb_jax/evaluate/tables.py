@@ -12,13 +12,14 @@ import numpy as np
 
 from hdb_jax.evaluate.metrics import (
   bootstrap_ci,
-  cosine_similarity,
   gap_fraction,
   mean_of,
   paired_bootstrap_ci,
+  percentile_interval,
+  resample_identities,
   value_range,
-  world_prompt_values,
   world_scenes,
+  world_scores,
 )
 from hdb_jax.world.truth.render import render as render_world
 
@@ -79,17 +80,14 @@ def gap_fraction_interval(
   fraction = gap_fraction(*(float(v) for v in values.mean(axis=1)))
   if len(names) < 2 or not np.all(np.isfinite(values)):
     return fraction, float("nan"), float("nan")
-  draws = np.random.default_rng(seed).integers(0, len(names), (resamples, len(names)))
-  means = values[:, draws].mean(axis=2)  # [3, resamples]
+  means = values[:, resample_identities(len(names), resamples, seed)].mean(axis=2)  # [3, resamples]
   gap = means[2] - means[1]
   with np.errstate(divide="ignore", invalid="ignore"):
     fractions = np.where(gap == 0, np.nan, (means[0] - means[1]) / gap)
   fractions = fractions[np.isfinite(fractions)]
   if not fractions.size:
     return fraction, float("nan"), float("nan")
-  alpha = 1.0 - confidence
-  low, high = np.quantile(fractions, [alpha / 2, 1 - alpha / 2])
-  return fraction, float(low), float(high)
+  return (fraction, *percentile_interval(fractions, confidence))
 
 
 def render_ceiling(
@@ -120,14 +118,12 @@ def render_ceiling(
     reference = render_world(identity, 0, None, resolution, data_seed)[None]  # [1, R, R, 3]
     images = np.stack([render_world(identity, 1 + p * views + k, scene, resolution, data_seed)
                        for p, scene in enumerate(scenes) for k in range(views)])  # fmt: skip
-    scores = {}
-    if judge is not None:
-      scores["world_judge"] = cosine_similarity(judge.embed(images), judge.embed(reference))
-    if recognizer is not None:
-      scores["world_id"] = cosine_similarity(recognizer.embed(images), recognizer.embed(reference))
-      scores["world_prompt"] = world_prompt_values(
-        recognizer, images, [p for p in prompts for _ in range(views)]
-      )
+    scores = world_scores(
+      images,
+      [p for p in prompts for _ in range(views)],
+      (judge, judge.embed(reference)[0]) if judge is not None else None,
+      (recognizer, recognizer.embed(reference)[0]) if recognizer is not None else None,
+    )
     scores = {k: v.reshape(len(prompts), views) for k, v in scores.items()}
     per_prompt = {}
     for p, prompt in enumerate(prompts):
