@@ -286,6 +286,9 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
   methods[CEILING] = ceiling_entry(ids, names, merged)
   write_text_atomic(os.path.join(FLAGS.workdir, f"ceiling_{FLAGS.split}.json"),
                     json.dumps(methods[CEILING], indent=1))  # fmt: skip
+  # every row in one results.json (for `python -m hdb_jax.export --quality=` and the README)
+  write_text_atomic(os.path.join(FLAGS.workdir, f"tables_{FLAGS.split}.json"),
+                    json.dumps(merged, indent=1, default=str))  # fmt: skip
   baselines = [(f"DreamBooth LoRA, {n} steps", f"lora@{n}") for n in FLAGS.lora_steps]
   if tuned:
     baselines.append((f"DreamBooth LoRA, tuned (lr {tuned['learning_rate']:g}, "

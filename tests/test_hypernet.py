@@ -540,14 +540,18 @@ def test_release_records_the_run_its_files_and_quality(overfit_run, tmp_path):
     return {
       "description": f"method at {world_id}",
       "finetune_steps": 40,
-      "means": {"world_id": world_id, "world_prompt": 0.9},
-      "ci95": {"world_id": [world_id - 0.1, world_id + 0.1], "world_prompt": [0.8, 1.0]},
+      "means": {"world_judge": world_id / 2, "world_id": world_id, "world_prompt": 0.9},
+      "ci95": {
+        "world_judge": [world_id / 2 - 0.1, world_id / 2 + 0.1],
+        "world_id": [world_id - 0.1, world_id + 0.1],
+        "world_prompt": [0.8, 1.0],
+      },
       "timings_s": {"predict_s": 1.0, "finetune_s": 3.0},
       "seconds_per_identity": 2.5,
     }
 
   results = {
-    "metrics": ["world_id", "world_prompt"],
+    "metrics": ["world_judge", "world_id", "world_prompt"],
     "identities": {"a": {}, "b": {}},
     "prompts": ["a {token} face"],
     "sampling": {"num_samples": 2, "sampler": "ddim", "steps": 25, "guidance": 7.5},
@@ -562,7 +566,7 @@ def test_release_records_the_run_its_files_and_quality(overfit_run, tmp_path):
   assert quality["identities"] == 2 and quality["methods"]["full"]["means"]["world_id"] == 0.7
   assert quality["methods"]["full"]["seconds_per_identity"] == 2.5
   assert (
-    "| full: method at 0.7 | 40 | 0.700 [0.600, 0.800] | 0.900 [0.800, 1.000] | 2.50 |"
-    in (out / "MODEL_CARD.md").read_text()
+    "| full: method at 0.7 | 40 | 0.350 [0.250, 0.450] | 0.700 [0.600, 0.800] | 0.900 [0.800, "
+    "1.000] | 2.50 |" in (out / "MODEL_CARD.md").read_text()
   )
   assert hypernet_release.read_release(str(out))["files"] == card["files"]  # weights untouched

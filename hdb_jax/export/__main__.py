@@ -25,8 +25,8 @@ Prompt with the identity's token, e.g. "a photo of sks face".
 documented in hdb_jax/formats/hypernet_export.py); personalize loads DIR with --config.hypernet=DIR,
 no orbax needed. --release ships it: float16 tensors plus a release card (release.json +
 MODEL_CARD.md: command, Phase 0/1 sizes, training time, held-out losses, sha256s;
-hdb_jax/formats/hypernet_release.py); --quality then adds an evaluation's World-ID / World-prompt
-results (e.g. benchmarks/world_tables.py's) to a release's card.
+hdb_jax/formats/hypernet_release.py); --quality then adds an evaluation's World-judge / World-ID /
+World-prompt results (e.g. benchmarks/world_tables.py's tables_test.json) to a release's card.
 """
 
 import numpy as np

@@ -30,7 +30,7 @@ RELEASE = "release.json"
 MODEL_CARD = "MODEL_CARD.md"
 RELEASE_FORMAT = "hdb_jax.hypernet_release"
 COMMAND = "python -m hdb_jax.train --config=configs/hyper.py{variant} --workdir=WORKDIR"
-QUALITY_METRICS = ("world_id", "world_prompt")
+QUALITY_METRICS = ("world_judge", "world_id", "world_prompt")  # the judge's first
 
 
 def _phase0_record(workdir: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -90,11 +90,15 @@ def training_record(workdir: str, step: int) -> dict[str, Any]:
 
 
 def quality_record(results: dict[str, Any], source: str) -> dict[str, Any]:
-  """The World-ID / World-prompt means [95% interval] and seconds per identity of an evaluation's
-  results.json (e.g. benchmarks/world_tables.py's), per method."""
+  """The World-judge / World-ID / World-prompt means [95% interval] and seconds per identity of an
+  evaluation's results.json (e.g. benchmarks/world_tables.py's tables_test.json, every row of its
+  tables with the render ceiling), per method."""
   missing = [m for m in QUALITY_METRICS if m not in results.get("metrics", [])]
   if missing:
-    raise UserError(f"{source} has no {', '.join(missing)} (run it with --config.recognizer=world)")
+    raise UserError(
+      f"{source} has no {', '.join(missing)} (run it with --config.judge=world "
+      "--config.recognizer=world)"
+    )
   n = len(results["identities"])
   methods = {}
   for name, method in results["methods"].items():
@@ -161,17 +165,22 @@ def add_quality(directory: str, results_path: str) -> list[str]:
   return [os.path.join(directory, RELEASE), os.path.join(directory, MODEL_CARD)]
 
 
+def _cell(value: float | None, spec: str) -> str:
+  """A card table cell: the value formatted, '-' where a row has none (the render ceiling)."""
+  return "-" if value is None else format(value, spec)
+
+
 def _quality_lines(quality: dict[str, Any]) -> list[str]:
   sampling = quality["sampling"]
   lines = [
-    f"{quality['identities']} held-out identities (never seen by the world model, the recognizer "
-    f"or this network) x {quality['prompts']} prompts x {sampling['num_samples']} samples "
-    f"({sampling['sampler']} {sampling['steps']} steps, guidance {sampling['guidance']}); means "
-    "[95% bootstrap interval over identities]; seconds per identity include compiling. From "
+    f"{quality['identities']} held-out identities (never seen by the world model, the judge, the "
+    f"recognizer or this network) x {quality['prompts']} prompts x {sampling['num_samples']} "
+    f"samples ({sampling['sampler']} {sampling['steps']} steps, guidance {sampling['guidance']}); "
+    "means [95% bootstrap interval over identities]; seconds per identity include compiling. From "
     f"`{quality['source']}`.",
     "",
-    "| method | finetune steps | World-ID | World-prompt | s/identity |",
-    "|---|---|---|---|---|",
+    "| method | finetune steps | World-judge | World-ID | World-prompt | s/identity |",
+    "|---|---|---|---|---|---|",
   ]
   for name, method in quality["methods"].items():
     cells = [
@@ -179,9 +188,9 @@ def _quality_lines(quality: dict[str, Any]) -> list[str]:
       for k in QUALITY_METRICS
     ]
     lines.append(
-      f"| {name}: {method['description']} | {method['finetune_steps']} | "
+      f"| {name}: {method['description']} | {_cell(method['finetune_steps'], 'd')} | "
       + " | ".join(cells)
-      + f" | {method['seconds_per_identity']:.2f} |"
+      + f" | {_cell(method['seconds_per_identity'], '.2f')} |"
     )
   return lines
 
