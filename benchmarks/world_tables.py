@@ -23,8 +23,9 @@ trained apart from the hypernetwork's encoder, used for nothing but scoring), th
 recognizer's) and World-prompt (the prompted context and style read back): means [95% bootstrap
 interval over identities], and personalization seconds per identity on every row. Tables:
 
-  Table 1      ours (hypernetwork + fast finetune) vs DreamBooth-style LoRA from scratch at each of
-               --lora_steps, and the tuned DreamBooth LoRA (--lora_tuned)
+  Table 1      ours (hypernetwork + fast finetune) vs DreamBooth-style LoRA from scratch: at each
+               of --lora_steps at the finetune's lr, or with --lora_tuned at each of the tuning
+               grid's step counts at the lr validation chose for it (the tuned best marked)
   Table 3      the base model, No Hyper, Only Hyper, Hyper + fast finetune, k=1 (the network
                applied once, and with --hypernet_k1 a network trained with s=1), at equal steps,
                and the ceiling: the same identity rendered (tables.render_ceiling: the photo
@@ -33,9 +34,9 @@ interval over identities], and personalization seconds per identity on every row
   Gap          every row as a fraction of the base -> ceiling gap, (row - base) / (ceiling -
                base), by World-judge and World-ID, with 95% bootstrap intervals over identities
   Paired       full (LoRA relaxation, the `hyper` group's) - Only Hyper, full - No Hyper,
-               full - the best DreamBooth LoRA (the highest
-               World-ID mean among the DreamBooth rows present, the tuned one included; the judge
-               selects nothing): mean difference [paired per-identity bootstrap 95% interval]
+               full - the best DreamBooth LoRA (the highest World-ID mean among the DreamBooth
+               rows present; the judge selects nothing), full - the tuned DreamBooth LoRA at
+               full's steps: mean difference [paired per-identity bootstrap 95% interval]
   Relaxations  LoRA (the paper's) vs LiDB (compact) on top of the same prediction, equal steps
 
 `--tune` instead runs one method (--tune_method: full, the hypernetwork + fast finetune with
@@ -43,8 +44,9 @@ interval over identities], and personalization seconds per identity on every row
 --learning_rates x --step_counts on --split (which must be 'validation'), without the judge, and
 picks a setting by the stated rule (tables.select_setting): the highest validation World-ID
 among the settings whose World-prompt >= 0.88, or, when none reaches 0.88, the highest World-ID
-(said with the table). It writes WORKDIR/tuned_<method>.json (learning rate, steps, the rule,
-the chosen setting's numbers and the grid's) for --lora_tuned. Results stay in WORKDIR
+(said with the table), and by the same rule a learning rate for each step count. It writes
+WORKDIR/tuned_<method>.json (learning rate, steps, the rule, the chosen setting's numbers, each
+step count's pick and the grid's) for --lora_tuned. Results stay in WORKDIR
 (results.json, report.html per run); a finished run is reused on a rerun, so the tables can be
 reprinted.
 """
@@ -114,7 +116,7 @@ TABLE3 = [
   ("k=1 + fast finetune (a network trained with s=1)", "k1_trained"),
   ("same identity, rendered (the ceiling)", CEILING),
 ]
-TUNED_LORA = "lora_tuned"  # the --lora_tuned row's name among the merged methods
+TUNED_LORA = "lora_tuned@"  # + N: the --lora_tuned row of N steps among the merged methods
 K1_TRAINED = "k1_trained"  # the --hypernet_k1 row's
 RULE = (
   "the highest validation World-ID (the recognizer's) among the settings whose World-prompt >= "
@@ -173,10 +175,21 @@ def read_tuned(path: str) -> dict:
   return tuned
 
 
+def tuned_learning_rates(tuned: dict | None) -> dict[int, float]:
+  """{steps: the learning rate the rule chose among that step count's settings} of a tuned_lora.json
+  (an older one without `per_steps`: its one chosen setting)."""
+  if tuned is None:
+    return {}
+  per_steps = tuned.get("per_steps") or {str(tuned["steps"]): tuned}
+  return {int(n): float(entry["learning_rate"]) for n, entry in per_steps.items()}
+
+
 def groups() -> dict[str, tuple[str, dict]]:
   """The evaluation runs the tables merge: name -> (methods, config overrides). Each is its own
   WORKDIR/<name>, so the runs without a hypernetwork can go first (--groups)."""
-  baselines = ",".join(["no_hyper"] + [f"lora@{n}" for n in FLAGS.lora_steps])
+  # with --lora_tuned, DreamBooth LoRA's rows are the tuned ones (paper_tables), at their own lr
+  untuned = [] if FLAGS.lora_tuned else [f"lora@{n}" for n in FLAGS.lora_steps]
+  baselines = ",".join(["no_hyper"] + untuned)
   return {
     "base": ("base", {}),
     "baselines": (baselines, {}),
@@ -227,24 +240,28 @@ def gap_table(methods: dict, rows: list[tuple[str, str]], metrics: list[str]) ->
 
 
 def best_dreambooth(methods: dict) -> str | None:
-  """The DreamBooth LoRA row (lora@N, or the tuned one) with the highest World-ID mean."""
-  candidates = [n for n in methods if n.startswith("lora@") or n == TUNED_LORA]
+  """The DreamBooth LoRA row (lora@N, or a tuned one) with the highest World-ID mean."""
+  candidates = [n for n in methods if n.startswith(("lora@", TUNED_LORA))]
   if not candidates:
     return None
   return max(candidates, key=lambda n: methods[n]["means"].get("world_id", float("-inf")))
 
 
-def paired_table(methods: dict, labels: dict[str, str], metrics: list[str]) -> str | None:
-  """full - X for X in Only Hyper, No Hyper and the best DreamBooth LoRA: the mean per-identity
-  difference [paired bootstrap 95% interval]; None without full."""
+def paired_table(
+  methods: dict, labels: dict[str, str], metrics: list[str], steps: int
+) -> str | None:
+  """full - X for X in Only Hyper, No Hyper, the best DreamBooth LoRA and the tuned DreamBooth
+  LoRA of full's `steps`: the mean per-identity difference [paired bootstrap 95% interval]; None
+  without full."""
   if "full" not in methods:
     return None
   others = [(f"full - {labels[n]}", n) for n in ("only_hyper", "no_hyper") if n in methods]
   best = best_dreambooth(methods)
   if best is not None:
     others.append((f"full - best DreamBooth LoRA by World-ID ({labels[best]})", best))
-  if TUNED_LORA in methods and best != TUNED_LORA:
-    others.append((f"full - {labels[TUNED_LORA]}", TUNED_LORA))
+  equal = f"{TUNED_LORA}{steps}"
+  if equal in methods and best != equal:
+    others.append((f"full - {labels[equal]}", equal))
   if not others:
     return None
 
@@ -262,10 +279,12 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
   runs = {name: run(name, photos, methods=m, **o) for name, (m, o) in groups().items()
           if name in FLAGS.groups}  # fmt: skip
   tuned = read_tuned(FLAGS.lora_tuned) if FLAGS.lora_tuned else None
-  if tuned:
-    lr, steps = tuned["learning_rate"], int(tuned["steps"])
-    runs[TUNED_LORA] = run(f"lora_tuned_lr{lr:g}_steps{steps}", photos, methods=f"lora@{steps}",
-                           **{"optim.learning_rate": float(lr)})  # fmt: skip
+  tuned_rows = []
+  for n, lr in tuned_learning_rates(tuned).items():  # each step count at its validation lr
+    runs[f"{TUNED_LORA}{n}"] = run(f"lora_tuned_lr{lr:g}_steps{n}", photos, methods=f"lora@{n}",
+                                   **{"optim.learning_rate": lr})  # fmt: skip
+    best = " (the tuned best)" if n == int(tuned["steps"]) else ""
+    tuned_rows.append((f"DreamBooth LoRA, {n} steps, lr {lr:g} tuned{best}", f"{TUNED_LORA}{n}"))
   if FLAGS.hypernet_k1:  # its full method, with the relaxation of the `hyper` group
     runs[K1_TRAINED] = run(K1_TRAINED, photos, methods="full", relaxation="lora",
                            hypernet=FLAGS.hypernet_k1)  # fmt: skip
@@ -278,8 +297,9 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
   methods = {}
   for name, results in runs.items():
     for method, entry in results["methods"].items():
-      key = {"lidb_relaxation": "full/lidb", TUNED_LORA: TUNED_LORA,
-             K1_TRAINED: K1_TRAINED}.get(name, method)  # fmt: skip
+      key = "full/lidb" if name == "lidb_relaxation" else method
+      if name == K1_TRAINED or name.startswith(TUNED_LORA):
+        key = name  # a run of its own, not its method's row
       methods[key] = entry
   merged = {**next(iter(runs.values())), "methods": methods}
   metrics = [m for m in METRICS if m in merged["metrics"]]
@@ -290,9 +310,7 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
   write_text_atomic(os.path.join(FLAGS.workdir, f"tables_{FLAGS.split}.json"),
                     json.dumps(merged, indent=1, default=str))  # fmt: skip
   baselines = [(f"DreamBooth LoRA, {n} steps", f"lora@{n}") for n in FLAGS.lora_steps]
-  if tuned:
-    baselines.append((f"DreamBooth LoRA, tuned (lr {tuned['learning_rate']:g}, "
-                      f"{int(tuned['steps'])} steps)", TUNED_LORA))  # fmt: skip
+  baselines += tuned_rows
   table1 = [("Ours (hypernetwork + fast finetune)", "full")] + baselines
   sections = [
     ("Table 1: ours vs DreamBooth-style LoRA from scratch", table1),
@@ -301,7 +319,7 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
   ]
   n, prompts = len(names), len(merged["prompts"])
   rank = merged["config"]["lora_rank"]
-  steps = merged["config"]["steps"]
+  steps = runs.get("hyper", merged)["config"]["steps"]  # the ablation's (base has none)
   parts = [
     f"{n} held-out world identities ({FLAGS.split} split) x {prompts} prompts x "
     f"{merged['sampling']['num_samples']} samples (noise drawn per identity, the same for every "
@@ -312,9 +330,10 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
   ]
   if tuned:
     parts.append(
-      f"DreamBooth LoRA, tuned: chosen on {tuned['identities']} validation identities over lr "
+      f"DreamBooth LoRA, tuned: on {tuned['identities']} validation identities over lr "
       f"{', '.join(f'{x:g}' for x in tuned['grid_learning_rates'])} x steps "
-      f"{', '.join(str(x) for x in tuned['grid_steps'])} by the rule: {tuned['rule']}"
+      f"{', '.join(str(x) for x in tuned['grid_steps'])}, each step count's lr, and the tuned "
+      f"best of all, by the rule: {tuned['rule']}"
       + ("" if tuned["rule_met"] else " No setting reached the World-prompt floor.")
     )
   for title, rows in sections:
@@ -344,7 +363,7 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
     )
   else:
     parts.append("(No base -> ceiling gap: it needs the base group.)")
-  paired = paired_table(methods, labels, gap_metrics)
+  paired = paired_table(methods, labels, gap_metrics, steps)
   if paired:
     parts.append(
       "Paired differences: the mean over identities of each identity's difference (same "
@@ -411,6 +430,12 @@ def tune(photos: str) -> str:
       entry = next(iter(results["methods"].values()))
       rows.append((float(lr), int(steps), entry, results))
   chosen, rule_met = tables.select_setting([entry["means"] for _, _, entry, _ in rows])
+  per_steps = {}  # the same rule among each step count's settings (Table 1's rows at equal steps)
+  for n in dict.fromkeys(r[1] for r in rows):
+    subset = [i for i, r in enumerate(rows) if r[1] == n]
+    pick, met = tables.select_setting([rows[i][2]["means"] for i in subset])
+    per_steps[str(n)] = {"learning_rate": rows[subset[pick]][0], "rule_met": met,
+                         "means": world_only(rows[subset[pick]][2]["means"])}  # fmt: skip
   lr, steps, entry, _ = rows[chosen]
   what = (f"hypernetwork + fast finetune, {FLAGS.relaxation} relaxation" if method == "full"
           else "DreamBooth LoRA from scratch")  # fmt: skip
@@ -426,6 +451,7 @@ def tune(photos: str) -> str:
     "identities": len(entry["identities"]),
     "means": world_only(entry["means"]),
     "ci95": world_only(entry.get("ci95", {})),
+    "per_steps": per_steps,
     "grid_learning_rates": [float(x) for x in FLAGS.learning_rates],
     "grid_steps": [int(x) for x in FLAGS.step_counts],
     "grid": [

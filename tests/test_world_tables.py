@@ -42,7 +42,10 @@ def test_tuned_baseline_then_tables_with_ceiling_and_gap(tmp_path):
     assert f.read().strip() == text.strip()  # what it prints is what it keeps
   header = _row(text, "method")
   assert header[1:4] == ["World-judge", "World-ID", "World-prompt"]  # the judge's column first
-  assert _row(text, f"DreamBooth LoRA, tuned (lr 0.001, {int(tuned['steps'])} steps)")
+  assert set(tuned["per_steps"]) == {"2", "3"}  # a learning rate for each step count
+  for n in (2, 3):  # Table 1's DreamBooth rows: each step count at its tuned lr, the best marked
+    best = " (the tuned best)" if n == int(tuned["steps"]) else ""
+    assert _row(text, f"DreamBooth LoRA, {n} steps, lr 0.001 tuned{best} |")
   base, ceiling = _row(text, "base model"), _row(text, "same identity, rendered")
   # The judge: a render of the same identity scores ~0.94 against the photo, the base model's
   # samples (no identity) ~0.1-0.2 (measured on these 2 identities): far apart at any noise.
