@@ -282,6 +282,7 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
   tuned_rows = []
   for n, lr in tuned_learning_rates(tuned).items():  # each step count at its validation lr
     runs[f"{TUNED_LORA}{n}"] = run(f"lora_tuned_lr{lr:g}_steps{n}", photos, methods=f"lora@{n}",
+                                   lora_rank=int(tuned.get("lora_rank", 4)),  # the tuned rank
                                    **{"optim.learning_rate": lr})  # fmt: skip
     best = " (the tuned best)" if n == int(tuned["steps"]) else ""
     tuned_rows.append((f"DreamBooth LoRA, {n} steps, lr {lr:g} tuned{best}", f"{TUNED_LORA}{n}"))
@@ -444,6 +445,7 @@ def tune(photos: str) -> str:
     "relaxation": FLAGS.relaxation if method == "full" else None,
     "learning_rate": lr,
     "steps": steps,
+    "lora_rank": rows[chosen][3]["config"]["lora_rank"],
     "rule": RULE,
     "rule_met": rule_met,
     "prompt_floor": tables.PROMPT_FLOOR,
