@@ -10,8 +10,8 @@ differences, tuned baselines and the two rank relaxations side by side.
   python benchmarks/world_tables.py --workdir=/tmp/world_tables --hypernet=DIR \\
       --lora_tuned=/tmp/world_tune/tuned_lora.json
 
-No hypernetwork ships for world v2 yet: the methods that need one (full, only_hyper, k1: the
-`hyper` and `lidb_relaxation` groups, and --tune_method=full) need --hypernet=DIR (a Phase 1
+The methods that need a hypernetwork (full, only_hyper, k1: the `hyper` and `lidb_relaxation`
+groups, and --tune_method=full) use the shipped world hypernetwork, or --hypernet=DIR (a Phase 1
 WORKDIR or export); --groups=base,baselines runs without one.
 
 Held-out world identities (never seen by the world model, the judge, the recognizer or the
@@ -74,7 +74,7 @@ from hdb_jax.world.truth.sampling import split_identities
 from hdb_jax.world.truth.source import save_photos
 
 flags.DEFINE_string("workdir", "/tmp/world_tables", "Photos, evaluation runs and the tables.")
-flags.DEFINE_string("hypernet", "world", "Hypernetwork: 'world' (shipped; none for world v2 yet), "
+flags.DEFINE_string("hypernet", "world", "Hypernetwork: 'world' (the shipped one), "
                     "a Phase 1 WORKDIR or export.")  # fmt: skip
 flags.DEFINE_string("pretrained", "world", "Base model: 'world' (shipped) or a directory.")
 flags.DEFINE_enum("split", "test", ["test", "validation"], "Held-out identities to use.")
@@ -100,6 +100,12 @@ flags.DEFINE_enum("tune_method", "full", ["full", "lora"], "--tune: the hypernet
                   "finetune (full) or DreamBooth LoRA from scratch (lora).")  # fmt: skip
 flags.DEFINE_list("learning_rates", ["3e-4", "1e-3", "3e-3"], "--tune: learning rates.")
 flags.DEFINE_list("step_counts", ["20", "40", "80"], "--tune: finetune step counts.")
+flags.DEFINE_float(
+  "lidb_learning_rate",
+  None,
+  "The LiDB relaxation's fast-finetune learning rate "
+  "(the lidb_relaxation group; default: --learning_rate), e.g. its own tuned one.",
+)
 flags.DEFINE_enum("relaxation", "lora", ["lora", "lidb"], "--tune_method=full: the relaxation.")
 FLAGS = flags.FLAGS
 
@@ -190,11 +196,13 @@ def groups() -> dict[str, tuple[str, dict]]:
   # with --lora_tuned, DreamBooth LoRA's rows are the tuned ones (paper_tables), at their own lr
   untuned = [] if FLAGS.lora_tuned else [f"lora@{n}" for n in FLAGS.lora_steps]
   baselines = ",".join(["no_hyper"] + untuned)
+  lidb_lr = {} if FLAGS.lidb_learning_rate is None else {
+    "optim.learning_rate": FLAGS.lidb_learning_rate}  # fmt: skip
   return {
     "base": ("base", {}),
     "baselines": (baselines, {}),
     "hyper": ("full,only_hyper,k1", {"relaxation": "lora"}),  # the paper's relaxation
-    "lidb_relaxation": ("full", {"relaxation": "lidb"}),
+    "lidb_relaxation": ("full", {"relaxation": "lidb", **lidb_lr}),
   }
 
 
@@ -272,6 +280,13 @@ def paired_table(
   return _markdown(["difference"] + [METRIC_NAMES[m] for m in metrics], cells)
 
 
+def relaxation_lrs(runs: dict) -> str:
+  """', lr 0.003 (LoRA) and 0.01 (LiDB)': each relaxation run's finetune learning rate."""
+  named = (("LoRA", "hyper"), ("LiDB", "lidb_relaxation"))
+  lrs = [(label, runs[n]["config"]["optim"]["learning_rate"]) for label, n in named if n in runs]
+  return ", lr " + " and ".join(f"{lr:g} ({label})" for label, lr in lrs) if lrs else ""
+
+
 def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
   unknown = set(FLAGS.groups) - set(groups())
   if unknown or not FLAGS.groups:
@@ -316,7 +331,10 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
   sections = [
     ("Table 1: ours vs DreamBooth-style LoRA from scratch", table1),
     ("Table 3: ablation at equal steps ({steps}), and the ceiling", TABLE3),
-    ("Rank relaxations (r' = {rank}) on top of the same prediction", RELAXATIONS),
+    (
+      "Rank relaxations (r' = {rank}, {steps} steps{lrs}) on top of the same prediction",
+      RELAXATIONS,
+    ),
   ]
   n, prompts = len(names), len(merged["prompts"])
   rank = merged["config"]["lora_rank"]
@@ -341,7 +359,7 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
     present = [(label, name) for label, name in rows if name in methods]
     if present and any(name != CEILING for _, name in present):
       parts.append(
-        title.format(steps=steps, rank=rank)
+        title.format(steps=steps, rank=rank, lrs=relaxation_lrs(runs))
         + "\n\n"
         + report.markdown_table(merged, present, metrics)
       )

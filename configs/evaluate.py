@@ -16,20 +16,17 @@ evaluate_config):
          DreamBooth-style LoRA from scratch at 40, 400 and 1200 steps. Not yet measured.
 
   world  python -m hdb_jax.evaluate --config=configs/evaluate.py:world --config.images=faces/ \\
-             --config.hypernet=/tmp/hyper_world --workdir=/tmp/eval_world
-         The world model and hypernetwork on held-out world faces on the 12 `world` prompts,
-         scored first by the world judge (World-judge: identity by a network trained apart from
-         the hypernetwork's encoder), then by the world recognizer (World-ID, World-prompt), each
-         with its 95% bootstrap interval over identities; noise is drawn per identity and paired
-         across methods (tables.paired_difference gives paired intervals between methods).
-         CLIP/DINO are tiny random models (no pretrained ones offline). Methods of Tables 1 and
-         3: full, only_hyper, no_hyper, k1, lora@40/200/400 (add base for the floor), with the
-         shipped world hypernetwork (--config.hypernet=DIR for another; none ships for world v2
-         yet). Measured on world v1 (retired: identity there was mostly shirt colour, the encoder
-         was the scoring network, there was no judge, and every identity shared one noise draw
-         per prompt), 32 test identities x 12 prompts: World-ID / World-prompt base -0.002 /
-         0.900, No Hyper 0.179 / 0.878, Only Hyper 0.279 / 0.924, full (LoRA relaxation)
-         0.324 / 0.865, k=1 0.178 / 0.816. Not yet measured on world v2.
+             --workdir=/tmp/eval_world
+         The world model and the shipped world hypernetwork (--config.hypernet=DIR for another)
+         on held-out world faces on the 12 `world` prompts, scored first by the world judge
+         (World-judge: identity by a network trained apart from the hypernetwork's encoder), then
+         by the world recognizer (World-ID, World-prompt), each with its 95% bootstrap interval
+         over identities; noise is drawn per identity and paired across methods
+         (tables.paired_difference gives paired intervals between methods). CLIP/DINO are tiny
+         random models (no pretrained ones offline). Methods of Tables 1 and 3: full,
+         only_hyper, no_hyper, k1, lora@40/200/400 (add base for the floor). Measured on world
+         v2 with benchmarks/world_tables.py (32 test identities x 12 prompts x 2 samples): see
+         the README, "HyperDreamBooth on the world".
 """
 
 import ml_collections

@@ -21,13 +21,14 @@ personalization_config and phases.py personalize_config):
 
   world  python -m hdb_jax.personalize --config=configs/personalize.py:world \\
              --config.image=face.png --config.hypernet=/tmp/hyper_world --workdir=/tmp/me
-         The world model and the shipped world hypernetwork (--config.hypernet=world; none ships
-         for world v2 yet: pass DIR, a Phase 1 WORKDIR or export of configs/hyper.py:world): a
-         world face photo (`python -m hdb_jax.world render --identity=1000000 --out=face.png`) ->
-         prediction + 40 finetune steps at lr 1e-2 of 4 more LiDB ranks (the compact relaxation:
-         one LiDB of rank 5; chosen on world v1's validation identities: World-ID / World-prompt
-         0.312 / 0.917 vs the LoRA relaxation's 0.303 / 0.867); --config.relaxation=lora for the
-         paper's. Samples at guidance 7.5.
+         The world model and the shipped world hypernetwork (--config.hypernet=world, the
+         default; or DIR, a Phase 1 WORKDIR or export of configs/hyper.py:world): a world face
+         photo (`python -m hdb_jax.world render --identity=1000000 --out=face.png`) -> prediction
+         + 80 finetune steps at lr 1e-2 of 4 more LiDB ranks (the compact relaxation: one LiDB of
+         rank 5), chosen on 16 world v2 validation identities (World-ID / World-prompt 0.414 /
+         0.894; the LoRA relaxation's best, lr 3e-3 and 80 steps: 0.393 / 0.918);
+         --config.relaxation=lora --config.optim.learning_rate=3e-3 for the paper's. Samples at
+         guidance 7.5.
 
 Several photos in one batched run: --config.images=a.jpg,b.jpg (or a folder); one identity each,
 under WORKDIR/<photo name>/.

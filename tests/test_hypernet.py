@@ -523,6 +523,10 @@ def test_release_records_the_run_its_files_and_quality(overfit_run, tmp_path):
   assert export["dtype"] == "float16" and card["base_fingerprint"] == export["base_fingerprint"]
   assert card["files"] == file_table(str(out), skip=("release.json", "MODEL_CARD.md"))
   assert set(card["files"]) == {"hypernet.safetensors", "hypernet.json"}
+  mask = os.umask(0)
+  os.umask(mask)
+  for name in card["files"]:  # readable by whoever installs it, as a file open() makes
+    assert (out / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
   # the command names the config and every override the fixture made
   assert card["command"].startswith("python -m hdb_jax.train --config=configs/hyper.py")
   for override in ("--config.steps=150", "--config.batch_size=4", "--config.alpha=0.0"):

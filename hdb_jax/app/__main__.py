@@ -6,7 +6,7 @@ The fields users set most (all: hdb_jax/config/serving.py):
   --config.port=7860          the port
   --config.share=False        a public gradio.live link: off unless asked for
   --config.hypernet=auto      the shipped world hypernetwork if installed, else none; or a DIR
-  --config.steps=40           finetune steps per photo
+  --config.steps=80           finetune steps per photo (the world default)
   --config.batch_sizes=(1,2,4,8)   photos per batched run (padded up: one compile each)
   --config.window_s=0.5       requests arriving this close together share a run
   --config.warm_up=True       compile every batch size before serving

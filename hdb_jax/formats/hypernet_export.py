@@ -33,7 +33,7 @@ from safetensors.numpy import load_file, save_file
 from hdb_jax.errors import OutputExistsError
 from hdb_jax.formats.hypernet_card import read_card
 from hdb_jax.formats.train_checkpoint import latest_params
-from hdb_jax.io.files import atomic_directory
+from hdb_jax.io.files import atomic_directory, give_default_mode
 
 TENSORS = "hypernet.safetensors"
 
@@ -67,6 +67,7 @@ def export_hypernet(
     save_file(
       tensors, os.path.join(tmp, TENSORS), metadata={"format": info["format"], "step": str(step)}
     )
+    give_default_mode(os.path.join(tmp, TENSORS))
     with open(os.path.join(tmp, "hypernet.json"), "w", encoding="utf-8") as f:
       json.dump(card, f, indent=1)
   return [os.path.join(out_dir, TENSORS), os.path.join(out_dir, "hypernet.json")]

@@ -1,6 +1,6 @@
 """A predictor from a trained hypernetwork directory: a Phase 1 WORKDIR (orbax checkpoints), an
-export, or 'world' (the shipped world hypernetwork's export, when the installation has one: none
-ships for world v2 yet, and 'world' then says how to train one).
+export, or 'world' (the shipped world hypernetwork's export, hdb_jax/assets/world-hypernet; an
+installation without it gets an error that says how to train one).
 
     predictor = load_predictor("/ckpt/hyper", base)   # images [B, H, W, 3] -> LiDB params [B, ...]
     predictor = load_predictor("world", base)         # the shipped world hypernetwork, if any

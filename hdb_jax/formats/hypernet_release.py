@@ -1,5 +1,4 @@
-"""A trained hypernetwork as hdb_jax ships it (into hdb_jax/assets/world-hypernet; none ships for
-world v2 yet): the float16 export
+"""A trained hypernetwork as hdb_jax ships it (hdb_jax/assets/world-hypernet): the float16 export
 (hypernet_export) plus a release card, release.json + MODEL_CARD.md: the command, Phase 0's and
 Phase 1's sizes, training time, seeds, held-out losses, every file's sha256, and the measured
 quality once an evaluation's results are added.

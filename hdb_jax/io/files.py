@@ -18,6 +18,12 @@ def _umask() -> int:
   return mask
 
 
+def give_default_mode(path: str) -> None:
+  """The mode open() would give a new file (0666 & ~umask), for a file a library made 0600
+  (safetensors' save_file does)."""
+  os.chmod(path, 0o666 & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
   """Yields a temporary path to write; on success it replaces `path` in one step, on error it is
@@ -30,7 +36,7 @@ def atomic_path(path: str) -> Iterator[str]:
   os.close(fd)
   try:
     yield tmp
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
+    give_default_mode(tmp)  # mkstemp makes 0600
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
