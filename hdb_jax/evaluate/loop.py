@@ -235,10 +235,6 @@ def _personalize(
   return identities, timings
 
 
-def _means(scores: dict[str, list[float]]) -> dict[str, float]:
-  return {k: metrics.mean_of(v) for k, v in scores.items()}
-
-
 def evaluate_method(
   base: BaseModel,
   config: ml_collections.ConfigDict,
@@ -253,9 +249,7 @@ def evaluate_method(
 ) -> dict[str, Any]:
   """Personalizes, samples, writes the images and scores one method; returns its results entry."""
   identities, timings = _personalize(base, config, method, photos, predictor)
-  totals: dict[str, list[float]] = {}
-  identity_values: dict[str, list[np.ndarray]] = {}  # metric -> each identity's values
-  per_identity = {}
+  all_scores, per_identity = [], {}
   for i, (name, ident) in enumerate(zip(names, identities)):
     start = time.perf_counter()
     # noise per identity, the same for every method (paired)
@@ -264,24 +258,19 @@ def evaluate_method(
     start = time.perf_counter()
     scores = scorer.score(i, images)
     timings["scoring_s"] = timings.get("scoring_s", 0.0) + time.perf_counter() - start
-    per_prompt, identity_totals = {}, {}
+    all_scores.append(scores)
+    entry = metrics.identity_entry(scores, prompts)
     for p, prompt in enumerate(prompts):
       paths = []
       for k in range(images.shape[1]):
         rel = os.path.join("images", slug(method.name), name, f"{p:02d}_{slug(prompt)}_{k}.png")
         save_png(os.path.join(workdir, rel), images[p, k])
         paths.append(rel)
-      entry = {key: [float(v) for v in values[p]] for key, values in scores.items()}
-      for key, values in entry.items():
-        identity_totals.setdefault(key, []).extend(values)
-      per_prompt[prompt] = {**entry, "means": _means(entry), "images": paths}
-    for key, values in identity_totals.items():
-      totals.setdefault(key, []).extend(values)
-      identity_values.setdefault(key, []).append(np.asarray(values))
+      entry["prompts"][prompt]["images"] = paths
     per_identity[name] = {
-      "means": _means(identity_totals),
+      "means": entry["means"],
       "final_loss": ident.meta.extra.get("final_loss"),
-      "prompts": per_prompt,
+      "prompts": entry["prompts"],
     }
     logging.info(
       "%s / %s: %s",
@@ -295,11 +284,7 @@ def evaluate_method(
     "finetune_steps": method.steps,
     "hypernetwork": method.hyper,
     "hypernetwork_iterations": method.refine_steps if method.hyper else None,
-    "means": _means(totals),
-    "ci95": {
-      key: list(metrics.bootstrap_ci(values, bounds=metrics.value_range(key)))
-      for key, values in identity_values.items()
-    },
+    **metrics.pooled_summary(all_scores),
     "timings_s": timings,
     "seconds_per_identity": personalization_s / len(names),
     "identities": per_identity,

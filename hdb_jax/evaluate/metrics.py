@@ -162,6 +162,28 @@ def world_scores(
   return scores
 
 
+def identity_entry(scores: dict[str, np.ndarray], prompts: Sequence[str]) -> dict[str, Any]:
+  """One identity's part of a results.json method entry from its scores {metric: [P, S]} (P: the
+  prompts, S: samples each): {'means': {metric: mean}, 'prompts': {prompt: {metric: [S values],
+  'means': {metric: mean}}}}."""
+  per_prompt = {}
+  for p, prompt in enumerate(prompts):
+    values = {key: [float(v) for v in array[p]] for key, array in scores.items()}
+    per_prompt[prompt] = {**values, "means": {k: mean_of(v) for k, v in values.items()}}
+  return {"means": {k: mean_of(v) for k, v in scores.items()}, "prompts": per_prompt}
+
+
+def pooled_summary(per_identity_scores: Sequence[dict[str, np.ndarray]]) -> dict[str, Any]:
+  """A method entry's 'means' (over every identity's values) and 'ci95' (bootstrap_ci over
+  identities) from each identity's scores {metric: [P, S]}."""
+  keys = list(dict.fromkeys(k for scores in per_identity_scores for k in scores))
+  values = {k: [np.ravel(s[k]) for s in per_identity_scores if k in s] for k in keys}
+  return {
+    "means": {k: mean_of(np.concatenate(v)) for k, v in values.items()},
+    "ci95": {k: list(bootstrap_ci(v, bounds=value_range(k))) for k, v in values.items()},
+  }
+
+
 def bootstrap_ci(
   per_identity_values: Sequence[np.ndarray],
   confidence: float = 0.95,

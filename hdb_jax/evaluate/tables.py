@@ -11,13 +11,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from hdb_jax.evaluate.metrics import (
-  bootstrap_ci,
   gap_fraction,
-  mean_of,
+  identity_entry,
   paired_bootstrap_ci,
   percentile_interval,
+  pooled_summary,
   resample_identities,
-  value_range,
   world_scenes,
   world_scores,
 )
@@ -113,7 +112,7 @@ def render_ceiling(
   if len(identities) != len(names):
     raise ValueError(f"{len(identities)} identities but {len(names)} names")
   scenes = world_scenes(prompts)
-  per_identity, identity_values = {}, {}
+  all_scores, per_identity = [], {}
   for identity, name in zip(identities, names):
     reference = render_world(identity, 0, None, resolution, data_seed)[None]  # [1, R, R, 3]
     images = np.stack([render_world(identity, 1 + p * views + k, scene, resolution, data_seed)
@@ -125,22 +124,13 @@ def render_ceiling(
       (recognizer, recognizer.embed(reference)[0]) if recognizer is not None else None,
     )
     scores = {k: v.reshape(len(prompts), views) for k, v in scores.items()}
-    per_prompt = {}
-    for p, prompt in enumerate(prompts):
-      entry = {k: [float(x) for x in v[p]] for k, v in scores.items()}
-      per_prompt[prompt] = {**entry, "means": {k: mean_of(v) for k, v in entry.items()}}
-    per_identity[name] = {
-      "means": {k: mean_of(v) for k, v in scores.items()},
-      "prompts": per_prompt,
-    }
-    for key, values in scores.items():
-      identity_values.setdefault(key, []).append(values)
+    all_scores.append(scores)
+    per_identity[name] = identity_entry(scores, prompts)
   return {
     "description": f"the same identity rendered in the prompt's scene, {views} other view(s) each",
     "finetune_steps": None,
     "hypernetwork": False,
-    "means": {k: mean_of(np.stack(v)) for k, v in identity_values.items()},
-    "ci95": {k: list(bootstrap_ci(v, bounds=value_range(k))) for k, v in identity_values.items()},
+    **pooled_summary(all_scores),
     "timings_s": {},
     "seconds_per_identity": None,
     "identities": per_identity,
