@@ -203,3 +203,24 @@ def test_fingerprint_ignores_bookkeeping_but_not_architecture():
   base = models.config_fingerprint(unet, text)
   assert models.config_fingerprint({**unet, "_diffusers_version": "9"}, text) == base
   assert models.config_fingerprint({**unet, "cross_attention_dim": 64}, text) != base
+
+
+def test_centring_the_latents_keeps_the_vae_and_centres_its_channels(tiny_sd):
+  """models.center_vae_latents: the folded VAE encodes these images to per-channel mean 0, std 1
+  (the statistics it was given are theirs), its log variances shift by -2 log std, and it decodes
+  the centred latents to the images the original decodes from its own (float32 rounding only)."""
+  params = tiny_sd.params["vae"]
+  images = jax.random.uniform(jax.random.key(1), (4, 64, 64, 3), minval=-1.0, maxval=1.0)
+  mean, logvar = (np.asarray(x) for x in models.vae_posterior(tiny_sd, params, images))
+  channel_mean, channel_std = mean.mean(axis=(0, 1, 2)), mean.std(axis=(0, 1, 2))
+  assert np.abs(channel_mean).max() > 0.01  # something to centre
+  centred = models.center_vae_latents(params, channel_mean, channel_std)
+  new_mean, new_logvar = (np.asarray(x) for x in models.vae_posterior(tiny_sd, centred, images))
+  np.testing.assert_allclose(new_mean.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+  np.testing.assert_allclose(new_mean.std(axis=(0, 1, 2)), 1.0, rtol=1e-4)
+  np.testing.assert_allclose(new_logvar, logvar - 2 * np.log(channel_std), atol=1e-3)
+  before = models.vae_decode(tiny_sd, params, models.vae_encode(tiny_sd, params, images))
+  after = models.vae_decode(tiny_sd, centred, models.vae_encode(tiny_sd, centred, images))
+  np.testing.assert_allclose(np.asarray(after), np.asarray(before), atol=1e-4)
+  with pytest.raises(ValueError, match="std > 0"):
+    models.center_vae_latents(params, channel_mean, np.zeros_like(channel_std))

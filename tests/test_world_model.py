@@ -343,3 +343,19 @@ def test_min_snr_weights_follow_the_formula_on_the_models_schedule(toy_run, pred
   np.testing.assert_allclose(min_snr_weights(sd, timesteps, 5.0), expected, rtol=1e-5)
   if prediction == "epsilon":
     assert expected[-1] == 1 and expected[0] < 0.01
+
+
+def test_centring_the_vae_centres_the_latents_the_unet_stage_sees(toy_run):
+  """vae_stage.center_latents: loop.centred_vae folds the training latents' per-channel mean and
+  std into the VAE, so the same fixed batches then encode to mean 0 and std 1 per channel, and the
+  scaling factor measured after it is 1."""
+  _, result = toy_run
+  sd = models.load_stable_diffusion(result.model_dir)
+  config = toy_config()
+  before = loop.training_latents(sd, sd.params["vae"], config)
+  assert np.abs(before.mean(axis=(0, 1, 2))).max() > 1e-3  # uncentred to start with
+  centred = loop.centred_vae(sd, sd.params["vae"], config)
+  after = loop.training_latents(sd, centred, config)
+  np.testing.assert_allclose(after.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+  np.testing.assert_allclose(after.std(axis=(0, 1, 2)), 1.0, rtol=1e-3)
+  assert loop.measure_scaling_factor(sd, centred, config) == pytest.approx(1.0, rel=1e-3)

@@ -67,6 +67,12 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
   config.vae_stage.crop = 16 if toy else 64
   config.vae_stage.kl_weight = 1e-6  # per latent number, against the per-pixel L1 + MSE
   config.vae_stage.scale_batches = 1 if toy else 16  # batches to measure the latents' std on
+  # Fold a per-channel normalization of the latents into the trained VAE (models.
+  # center_vae_latents, measured on those batches) before the UNet stage: the shipped model's
+  # scaled latents have per-channel means -0.93..1.11 (stds 0.48-1.10), which SD1.5's noise
+  # schedule keeps 0.068 of at t = T, so its samples may lack them (a suspect for their skin
+  # colour: README, "The world model"). Off: the shipped model was made without it.
+  config.vae_stage.center_latents = False
   config.unet_stage = _stage(4 if toy else 3750, 4 if toy else 32, 3e-4, 1 if toy else 500, toy)
   # min-SNR-γ loss weighting (diffusion.loss.min_snr_weights; 0: the plain MSE of world v1)
   config.unet_stage.min_snr_gamma = 5.0

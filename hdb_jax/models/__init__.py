@@ -13,6 +13,7 @@ from hdb_jax.models import configs
 from hdb_jax.models.attention import ATTENTION_KINDS, attention_kernel
 from hdb_jax.models.describe import abstract_model, abstract_model_of
 from hdb_jax.models.functional import (
+  center_vae_latents,
   check_token,
   encode_text,
   tokenize,
@@ -54,6 +55,7 @@ __all__ = [
   "encode_text",
   "tokenize",
   "unet_apply",
+  "center_vae_latents",
   "vae_decode",
   "vae_encode",
   "vae_posterior",

@@ -166,6 +166,39 @@ def vae_posterior(
   return posterior.mean, posterior.logvar
 
 
+def center_vae_latents(vae_params: Params, mean: np.ndarray, std: np.ndarray) -> Params:
+  """The VAE's params with a per-channel normalization of its latents folded into its 1x1
+  quant_conv (encoder side) and post_quant_conv (decoder side): posterior means (mean [C],
+  std [C] their per-channel statistics, unscaled) come out as (z - mean) / std, log variances
+  shifted by -2 log std, and the decoder reads them back as before, so images -> images is
+  unchanged. A diffusers VAE with these weights needs no shift_factor (which SD1.5's
+  StableDiffusionPipeline would not read): the latents the UNet sees are centred and of unit
+  variance per channel, so the sampler's pure-noise start lacks no channel mean (SD1.5's schedule
+  keeps sqrt(alphabar_T) = 0.068 of the signal at t = T, so a model trained on uncentred latents
+  expects that mean in its start)."""
+  mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+  quant, post = vae_params["quant_conv"], vae_params["post_quant_conv"]
+  channels = post["kernel"].shape[2]  # HWIO
+  if mean.shape != (channels,) or std.shape != (channels,) or not np.all(std > 0):
+    raise ValueError(
+      f"center_vae_latents: mean and std must be [{channels}] with std > 0; got "
+      f"{mean.shape} and {std.shape}"
+    )
+  out_scale = np.concatenate([1.0 / std, np.ones(channels)])  # the means' outputs, not logvars'
+  out_shift = np.concatenate([-mean / std, -2.0 * np.log(std)])
+  quant_kernel = np.asarray(quant["kernel"], np.float64) * out_scale
+  quant_bias = np.asarray(quant["bias"], np.float64) * out_scale + out_shift
+  post_kernel = np.asarray(post["kernel"], np.float64)
+  post_bias = np.asarray(post["bias"], np.float64) + np.einsum("i,io->o", mean, post_kernel[0, 0])
+  post_kernel = post_kernel * std[:, None]  # input channel i reads std_i z'_i (+ mean_i: the bias)
+  dtype = np.asarray(quant["kernel"]).dtype
+  return {
+    **vae_params,
+    "quant_conv": {"kernel": quant_kernel.astype(dtype), "bias": quant_bias.astype(dtype)},
+    "post_quant_conv": {"kernel": post_kernel.astype(dtype), "bias": post_bias.astype(dtype)},
+  }
+
+
 def vae_encode(
   sd: StableDiffusion, vae_params: Params, images: jax.Array, rng: jax.Array | None = None
 ) -> jax.Array:

@@ -215,18 +215,33 @@ def _batches(
   )  # fmt: skip
 
 
-def measure_scaling_factor(sd: Any, vae_params: Any, config: ml_collections.ConfigDict) -> float:
-  """1 / the std of the trained encoder's latents (posterior means) over fixed training batches,
-  as SD's 0.18215 was found."""
+def training_latents(sd: Any, vae_params: Any, config: ml_collections.ConfigDict) -> np.ndarray:
+  """The trained encoder's posterior means (unscaled) [N, h, w, C] over vae_stage.scale_batches
+  fixed training batches (past the VAE stage's steps)."""
   batches = WorldBatches(sd.tokenizer, config.resolution, config.vae_stage.batch_size,
                          config.data_seed)  # fmt: skip
   encode = jax.jit(lambda p, x: models.vae_posterior(sd, p, x)[0])
   try:
-    means = [np.asarray(encode(vae_params, batches.get(SCALE_STEPS + i)["image"]))
-             for i in range(config.vae_stage.scale_batches)]  # fmt: skip
+    return np.concatenate([np.asarray(encode(vae_params, batches.get(SCALE_STEPS + i)["image"]))
+                           for i in range(config.vae_stage.scale_batches)])  # fmt: skip
   finally:
     batches.close()
-  return float(1.0 / np.std(np.concatenate(means)))
+
+
+def measure_scaling_factor(sd: Any, vae_params: Any, config: ml_collections.ConfigDict) -> float:
+  """1 / the std of the trained encoder's latents over fixed training batches, as SD's 0.18215 was
+  found."""
+  return float(1.0 / np.std(training_latents(sd, vae_params, config)))
+
+
+def centred_vae(sd: Any, vae_params: Any, config: ml_collections.ConfigDict) -> Any:
+  """vae_params with its latents' per-channel mean and std over the fixed training batches folded
+  in (models.center_vae_latents): the encoder then gives them mean 0 and std 1 per channel."""
+  latents = training_latents(sd, vae_params, config)
+  mean, std = latents.mean(axis=(0, 1, 2)), latents.std(axis=(0, 1, 2))
+  logging.info("centring the VAE's latents: per-channel means %s, stds %s",
+               np.round(mean, 3).tolist(), np.round(std, 3).tolist())  # fmt: skip
+  return models.center_vae_latents(vae_params, mean, std)
 
 
 def _reconstructions(sd: Any, config: ml_collections.ConfigDict) -> Callable:
@@ -298,6 +313,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> PretrainResult:
     )
     vae_params, records["vae"] = run_stage(vae_stage, config, workdir, mesh)
     vae_params = jax.device_get(vae_params)
+    if config.vae_stage.center_latents:
+      vae_params = centred_vae(sd, vae_params, config)
     scaling = measure_scaling_factor(sd, vae_params, config)
     logging.info("VAE latent scaling factor: %.5f", scaling)
     sd = models.with_vae_scaling_factor(sd, scaling)
