@@ -100,11 +100,12 @@ flags.DEFINE_enum("tune_method", "full", ["full", "lora"], "--tune: the hypernet
                   "finetune (full) or DreamBooth LoRA from scratch (lora).")  # fmt: skip
 flags.DEFINE_list("learning_rates", ["3e-4", "1e-3", "3e-3"], "--tune: learning rates.")
 flags.DEFINE_list("step_counts", ["20", "40", "80"], "--tune: finetune step counts.")
-flags.DEFINE_float(
-  "lidb_learning_rate",
+flags.DEFINE_string(
+  "lidb_tuned",
   None,
-  "The LiDB relaxation's fast-finetune learning rate "
-  "(the lidb_relaxation group; default: --learning_rate), e.g. its own tuned one.",
+  "A tuned_full.json of --tune --relaxation=lidb: the LiDB "
+  "relaxation row (the lidb_relaxation group) at its tuned learning rate and r' "
+  "(default: --learning_rate and --lora_rank, as the LoRA relaxation's).",
 )
 flags.DEFINE_enum("relaxation", "lora", ["lora", "lidb"], "--tune_method=full: the relaxation.")
 FLAGS = flags.FLAGS
@@ -167,17 +168,21 @@ def identity_kilobytes(rank: int) -> tuple[float, float]:
 RELAXATIONS = [("LoRA relaxation (paper)", "full"), ("LiDB relaxation (compact)", "full/lidb")]
 
 
-def read_tuned(path: str) -> dict:
-  """A tuned_lora.json (--tune --tune_method=lora); UsageError unless it tuned DreamBooth LoRA on
-  the validation split."""
+def read_tuned(path: str, method: str = "lora", relaxation: str | None = None) -> dict:
+  """A tuned_<method>.json (--tune --tune_method=METHOD [--relaxation=RELAXATION]); UsageError
+  unless it tuned that method (and relaxation) on the validation split."""
   with open(path, encoding="utf-8") as f:
     tuned = json.load(f)
-  if tuned.get("method") != "lora" or tuned.get("split") != "validation":
+  found = (tuned.get("method"), tuned.get("relaxation"), tuned.get("split"))
+  if found != (method, relaxation, "validation"):
     raise app.UsageError(
-      f"--lora_tuned={path}: not a DreamBooth LoRA tuned on the validation split (method "
-      f"{tuned.get('method')!r}, split {tuned.get('split')!r}); make one with --tune "
-      "--tune_method=lora --split=validation"
+      f"{path}: not {method} (relaxation {relaxation}) tuned on the validation split (it is "
+      f"{found[0]!r}, relaxation {found[1]!r}, split {found[2]!r}); make one with --tune "
+      f"--tune_method={method}"
+      + (f" --relaxation={relaxation}" if relaxation else "")
+      + " --split=validation"
     )
+  tuned.setdefault("lora_rank", 4)  # written before tune recorded it: the default r'
   return tuned
 
 
@@ -196,13 +201,16 @@ def groups() -> dict[str, tuple[str, dict]]:
   # with --lora_tuned, DreamBooth LoRA's rows are the tuned ones (paper_tables), at their own lr
   untuned = [] if FLAGS.lora_tuned else [f"lora@{n}" for n in FLAGS.lora_steps]
   baselines = ",".join(["no_hyper"] + untuned)
-  lidb_lr = {} if FLAGS.lidb_learning_rate is None else {
-    "optim.learning_rate": FLAGS.lidb_learning_rate}  # fmt: skip
+  lidb = read_tuned(FLAGS.lidb_tuned, "full", "lidb") if FLAGS.lidb_tuned else None
+  lidb_tuned = {}
+  if lidb is not None:
+    lidb_tuned = {"optim.learning_rate": float(lidb["learning_rate"]),
+                  "lora_rank": int(lidb["lora_rank"])}  # fmt: skip
   return {
     "base": ("base", {}),
     "baselines": (baselines, {}),
     "hyper": ("full,only_hyper,k1", {"relaxation": "lora"}),  # the paper's relaxation
-    "lidb_relaxation": ("full", {"relaxation": "lidb", **lidb_lr}),
+    "lidb_relaxation": ("full", {"relaxation": "lidb", **lidb_tuned}),
   }
 
 
@@ -280,11 +288,15 @@ def paired_table(
   return _markdown(["difference"] + [METRIC_NAMES[m] for m in metrics], cells)
 
 
-def relaxation_lrs(runs: dict) -> str:
-  """', lr 0.003 (LoRA) and 0.01 (LiDB)': each relaxation run's finetune learning rate."""
+def relaxation_settings(runs: dict) -> str:
+  """ "LoRA r' 8 at lr 0.003, LiDB r' 4 at lr 0.01": each relaxation run's r' and learning rate."""
   named = (("LoRA", "hyper"), ("LiDB", "lidb_relaxation"))
-  lrs = [(label, runs[n]["config"]["optim"]["learning_rate"]) for label, n in named if n in runs]
-  return ", lr " + " and ".join(f"{lr:g} ({label})" for label, lr in lrs) if lrs else ""
+  return ", ".join(
+    f"{label} r' {runs[n]['config']['lora_rank']} at lr "
+    f"{runs[n]['config']['optim']['learning_rate']:g}"
+    for label, n in named
+    if n in runs
+  )
 
 
 def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
@@ -297,7 +309,7 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
   tuned_rows = []
   for n, lr in tuned_learning_rates(tuned).items():  # each step count at its validation lr
     runs[f"{TUNED_LORA}{n}"] = run(f"lora_tuned_lr{lr:g}_steps{n}", photos, methods=f"lora@{n}",
-                                   lora_rank=int(tuned.get("lora_rank", 4)),  # the tuned rank
+                                   lora_rank=int(tuned["lora_rank"]),  # the rank it was tuned at
                                    **{"optim.learning_rate": lr})  # fmt: skip
     best = " (the tuned best)" if n == int(tuned["steps"]) else ""
     tuned_rows.append((f"DreamBooth LoRA, {n} steps, lr {lr:g} tuned{best}", f"{TUNED_LORA}{n}"))
@@ -332,12 +344,11 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
     ("Table 1: ours vs DreamBooth-style LoRA from scratch", table1),
     ("Table 3: ablation at equal steps ({steps}), and the ceiling", TABLE3),
     (
-      "Rank relaxations (r' = {rank}, {steps} steps{lrs}) on top of the same prediction",
+      "Rank relaxations ({steps} steps; {relaxations}) on top of the same prediction",
       RELAXATIONS,
     ),
   ]
   n, prompts = len(names), len(merged["prompts"])
-  rank = merged["config"]["lora_rank"]
   steps = runs.get("hyper", merged)["config"]["steps"]  # the ablation's (base has none)
   parts = [
     f"{n} held-out world identities ({FLAGS.split} split) x {prompts} prompts x "
@@ -359,7 +370,7 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
     present = [(label, name) for label, name in rows if name in methods]
     if present and any(name != CEILING for _, name in present):
       parts.append(
-        title.format(steps=steps, rank=rank, lrs=relaxation_lrs(runs))
+        title.format(steps=steps, relaxations=relaxation_settings(runs))
         + "\n\n"
         + report.markdown_table(merged, present, metrics)
       )
@@ -391,11 +402,12 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
       f"selects nothing)\n\n{paired}"
     )
   if "full/lidb" in methods:
-    lora_kb, lidb_kb = identity_kilobytes(rank)
-    parts.append(
-      f"Identity numbers (fp32): LoRA relaxation {lora_kb:.1f} KB, LiDB relaxation "
-      f"{lidb_kb:.1f} KB."
-    )
+    sizes = []  # each relaxation at its own r'
+    for label, name, which in (("LoRA", "hyper", 0), ("LiDB", "lidb_relaxation", 1)):
+      if name in runs:
+        kilobytes = identity_kilobytes(runs[name]["config"]["lora_rank"])[which]
+        sizes.append(f"{label} relaxation {kilobytes:.1f} KB")
+    parts.append(f"Identity numbers (fp32, the world model): {', '.join(sizes)}.")
   return "\n\n".join(parts)
 
 
