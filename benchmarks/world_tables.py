@@ -328,6 +328,12 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
       key = "full/lidb" if name == "lidb_relaxation" else method
       if name == K1_TRAINED or name.startswith(TUNED_LORA):
         key = name  # a run of its own, not its method's row
+      config = results["config"]
+      if entry.get("finetune_steps"):  # which finetune, for the card and results that outlive this
+        how = f"lr {config['optim']['learning_rate']:g}, r' {config['lora_rank']}"
+        if entry["hypernetwork"]:
+          how += f", {config['relaxation']} relaxation"
+        entry = {**entry, "description": f"{entry['description']}; {how}"}
       methods[key] = entry
   merged = {**next(iter(runs.values())), "methods": methods}
   metrics = [m for m in METRICS if m in merged["metrics"]]
