@@ -154,15 +154,15 @@ def run(name: str, photos: str, **overrides) -> dict:
   return evaluate(config, out)
 
 
-def identity_kilobytes(rank: int) -> tuple[float, float]:
-  """fp32 KB of a personalized identity's numbers on the base model: (LiDB + rank-r' LoRA, one LiDB
-  of rank 1 + r')."""
+def identity_kilobytes(lora_rank: int, lidb_rank: int) -> tuple[float, float]:
+  """fp32 KB of a personalized identity's numbers on the base model (loaded once): (LiDB + a
+  rank-lora_rank LoRA, one LiDB of rank 1 + lidb_rank)."""
   config = phases.personalization_config("world")
   config.pretrained = FLAGS.pretrained
   base = setup_base_model(config)
   lidb = adapters.lidb_size(base.layers, base.lidb_config)
-  lora = adapters.lora_size(base.layers, rank)
-  return 4 * (lidb + lora) / 1000, 4 * lidb * (1 + rank) / 1000
+  lora = adapters.lora_size(base.layers, lora_rank)
+  return 4 * (lidb + lora) / 1000, 4 * lidb * (1 + lidb_rank) / 1000
 
 
 RELAXATIONS = [("LoRA relaxation (paper)", "full"), ("LiDB relaxation (compact)", "full/lidb")]
@@ -408,11 +408,11 @@ def paper_tables(photos: str, ids: list[int], names: list[str]) -> str:
       f"selects nothing)\n\n{paired}"
     )
   if "full/lidb" in methods:
-    sizes = []  # each relaxation at its own r'
-    for label, name, which in (("LoRA", "hyper", 0), ("LiDB", "lidb_relaxation", 1)):
-      if name in runs:
-        kilobytes = identity_kilobytes(runs[name]["config"]["lora_rank"])[which]
-        sizes.append(f"{label} relaxation {kilobytes:.1f} KB")
+    lidb_rank = runs["lidb_relaxation"]["config"]["lora_rank"]  # each relaxation at its own r'
+    lora_rank = runs["hyper"]["config"]["lora_rank"] if "hyper" in runs else lidb_rank
+    lora_kb, lidb_kb = identity_kilobytes(lora_rank, lidb_rank)
+    sizes = [f"LoRA relaxation {lora_kb:.1f} KB"] if "hyper" in runs else []
+    sizes.append(f"LiDB relaxation {lidb_kb:.1f} KB")
     parts.append(f"Identity numbers (fp32, the world model): {', '.join(sizes)}.")
   return "\n\n".join(parts)
 
